@@ -1,0 +1,95 @@
+// Package postgres holds the connection pool and the one way tenant data is reached:
+// InTenantTx, which runs a function in a transaction scoped to a tenant by row-level security.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// RuntimeRole is the database role requests run as: not superuser, not BYPASSRLS and not
+// the owner of the tables, so row-level security always applies to it.
+const RuntimeRole = "app_runtime"
+
+// Platform is the tenant id of platform-wide rows (operator events in the outbox). No real
+// tenant has it, so tenants never see those rows.
+var Platform = uuid.Nil
+
+// DB is the runtime pool.
+type DB struct {
+	Pool *pgxpool.Pool
+}
+
+// Options tune the runtime pool.
+type Options struct {
+	MaxConns         int32
+	StatementTimeout time.Duration // 0 keeps the role's default
+}
+
+// Open connects to url as given. Use RuntimeURL to turn the owner's URL into the runtime one.
+func Open(ctx context.Context, url string, opt Options) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse url: %w", err)
+	}
+	if opt.MaxConns > 0 {
+		cfg.MaxConns = opt.MaxConns
+	}
+	if opt.StatementTimeout > 0 {
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(opt.StatementTimeout.Milliseconds())
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	return &DB{Pool: pool}, nil
+}
+
+// RuntimeURL returns appURL if set, else ownerURL with the user switched to RuntimeRole and
+// the password dropped (local trust or peer auth).
+func RuntimeURL(ownerURL, appURL string) (string, error) {
+	if appURL != "" {
+		return appURL, nil
+	}
+	if _, err := pgx.ParseConfig(ownerURL); err != nil {
+		return "", fmt.Errorf("postgres: parse DATABASE_URL: %w", err)
+	}
+	return withUser(ownerURL, RuntimeRole)
+}
+
+// Close releases the pool.
+func (db *DB) Close() { db.Pool.Close() }
+
+// InTenantTx runs fn in a transaction in which row-level security shows only tenantID's rows
+// and refuses writes of any other tenant's. The setting is transaction-local, so the pooled
+// connection carries nothing to its next user, even after a panic or an error. fn's error is
+// returned as is; the transaction commits only if fn returns nil.
+func (db *DB) InTenantTx(ctx context.Context, tenantID uuid.UUID, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT set_config('app.tenant_id', $1, true)", tenantID.String()); err != nil {
+			return fmt.Errorf("postgres: set tenant: %w", err)
+		}
+		return fn(tx)
+	})
+}
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error { return db.Pool.Ping(ctx) }
+
+// IsUniqueViolation reports whether err is a unique violation of the named constraint
+// (any unique constraint if constraint is empty).
+func IsUniqueViolation(err error, constraint string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" &&
+		(constraint == "" || pgErr.ConstraintName == constraint)
+}
+
+// IsNoRows reports whether err says a query returned no row.
+func IsNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
