@@ -1,0 +1,199 @@
+// Package config reads the service's configuration from the environment, once, at start.
+// Every bad or missing value is reported, each in its own clear line.
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/saasbase/saasbase/internal/platform/httpx"
+)
+
+// DevJWTSigningKey is the development signing seed (base64 of 32 bytes). It is public, so
+// production refuses to start with it.
+const DevJWTSigningKey = "ZGV2ZWxvcG1lbnQtb25seS1zZWVkLWRvLW5vdC11c2U="
+
+// Config is the whole configuration. Field comments name the variable and its default.
+type Config struct {
+	Env                  string        // APP_ENV: development | production (development)
+	HTTPAddr             string        // HTTP_ADDR (:8080)
+	MetricsAddr          string        // METRICS_ADDR: serve /metrics here instead ("")
+	DatabaseURL          string        // DATABASE_URL: the schema owner (postgres://postgres@127.0.0.1:5432/saasbase?sslmode=disable in development)
+	AppDatabaseURL       string        // APP_DATABASE_URL: the runtime role ("": DATABASE_URL as app_runtime)
+	DatabaseMaxConns     int32         // DATABASE_MAX_CONNS (20)
+	StatementTimeout     time.Duration // DATABASE_STATEMENT_TIMEOUT (5s)
+	RedisURL             string        // REDIS_URL (redis://127.0.0.1:6379/0)
+	RedisKeyPrefix       string        // REDIS_KEY_PREFIX (saasbase:)
+	JWTSigningKey        []byte        // JWT_SIGNING_KEY: base64 of a 32-byte Ed25519 seed (a public dev key in development)
+	JWTPreviousKeys      string        // JWT_PREVIOUS_PUBLIC_KEYS: comma-separated base64 public keys ("")
+	JWTIssuer            string        // JWT_ISSUER (saasbase)
+	JWTAudience          string        // JWT_AUDIENCE (saasbase-api)
+	AccessTokenTTL       time.Duration // ACCESS_TOKEN_TTL (15m, at most 15m)
+	RefreshTokenTTL      time.Duration // REFRESH_TOKEN_TTL (720h)
+	StripeSecretKey      string        // STRIPE_SECRET_KEY ("": payments answer 503)
+	StripeWebhookSecret  string        // STRIPE_WEBHOOK_SECRET ("")
+	StripeAPIURL         string        // STRIPE_API_URL ("": Stripe itself)
+	KafkaBrokers         []string      // KAFKA_BROKERS: comma-separated ("": in-process events)
+	KafkaTopic           string        // KAFKA_TOPIC (saasbase.events)
+	TrustedProxies       []netip.Prefix
+	CORSAllowedOrigins   []string      // CORS_ALLOWED_ORIGINS ("": no CORS)
+	AuthRatePerMinute    int           // AUTH_RATE_LIMIT_PER_MINUTE (20)
+	WebhooksAllowPrivate bool          // WEBHOOKS_ALLOW_PRIVATE_NETWORKS (false)
+	ReadTimeout          time.Duration // HTTP_READ_TIMEOUT (15s)
+	WriteTimeout         time.Duration // HTTP_WRITE_TIMEOUT (30s)
+	ShutdownTimeout      time.Duration // SHUTDOWN_TIMEOUT (25s)
+	LogLevel             string        // LOG_LEVEL: debug | info | warn | error (info)
+}
+
+// Production reports whether APP_ENV is production.
+func (c Config) Production() bool { return c.Env == "production" }
+
+// Load reads the configuration through getenv (os.Getenv in main, a map in tests).
+func Load(getenv func(string) string) (Config, error) {
+	r := reader{getenv: getenv}
+	c := Config{
+		Env:                  r.oneOf("APP_ENV", "development", "development", "production"),
+		HTTPAddr:             r.str("HTTP_ADDR", ":8080"),
+		MetricsAddr:          r.str("METRICS_ADDR", ""),
+		AppDatabaseURL:       getenv("APP_DATABASE_URL"),
+		DatabaseMaxConns:     int32(r.integer("DATABASE_MAX_CONNS", 20, 1, 10000)),
+		StatementTimeout:     r.duration("DATABASE_STATEMENT_TIMEOUT", 5*time.Second),
+		RedisURL:             r.str("REDIS_URL", "redis://127.0.0.1:6379/0"),
+		RedisKeyPrefix:       r.str("REDIS_KEY_PREFIX", "saasbase:"),
+		JWTPreviousKeys:      getenv("JWT_PREVIOUS_PUBLIC_KEYS"),
+		JWTIssuer:            r.str("JWT_ISSUER", "saasbase"),
+		JWTAudience:          r.str("JWT_AUDIENCE", "saasbase-api"),
+		AccessTokenTTL:       r.duration("ACCESS_TOKEN_TTL", 15*time.Minute),
+		RefreshTokenTTL:      r.duration("REFRESH_TOKEN_TTL", 720*time.Hour),
+		StripeSecretKey:      getenv("STRIPE_SECRET_KEY"),
+		StripeWebhookSecret:  getenv("STRIPE_WEBHOOK_SECRET"),
+		StripeAPIURL:         getenv("STRIPE_API_URL"),
+		KafkaBrokers:         r.list("KAFKA_BROKERS"),
+		KafkaTopic:           r.str("KAFKA_TOPIC", "saasbase.events"),
+		CORSAllowedOrigins:   r.list("CORS_ALLOWED_ORIGINS"),
+		AuthRatePerMinute:    r.integer("AUTH_RATE_LIMIT_PER_MINUTE", 20, 1, 1_000_000),
+		WebhooksAllowPrivate: r.boolean("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", false),
+		ReadTimeout:          r.duration("HTTP_READ_TIMEOUT", 15*time.Second),
+		WriteTimeout:         r.duration("HTTP_WRITE_TIMEOUT", 30*time.Second),
+		ShutdownTimeout:      r.duration("SHUTDOWN_TIMEOUT", 25*time.Second),
+		LogLevel:             r.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+	}
+	prod := c.Production()
+
+	c.DatabaseURL = getenv("DATABASE_URL")
+	if c.DatabaseURL == "" {
+		if prod {
+			r.fail("DATABASE_URL", "is required in production")
+		}
+		c.DatabaseURL = "postgres://postgres@127.0.0.1:5432/saasbase?sslmode=disable"
+	}
+
+	key := getenv("JWT_SIGNING_KEY")
+	switch {
+	case key == "" && prod, key == DevJWTSigningKey && prod:
+		r.fail("JWT_SIGNING_KEY", "must be set to a secret of your own in production (base64 of 32 random bytes: openssl rand -base64 32)")
+	case key == "":
+		key = DevJWTSigningKey
+	}
+	if seed, err := base64.StdEncoding.DecodeString(key); err != nil || len(seed) != 32 {
+		r.fail("JWT_SIGNING_KEY", "must be the base64 of exactly 32 bytes")
+	} else {
+		c.JWTSigningKey = seed
+	}
+	if c.AccessTokenTTL <= 0 || c.AccessTokenTTL > 15*time.Minute {
+		r.fail("ACCESS_TOKEN_TTL", "must be more than 0 and at most 15m")
+	}
+	if prod && c.StripeSecretKey != "" && c.StripeWebhookSecret == "" {
+		r.fail("STRIPE_WEBHOOK_SECRET", "is required in production when STRIPE_SECRET_KEY is set")
+	}
+	if prod && c.WebhooksAllowPrivate {
+		r.fail("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "must not be true in production")
+	}
+	if p, err := httpx.ParseCIDRs(getenv("TRUSTED_PROXIES")); err != nil {
+		r.fail("TRUSTED_PROXIES", err.Error())
+	} else {
+		c.TrustedProxies = p
+	}
+	return c, errors.Join(r.errs...)
+}
+
+type reader struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (r *reader) fail(name, msg string) {
+	r.errs = append(r.errs, fmt.Errorf("%s %s", name, msg))
+}
+
+func (r *reader) str(name, def string) string {
+	if v := r.getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (r *reader) oneOf(name, def string, allowed ...string) string {
+	v := r.str(name, def)
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	r.fail(name, fmt.Sprintf("must be one of %s, not %q", strings.Join(allowed, ", "), v))
+	return def
+}
+
+func (r *reader) integer(name string, def, min, max int) int {
+	v := r.getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min || n > max {
+		r.fail(name, fmt.Sprintf("must be an integer from %d to %d, not %q", min, max, v))
+		return def
+	}
+	return n
+}
+
+func (r *reader) duration(name string, def time.Duration) time.Duration {
+	v := r.getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		r.fail(name, fmt.Sprintf("must be a duration such as 5s or 15m, not %q", v))
+		return def
+	}
+	return d
+}
+
+func (r *reader) boolean(name string, def bool) bool {
+	v := r.getenv(name)
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		r.fail(name, fmt.Sprintf("must be true or false, not %q", v))
+		return def
+	}
+	return b
+}
+
+func (r *reader) list(name string) []string {
+	var out []string
+	for _, f := range strings.Split(r.getenv(name), ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

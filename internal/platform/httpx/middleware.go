@@ -1,0 +1,181 @@
+package httpx
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type ctxKey int
+
+const (
+	requestIDKey ctxKey = iota
+	logStateKey
+)
+
+// RequestID returns the request's id, or "" outside a request.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// validRequestID accepts what a proxy or client may reasonably send: 1 to 128 visible ASCII
+// characters, so an incoming id can never inject into headers or logs.
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// WithRequestID echoes a valid incoming X-Request-Id or makes one, on the response and in
+// the context.
+func WithRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID(id) {
+			var b [12]byte
+			rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+	})
+}
+
+// logState carries attributes learned while the request runs (the tenant, once
+// authentication has found it) back to the access log line written at the end.
+type logState struct {
+	logger *slog.Logger
+	attrs  []slog.Attr
+}
+
+// AddLogAttrs adds attributes to the request's access log line and to Logger(ctx).
+func AddLogAttrs(ctx context.Context, attrs ...slog.Attr) {
+	if st, ok := ctx.Value(logStateKey).(*logState); ok {
+		st.attrs = append(st.attrs, attrs...)
+	}
+}
+
+// Logger returns a logger carrying the request id and the attributes added so far.
+func Logger(ctx context.Context) *slog.Logger {
+	st, ok := ctx.Value(logStateKey).(*logState)
+	if !ok {
+		return slog.Default()
+	}
+	l := st.logger.With(slog.String("request_id", RequestID(ctx)))
+	for _, a := range st.attrs {
+		l = l.With(a)
+	}
+	return l
+}
+
+// statusWriter records the status and size of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += n
+	return n, err
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Metrics holds the HTTP metrics.
+type Metrics struct {
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics registers the HTTP metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "http_request_duration_seconds",
+		Help:    "HTTP request latency by method, route pattern and status.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"method", "route", "status"})}
+	reg.MustRegister(m.duration)
+	return m
+}
+
+// Observe logs each request and records its latency under its route pattern (never the raw
+// path, and never a tenant: both would explode the label space).
+func Observe(logger *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			st := &logState{logger: logger}
+			ctx := context.WithValue(r.Context(), logStateKey, st)
+			sw := &statusWriter{ResponseWriter: w}
+			next.ServeHTTP(sw, r.WithContext(ctx))
+			if sw.status == 0 {
+				sw.status = http.StatusOK
+			}
+			elapsed := time.Since(start)
+			route := chi.RouteContext(ctx).RoutePattern()
+			if route == "" {
+				route = "unmatched"
+			}
+			m.duration.WithLabelValues(r.Method, route, strconv.Itoa(sw.status)).Observe(elapsed.Seconds())
+			level := slog.LevelInfo
+			if sw.status >= 500 {
+				level = slog.LevelError
+			}
+			attrs := append([]slog.Attr{
+				slog.String("request_id", RequestID(ctx)),
+				slog.String("method", r.Method),
+				slog.String("route", route),
+				slog.Int("status", sw.status),
+				slog.Int("bytes", sw.bytes),
+				slog.Duration("duration", elapsed),
+			}, st.attrs...)
+			logger.LogAttrs(ctx, level, "request", attrs...)
+		})
+	}
+}
+
+// Recover turns a panic in a handler into a logged 500 problem, so one bad request never
+// takes the process down. http.ErrAbortHandler is re-raised, as net/http expects.
+func Recover(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			Logger(r.Context()).ErrorContext(r.Context(), "panic", slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+			Error(w, r, fmt.Errorf("panic: %v", v))
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,118 @@
+// Package httpx is the HTTP plumbing every module shares: problem+json errors, strict JSON
+// decoding, cursor pagination, request ids, logging, metrics and panic recovery.
+package httpx
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/saasbase/saasbase/internal/platform/errs"
+)
+
+// Problem is an RFC 9457 problem document with the service's extensions.
+type Problem struct {
+	Type      string            `json:"type"`
+	Title     string            `json:"title"`
+	Status    int               `json:"status"`
+	Detail    string            `json:"detail,omitempty"`
+	Code      string            `json:"code"`
+	RequestID string            `json:"request_id"`
+	Errors    []errs.FieldError `json:"errors,omitempty"`
+	Policy    string            `json:"policy,omitempty"`
+}
+
+// Status maps an error kind to its HTTP status. This is the only place that does.
+func Status(k errs.Kind) int {
+	switch k {
+	case errs.Invalid:
+		return http.StatusBadRequest
+	case errs.Unauthenticated:
+		return http.StatusUnauthorized
+	case errs.Forbidden:
+		return http.StatusForbidden
+	case errs.NotFound:
+		return http.StatusNotFound
+	case errs.Conflict:
+		return http.StatusConflict
+	case errs.TooLarge:
+		return http.StatusRequestEntityTooLarge
+	case errs.RateLimited:
+		return http.StatusTooManyRequests
+	case errs.Unprocessable:
+		return http.StatusUnprocessableEntity
+	case errs.PaymentFailed:
+		return http.StatusPaymentRequired
+	case errs.Unavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// HeaderSetter is an error that wants response headers, such as Retry-After on a 429.
+type HeaderSetter interface {
+	SetHeaders(http.Header)
+}
+
+// PolicyNamer is an error that names the policy that refused the request.
+type PolicyNamer interface {
+	PolicyName() string
+}
+
+// Error writes err as problem+json. Errors without a kind are internal: they are logged
+// with the request id and the client sees only that something failed.
+func Error(w http.ResponseWriter, r *http.Request, err error) {
+	var e *errs.Error
+	if !errors.As(err, &e) {
+		e = &errs.Error{Kind: errs.Internal, Code: "internal", Err: err}
+	}
+	status := Status(e.Kind)
+	p := Problem{
+		Type:      "https://docs.saasbase.dev/errors/" + e.Code,
+		Title:     http.StatusText(status),
+		Status:    status,
+		Detail:    e.Detail,
+		Code:      e.Code,
+		RequestID: RequestID(r.Context()),
+		Errors:    e.Fields,
+	}
+	if status == http.StatusInternalServerError {
+		p.Code, p.Detail = "internal", "an internal error occurred; quote the request id when reporting it"
+		Logger(r.Context()).ErrorContext(r.Context(), "request failed", slog.String("error", err.Error()))
+	}
+	var hs HeaderSetter
+	if errors.As(err, &hs) {
+		hs.SetHeaders(w.Header())
+	}
+	var pn PolicyNamer
+	if errors.As(err, &pn) {
+		p.Policy = pn.PolicyName()
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="api"`)
+	}
+	writeJSON(w, status, "application/problem+json", p)
+}
+
+// JSON writes v with the given status.
+func JSON(w http.ResponseWriter, status int, v any) {
+	writeJSON(w, status, "application/json", v)
+}
+
+// NoContent answers 204.
+func NoContent(w http.ResponseWriter) { w.WriteHeader(http.StatusNoContent) }
+
+func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, contentType = http.StatusInternalServerError, "application/problem+json"
+		body = []byte(`{"type":"about:blank","title":"Internal Server Error","status":500,"code":"internal","request_id":""}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}

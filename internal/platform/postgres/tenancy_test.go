@@ -1,0 +1,252 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/saasbase/saasbase/internal/platform/postgres"
+	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// newTenant inserts a tenant with one project, as that tenant.
+func newTenant(t *testing.T, db *postgres.DB, slug string) (tenantID, projectID uuid.UUID) {
+	t.Helper()
+	tenantID, projectID = uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
+	err := db.InTenantTx(context.Background(), tenantID, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(context.Background(),
+			"INSERT INTO tenants (id, name, slug, plan_code) VALUES ($1, $2, $3, 'free')", tenantID, slug, slug); err != nil {
+			return err
+		}
+		_, err := tx.Exec(context.Background(),
+			"INSERT INTO projects (tenant_id, id, name) VALUES ($1, $2, 'p')", tenantID, projectID)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tenantID, projectID
+}
+
+// Test 1: the catalog enforces the tenancy rule on every table with a tenant_id.
+func TestCatalogEveryTenantTableIsIsolated(t *testing.T) {
+	ctx := context.Background()
+	conn := pgtest.Owner(t)
+
+	rows, err := conn.Query(ctx, `
+		SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
+		       EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = c.oid)
+		  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+		   AND (EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped)
+		        OR c.relname = 'tenants')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var name string
+		var enabled, forced, policy bool
+		if err := r.Scan(&name, &enabled, &forced, &policy); err != nil {
+			return "", err
+		}
+		if !enabled || !forced || !policy {
+			t.Errorf("table %s: rls enabled=%v forced=%v policy=%v, want all true", name, enabled, forced, policy)
+		}
+		return name, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tables) < 5 {
+		t.Fatalf("found only %d tenant tables (%v): the query is wrong", len(tables), tables)
+	}
+
+	// Every primary key, unique constraint and foreign key of a tenant table includes tenant_id.
+	rows, err = conn.Query(ctx, `
+		SELECT c.relname, con.conname, con.contype::text
+		  FROM pg_constraint con
+		  JOIN pg_class c ON c.oid = con.conrelid
+		  JOIN pg_namespace n ON n.oid = c.relnamespace
+		 WHERE n.nspname = 'public' AND con.contype IN ('p', 'u', 'f')
+		   AND EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id')
+		   AND NOT EXISTS (SELECT FROM pg_attribute a
+		                    WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND a.attnum = ANY (con.conkey))`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var table, name, kind string
+		if err := rows.Scan(&table, &name, &kind); err != nil {
+			t.Fatal(err)
+		}
+		// A foreign key to the tenants table itself is the tenant_id column: that is the rule.
+		if kind == "f" && strings.HasSuffix(name, "tenant_id_fkey") {
+			continue
+		}
+		t.Errorf("table %s: constraint %s (%s) does not include tenant_id", table, name, kind)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Unique indexes that are not constraints count too.
+	var bad []string
+	err = conn.QueryRow(ctx, `
+		SELECT coalesce(array_agg(i.indexrelid::regclass::text), '{}')
+		  FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+		  JOIN pg_namespace n ON n.oid = c.relnamespace
+		 WHERE n.nspname = 'public' AND i.indisunique
+		   AND EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id')
+		   AND NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id'
+		                    AND a.attnum = ANY (i.indkey::int2[]))`).Scan(&bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bad) > 0 {
+		t.Errorf("unique indexes without tenant_id: %v", bad)
+	}
+}
+
+// Test 2: inside A's transaction only A's rows are seen; without a tenant a query fails;
+// writing B's tenant_id from A fails.
+func TestTenantTxSeesOnlyItsTenant(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.DB(t)
+	a, pa := newTenant(t, db, "iso-a")
+	b, _ := newTenant(t, db, "iso-b")
+
+	err := db.InTenantTx(ctx, a, func(tx pgx.Tx) error {
+		var ids []uuid.UUID
+		rows, _ := tx.Query(ctx, "SELECT id FROM projects")
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		if err != nil {
+			return err
+		}
+		if len(ids) != 1 || ids[0] != pa {
+			t.Errorf("tenant A sees projects %v, want only %v", ids, pa)
+		}
+		var tenants int
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM tenants").Scan(&tenants); err != nil {
+			return err
+		}
+		if tenants != 1 {
+			t.Errorf("tenant A sees %d tenants, want 1", tenants)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Outside a tenant transaction, a query of a tenant table fails.
+	var n int
+	err = db.Pool.QueryRow(ctx, "SELECT count(*) FROM projects").Scan(&n)
+	if err == nil || !strings.Contains(err.Error(), "no tenant") {
+		t.Errorf("query without a tenant: err = %v, want the no-tenant error", err)
+	}
+
+	// Writing B's rows from A's transaction fails, and updates of B's rows touch nothing.
+	err = db.InTenantTx(ctx, a, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "INSERT INTO projects (tenant_id, id, name) VALUES ($1, $2, 'x')", b, uuid.Must(uuid.NewV7()))
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "row-level security") {
+		t.Errorf("insert of B's row from A: err = %v, want a row-level security violation", err)
+	}
+	err = db.InTenantTx(ctx, a, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, "UPDATE projects SET tenant_id = $1", b)
+		if err == nil && tag.RowsAffected() > 0 {
+			return errors.New("moved A's project to B")
+		}
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "row-level security") {
+		t.Errorf("moving A's rows to B: err = %v, want a row-level security violation", err)
+	}
+}
+
+// Test 3: the runtime role is neither superuser nor BYPASSRLS, and cannot switch RLS off.
+func TestRuntimeRoleCannotBypassRLS(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.DB(t)
+	var user string
+	var super, bypass bool
+	err := db.Pool.QueryRow(ctx,
+		"SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user").Scan(&user, &super, &bypass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user != postgres.RuntimeRole || super || bypass {
+		t.Fatalf("runtime connection is %s (superuser %v, bypassrls %v), want %s with neither", user, super, bypass, postgres.RuntimeRole)
+	}
+	for _, stmt := range []string{
+		"ALTER TABLE projects DISABLE ROW LEVEL SECURITY",
+		"ALTER TABLE projects NO FORCE ROW LEVEL SECURITY",
+		"DROP POLICY tenant_isolation ON projects",
+		"ALTER ROLE app_runtime BYPASSRLS",
+	} {
+		if _, err := db.Pool.Exec(ctx, stmt); err == nil {
+			t.Errorf("%s: succeeded as the runtime role", stmt)
+		}
+	}
+	// row_security = off makes a query fail rather than bypass the policy.
+	a, _ := newTenant(t, db, "rls-off")
+	err = db.InTenantTx(ctx, a, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL row_security = off"); err != nil {
+			return err
+		}
+		var n int
+		return tx.QueryRow(ctx, "SELECT count(*) FROM projects").Scan(&n)
+	})
+	if err == nil {
+		t.Error("with row_security off, a query of a tenant table succeeded")
+	}
+}
+
+// Test 4: with a pool of one connection, nothing of tenant A survives to the next user of
+// the connection, after a commit, an error or a panic.
+func TestPooledConnectionCarriesNoTenant(t *testing.T) {
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, pgtest.RuntimeURL(t), postgres.Options{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	a, _ := newTenant(t, db, "pool-a")
+
+	seesNothing := func(when string) {
+		t.Helper()
+		var n int
+		err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM projects").Scan(&n)
+		if err == nil {
+			t.Errorf("%s: a query without a tenant saw %d projects, want an error", when, n)
+		}
+		var setting string
+		if err := db.Pool.QueryRow(ctx, "SELECT coalesce(current_setting('app.tenant_id', true), '')").Scan(&setting); err != nil {
+			t.Fatal(err)
+		}
+		if setting != "" {
+			t.Errorf("%s: the connection still carries tenant %q", when, setting)
+		}
+	}
+
+	if err := db.InTenantTx(ctx, a, func(tx pgx.Tx) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	seesNothing("after a commit")
+
+	db.InTenantTx(ctx, a, func(tx pgx.Tx) error { return errors.New("fail") })
+	seesNothing("after an error")
+
+	func() {
+		defer func() { recover() }()
+		db.InTenantTx(ctx, a, func(tx pgx.Tx) error { panic("boom") })
+	}()
+	seesNothing("after a panic")
+}
