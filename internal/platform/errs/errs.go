@@ -124,7 +124,9 @@ func Is(err error, kind Kind) bool {
 type Fields []FieldError
 
 // Add records a problem with a field.
-func (f *Fields) Add(field, message string) { *f = append(*f, FieldError{Field: field, Message: message}) }
+func (f *Fields) Add(field, message string) {
+	*f = append(*f, FieldError{Field: field, Message: message})
+}
 
 // Err returns a validation error with the collected fields, or nil if there are none.
 func (f Fields) Err() error {

@@ -9,8 +9,8 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 
 	"github.com/saasbase/saasbase/internal/platform/errs"
 )
