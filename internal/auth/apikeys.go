@@ -1,0 +1,115 @@
+package auth
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/saasbase/saasbase/internal/platform/clock"
+	"github.com/saasbase/saasbase/internal/platform/errs"
+	"github.com/saasbase/saasbase/internal/platform/httpx"
+	"github.com/saasbase/saasbase/internal/platform/postgres"
+)
+
+// APIKey is a tenant credential for machines. Its secret is shown once, at creation, and
+// stored only as a hash.
+type APIKey struct {
+	ID         uuid.UUID  `json:"id"`
+	Name       string     `json:"name"`
+	Role       Role       `json:"role"`
+	Key        string     `json:"key,omitempty"`
+	RateLimit  *RateLimit `json:"rate_limit"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+}
+
+// NewAPIKeyInput is the body of POST /v1/api-keys.
+type NewAPIKeyInput struct {
+	Name      string     `json:"name"`
+	Role      Role       `json:"role"`
+	RateLimit *RateLimit `json:"rate_limit"`
+}
+
+// Validate checks the fields.
+func (in NewAPIKeyInput) Validate() error {
+	var f errs.Fields
+	if in.Name == "" || len(in.Name) > 200 {
+		f.Add("name", "is required, at most 200 characters")
+	}
+	if _, ok := ParseTenantRole(string(in.Role)); !ok {
+		f.Add("role", "must be owner, admin or member")
+	}
+	if l := in.RateLimit; l != nil {
+		if l.RequestsPerSecond <= 0 {
+			f.Add("rate_limit.requests_per_second", "must be greater than 0")
+		}
+		if l.Burst < 1 {
+			f.Add("rate_limit.burst", "must be at least 1")
+		}
+		if l.MaxConcurrent != 0 {
+			f.Add("rate_limit.max_concurrent", "is set by the plan, not per key")
+		}
+	}
+	return f.Err()
+}
+
+// APIKeys manages a tenant's API keys.
+type APIKeys struct {
+	DB    *postgres.DB
+	Clock clock.Clock
+	Live  bool // sk_live_ keys in production, sk_test_ elsewhere
+}
+
+// Create makes a key for the caller's tenant; the answer is the only time its secret is seen.
+func (s *APIKeys) Create(ctx context.Context, p Principal, in NewAPIKeyInput) (APIKey, error) {
+	if err := CheckGrant(p, in.Role); err != nil {
+		return APIKey{}, err
+	}
+	id, token, hash, err := NewAPIKey(s.Live)
+	if err != nil {
+		return APIKey{}, err
+	}
+	k := APIKey{ID: id, Name: in.Name, Role: in.Role, Key: token, RateLimit: in.RateLimit, CreatedAt: s.Clock.Now()}
+	err = s.DB.InTenantTx(ctx, p.TenantID, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `
+			INSERT INTO api_keys (tenant_id, id, name, role, secret_hash, rate_limit, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			p.TenantID, k.ID, k.Name, k.Role, hash, k.RateLimit, k.CreatedAt)
+		return err
+	})
+	return k, err
+}
+
+// List answers the tenant's active keys, never their secrets.
+func (s *APIKeys) List(ctx context.Context, tenantID uuid.UUID, page httpx.Page) ([]APIKey, error) {
+	var keys []APIKey
+	err := s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, `
+			SELECT id, name, role, rate_limit, created_at, last_used_at
+			  FROM api_keys
+			 WHERE revoked_at IS NULL AND id > $1
+			 ORDER BY id LIMIT $2`, page.Cursor, page.Limit+1)
+		var err error
+		keys, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (APIKey, error) {
+			var k APIKey
+			err := r.Scan(&k.ID, &k.Name, &k.Role, &k.RateLimit, &k.CreatedAt, &k.LastUsedAt)
+			return k, err
+		})
+		return err
+	})
+	return keys, err
+}
+
+// Revoke refuses the key from now on.
+func (s *APIKeys) Revoke(ctx context.Context, tenantID, id uuid.UUID) error {
+	return s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx,
+			"UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", id, s.Clock.Now())
+		if err == nil && tag.RowsAffected() == 0 {
+			return errs.NotFoundf("no API key %s", id)
+		}
+		return err
+	})
+}

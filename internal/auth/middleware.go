@@ -1,0 +1,158 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/saasbase/saasbase/internal/platform/clock"
+	"github.com/saasbase/saasbase/internal/platform/errs"
+	"github.com/saasbase/saasbase/internal/platform/httpx"
+	"github.com/saasbase/saasbase/internal/platform/postgres"
+)
+
+var errUnauthorized = errs.E(errs.Unauthenticated, "unauthorized", "a valid bearer token or API key is required")
+
+// Authenticator turns a bearer credential into a Principal.
+type Authenticator struct {
+	Keys     *Keys
+	Issuer   string
+	Audience string
+	DB       *postgres.DB
+	Clock    clock.Clock
+	Live     bool // accept sk_live_ keys (production) rather than sk_test_ ones
+}
+
+// Authenticate requires a valid credential and puts its principal in the context.
+func (a *Authenticator) Authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := bearer(r)
+		if !ok {
+			httpx.Error(w, r, errUnauthorized)
+			return
+		}
+		p, err := a.Principal(r.Context(), token)
+		if err != nil {
+			httpx.Error(w, r, err)
+			return
+		}
+		if p.TenantID != uuid.Nil {
+			httpx.AddLogAttrs(r.Context(), slog.String("tenant_id", p.TenantID.String()))
+		}
+		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+	})
+}
+
+// Principal checks a JWT or an API key.
+func (a *Authenticator) Principal(ctx context.Context, token string) (Principal, error) {
+	if strings.HasPrefix(token, "sk_") {
+		return a.apiKey(ctx, token)
+	}
+	c, err := a.Keys.Verify(token, a.Issuer, a.Audience, a.Clock.Now())
+	if err != nil {
+		return Principal{}, errUnauthorized
+	}
+	role := Role(c.Role)
+	if role == RolePlatformAdmin {
+		if c.TenantID != "" {
+			return Principal{}, errUnauthorized
+		}
+		return Principal{Kind: KindPlatform, Role: role}, nil
+	}
+	tid, err1 := uuid.Parse(c.TenantID)
+	uid, err2 := uuid.Parse(c.Subject)
+	if err1 != nil || err2 != nil || role.rank() == 0 {
+		return Principal{}, errUnauthorized
+	}
+	return Principal{Kind: KindUser, TenantID: tid, ID: uid, Role: role}, nil
+}
+
+func (a *Authenticator) apiKey(ctx context.Context, token string) (Principal, error) {
+	prefix := "sk_test_"
+	if a.Live {
+		prefix = "sk_live_"
+	}
+	id, secret, ok := ParseAPIKey(token)
+	if !ok || !strings.HasPrefix(token, prefix) {
+		return Principal{}, errUnauthorized
+	}
+	var (
+		p     = Principal{Kind: KindAPIKey, ID: id}
+		hash  []byte
+		limit []byte
+	)
+	err := a.DB.Pool.QueryRow(ctx, "SELECT tenant_id, role, secret_hash, rate_limit FROM app.api_key_for_auth($1)", id).
+		Scan(&p.TenantID, &p.Role, &hash, &limit)
+	switch {
+	case postgres.IsNoRows(err):
+		return Principal{}, errUnauthorized
+	case err != nil:
+		return Principal{}, err
+	case !SecretMatches(secret, hash):
+		return Principal{}, errUnauthorized
+	}
+	if limit != nil {
+		p.KeyLimit = new(RateLimit)
+		if err := json.Unmarshal(limit, p.KeyLimit); err != nil {
+			return Principal{}, err
+		}
+	}
+	return p, nil
+}
+
+// bearer extracts the token of an "Authorization: Bearer" header.
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	const prefix = "bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", false
+	}
+	return strings.TrimSpace(h[len(prefix):]), true
+}
+
+var (
+	errForbidden       = errs.E(errs.Forbidden, "forbidden", "your role does not allow this")
+	errTenantOnly      = errs.E(errs.Forbidden, "forbidden", "this route needs a tenant credential")
+	errPlatformOnly    = errs.E(errs.Forbidden, "forbidden", "this route is for platform operators")
+	errRoleAboveCaller = errs.E(errs.Forbidden, "forbidden", "you cannot grant a role above your own")
+)
+
+// RequireRole admits tenant principals with at least role min.
+func RequireRole(min Role) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p := MustFromContext(r.Context())
+			switch {
+			case p.Kind == KindPlatform:
+				httpx.Error(w, r, errTenantOnly)
+			case !p.Role.AtLeast(min):
+				httpx.Error(w, r, errForbidden)
+			default:
+				next.ServeHTTP(w, r)
+			}
+		})
+	}
+}
+
+// RequirePlatformAdmin admits only platform operators.
+func RequirePlatformAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if MustFromContext(r.Context()).Kind != KindPlatform {
+			httpx.Error(w, r, errPlatformOnly)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// CheckGrant refuses to let a principal hand out a role stronger than its own.
+func CheckGrant(p Principal, role Role) error {
+	if role.rank() > p.Role.rank() {
+		return errRoleAboveCaller
+	}
+	return nil
+}

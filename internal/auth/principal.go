@@ -1,0 +1,88 @@
+package auth
+
+import (
+	"context"
+
+	"github.com/google/uuid"
+)
+
+// Role is what a principal may do. Tenant roles are ordered; platform_admin stands apart:
+// it belongs to no tenant and opens only the operator routes.
+type Role string
+
+const (
+	RoleMember        Role = "member"
+	RoleAdmin         Role = "admin"
+	RoleOwner         Role = "owner"
+	RolePlatformAdmin Role = "platform_admin"
+)
+
+// rank orders tenant roles; anything else ranks below member.
+func (r Role) rank() int {
+	switch r {
+	case RoleMember:
+		return 1
+	case RoleAdmin:
+		return 2
+	case RoleOwner:
+		return 3
+	}
+	return 0
+}
+
+// AtLeast reports whether r is a tenant role as strong as min or stronger.
+func (r Role) AtLeast(min Role) bool { return r.rank() > 0 && r.rank() >= min.rank() }
+
+// ParseTenantRole accepts owner, admin and member.
+func ParseTenantRole(s string) (Role, bool) {
+	r := Role(s)
+	return r, r.rank() > 0
+}
+
+// Kind says what authenticated a request.
+type Kind uint8
+
+const (
+	KindUser     Kind = iota + 1 // a user's JWT
+	KindAPIKey                   // a tenant API key
+	KindPlatform                 // an operator's JWT
+)
+
+// RateLimit is a requests-per-second budget with a burst, as plans and API keys carry it.
+type RateLimit struct {
+	RequestsPerSecond float64 `json:"requests_per_second"`
+	Burst             int     `json:"burst"`
+	MaxConcurrent     int     `json:"max_concurrent,omitempty"`
+}
+
+// Principal is who is calling.
+type Principal struct {
+	Kind     Kind
+	TenantID uuid.UUID // uuid.Nil for platform operators
+	ID       uuid.UUID // the user or the API key; the scope of idempotency keys
+	Role     Role
+	KeyLimit *RateLimit // an API key's own, tighter limit
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// FromContext returns the request's principal.
+func FromContext(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// MustFromContext returns the principal of a route behind Authenticate; reaching it without
+// one is a wiring bug, not a client error.
+func MustFromContext(ctx context.Context) Principal {
+	p, ok := FromContext(ctx)
+	if !ok {
+		panic("auth: no principal in context: route is missing the Authenticate middleware")
+	}
+	return p
+}
