@@ -15,7 +15,8 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/postgres"
 )
 
-var errUnauthorized = errs.E(errs.Unauthenticated, "unauthorized", "a valid bearer token or API key is required")
+// ErrUnauthorized answers a missing, invalid, expired or revoked credential.
+var ErrUnauthorized = errs.E(errs.Unauthenticated, "unauthorized", "a valid bearer token or API key is required")
 
 // Authenticator turns a bearer credential into a Principal.
 type Authenticator struct {
@@ -32,7 +33,7 @@ func (a *Authenticator) Authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, ok := bearer(r)
 		if !ok {
-			httpx.Error(w, r, errUnauthorized)
+			httpx.Error(w, r, ErrUnauthorized)
 			return
 		}
 		p, err := a.Principal(r.Context(), token)
@@ -54,19 +55,19 @@ func (a *Authenticator) Principal(ctx context.Context, token string) (Principal,
 	}
 	c, err := a.Keys.Verify(token, a.Issuer, a.Audience, a.Clock.Now())
 	if err != nil {
-		return Principal{}, errUnauthorized
+		return Principal{}, ErrUnauthorized
 	}
 	role := Role(c.Role)
 	if role == RolePlatformAdmin {
 		if c.TenantID != "" {
-			return Principal{}, errUnauthorized
+			return Principal{}, ErrUnauthorized
 		}
 		return Principal{Kind: KindPlatform, Role: role}, nil
 	}
 	tid, err1 := uuid.Parse(c.TenantID)
 	uid, err2 := uuid.Parse(c.Subject)
 	if err1 != nil || err2 != nil || role.rank() == 0 {
-		return Principal{}, errUnauthorized
+		return Principal{}, ErrUnauthorized
 	}
 	return Principal{Kind: KindUser, TenantID: tid, ID: uid, Role: role}, nil
 }
@@ -78,7 +79,7 @@ func (a *Authenticator) apiKey(ctx context.Context, token string) (Principal, er
 	}
 	id, secret, ok := ParseAPIKey(token)
 	if !ok || !strings.HasPrefix(token, prefix) {
-		return Principal{}, errUnauthorized
+		return Principal{}, ErrUnauthorized
 	}
 	var (
 		p     = Principal{Kind: KindAPIKey, ID: id}
@@ -89,11 +90,11 @@ func (a *Authenticator) apiKey(ctx context.Context, token string) (Principal, er
 		Scan(&p.TenantID, &p.Role, &hash, &limit)
 	switch {
 	case postgres.IsNoRows(err):
-		return Principal{}, errUnauthorized
+		return Principal{}, ErrUnauthorized
 	case err != nil:
 		return Principal{}, err
 	case !SecretMatches(secret, hash):
-		return Principal{}, errUnauthorized
+		return Principal{}, ErrUnauthorized
 	}
 	if limit != nil {
 		p.KeyLimit = new(RateLimit)

@@ -116,3 +116,13 @@ func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {
 	w.WriteHeader(status)
 	w.Write(append(body, '\n'))
 }
+
+// HandlerFunc is a handler that returns its error instead of writing it, so every error
+// reaches the client through Error, the one place that maps errors to answers.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (f HandlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := f(w, r); err != nil {
+		Error(w, r, err)
+	}
+}

@@ -1,0 +1,126 @@
+// Package billing owns the plans catalog (and, as it grows, meters, usage, invoices and
+// payments).
+package billing
+
+import (
+	"context"
+	"regexp"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+
+	"github.com/saasbase/saasbase/internal/auth"
+	"github.com/saasbase/saasbase/internal/events"
+	"github.com/saasbase/saasbase/internal/platform/errs"
+	"github.com/saasbase/saasbase/internal/platform/postgres"
+)
+
+// Plan is an offer tenants subscribe to. Prices are decimal strings in major units.
+type Plan struct {
+	Code      string         `json:"code"`
+	Name      string         `json:"name"`
+	Currency  string         `json:"currency"`
+	BaseFee   string         `json:"base_fee"`
+	RateLimit auth.RateLimit `json:"rate_limit"`
+	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
+}
+
+var (
+	planCodePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	currencyPattern = regexp.MustCompile(`^[a-z]{3}$`)
+	decimalPattern  = regexp.MustCompile(`^\d{1,14}(\.\d{1,6})?$`)
+)
+
+// PlanInput is the body of PUT /v1/admin/plans/{code}.
+type PlanInput struct {
+	Code      string          `json:"code"`
+	Name      string          `json:"name"`
+	Currency  string          `json:"currency"`
+	BaseFee   string          `json:"base_fee"`
+	RateLimit *auth.RateLimit `json:"rate_limit"`
+}
+
+// Validate checks every field.
+func (in PlanInput) Validate() error {
+	var f errs.Fields
+	if in.Name == "" || len(in.Name) > 200 {
+		f.Add("name", "is required, at most 200 characters")
+	}
+	if !currencyPattern.MatchString(in.Currency) {
+		f.Add("currency", "must be a lowercase ISO 4217 code such as usd")
+	}
+	if !decimalPattern.MatchString(in.BaseFee) {
+		f.Add("base_fee", `must be a decimal string in major units, such as "49.00"`)
+	}
+	switch rl := in.RateLimit; {
+	case rl == nil:
+		f.Add("rate_limit", "is required")
+	case rl.RequestsPerSecond <= 0 || rl.Burst < 1 || rl.MaxConcurrent < 0:
+		f.Add("rate_limit", "requests_per_second must be > 0, burst >= 1, max_concurrent >= 0")
+	}
+	return f.Err()
+}
+
+// Plans is the catalog. Plans are platform data: no tenant owns them.
+type Plans struct {
+	DB     *postgres.DB
+	Outbox *events.Outbox
+}
+
+const planColumns = "code, name, currency, base_fee::text, rate_limit, created_at, updated_at"
+
+// scanPlan reads planColumns, then any extra columns into extra.
+func scanPlan(row pgx.Row, extra ...any) (Plan, error) {
+	var p Plan
+	dest := append([]any{&p.Code, &p.Name, &p.Currency, &p.BaseFee, &p.RateLimit, &p.CreatedAt, &p.UpdatedAt}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return Plan{}, err
+	}
+	p.BaseFee = decimal.RequireFromString(p.BaseFee).String() // numeric(20,6) text has trailing zeros
+	p.CreatedAt, p.UpdatedAt = p.CreatedAt.UTC(), p.UpdatedAt.UTC()
+	return p, nil
+}
+
+// List answers every plan, by code.
+func (s *Plans) List(ctx context.Context) ([]Plan, error) {
+	rows, _ := s.DB.Pool.Query(ctx, "SELECT "+planColumns+" FROM plans ORDER BY code")
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Plan, error) { return scanPlan(r) })
+}
+
+// Get answers one plan.
+func (s *Plans) Get(ctx context.Context, code string) (Plan, error) {
+	p, err := scanPlan(s.DB.Pool.QueryRow(ctx, "SELECT "+planColumns+" FROM plans WHERE code = $1", code))
+	if postgres.IsNoRows(err) {
+		return Plan{}, errs.NotFoundf("no plan %q", code)
+	}
+	return p, err
+}
+
+// Put creates or replaces a plan, and says which it did. The plan.changed event is a
+// platform event: it is written under the platform tenant, which no tenant can read.
+func (s *Plans) Put(ctx context.Context, code string, in PlanInput) (p Plan, created bool, err error) {
+	if !planCodePattern.MatchString(code) {
+		return Plan{}, false, errs.Field("code", "must be lowercase letters, digits, - or _, at most 63")
+	}
+	if in.Code != "" && in.Code != code {
+		return Plan{}, false, errs.Field("code", "must match the code in the path")
+	}
+	err = s.DB.InTenantTx(ctx, postgres.Platform, func(tx pgx.Tx) error {
+		row := tx.QueryRow(ctx, `
+			INSERT INTO plans AS p (code, name, currency, base_fee, rate_limit)
+			VALUES ($1, $2, $3, $4::numeric, $5)
+			ON CONFLICT (code) DO UPDATE
+			   SET name = excluded.name, currency = excluded.currency, base_fee = excluded.base_fee,
+			       rate_limit = excluded.rate_limit, updated_at = now()
+			RETURNING `+planColumns+`, (xmax = 0)`,
+			code, in.Name, in.Currency, in.BaseFee, in.RateLimit)
+		var err error
+		if p, err = scanPlan(row, &created); err != nil {
+			return err
+		}
+		return s.Outbox.Append(ctx, tx, postgres.Platform, "plan.changed", p)
+	})
+	return p, created, err
+}

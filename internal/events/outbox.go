@@ -1,0 +1,73 @@
+// Package events is the event-driven core: the transactional outbox that every state change
+// writes its event into, and the tenant's event log read from it.
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/saasbase/saasbase/internal/platform/clock"
+	"github.com/saasbase/saasbase/internal/platform/httpx"
+	"github.com/saasbase/saasbase/internal/platform/postgres"
+)
+
+// Event is the one envelope used everywhere: the event log, webhook bodies, Kafka values.
+type Event struct {
+	ID         uuid.UUID       `json:"id"`
+	Type       string          `json:"type"`
+	TenantID   *uuid.UUID      `json:"tenant_id"` // nil for platform events
+	OccurredAt time.Time       `json:"occurred_at"`
+	Data       json.RawMessage `json:"data"`
+}
+
+// Outbox appends events inside the transaction that makes the change they describe, so an
+// event exists exactly when its change does.
+type Outbox struct {
+	Clock clock.Clock
+}
+
+// Append writes an event of tenantID (postgres.Platform for platform events) in tx.
+func (o *Outbox) Append(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, typ string, data any) error {
+	body, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx,
+		"INSERT INTO outbox (tenant_id, id, type, occurred_at, data) VALUES ($1, $2, $3, $4, $5)",
+		tenantID, uuid.Must(uuid.NewV7()), typ, o.Clock.Now(), body)
+	return err
+}
+
+// Log reads a tenant's own events.
+type Log struct {
+	DB *postgres.DB
+}
+
+// List answers a tenant's events, newest first, optionally of one type.
+func (l *Log) List(ctx context.Context, tenantID uuid.UUID, typ string, page httpx.Page) ([]Event, error) {
+	cursor := page.Cursor
+	if cursor == uuid.Nil {
+		cursor = uuid.Max
+	}
+	var out []Event
+	err := l.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, `
+			SELECT id, type, tenant_id, occurred_at, data
+			  FROM outbox
+			 WHERE id < $1 AND ($2 = '' OR type = $2)
+			 ORDER BY id DESC LIMIT $3`, cursor, typ, page.Limit+1)
+		var err error
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) {
+			var e Event
+			err := r.Scan(&e.ID, &e.Type, &e.TenantID, &e.OccurredAt, &e.Data)
+			e.OccurredAt = e.OccurredAt.UTC()
+			return e, err
+		})
+		return err
+	})
+	return out, err
+}

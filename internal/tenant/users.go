@@ -1,0 +1,403 @@
+package tenant
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/saasbase/saasbase/internal/auth"
+	"github.com/saasbase/saasbase/internal/events"
+	"github.com/saasbase/saasbase/internal/platform/clock"
+	"github.com/saasbase/saasbase/internal/platform/errs"
+	"github.com/saasbase/saasbase/internal/platform/httpx"
+	"github.com/saasbase/saasbase/internal/platform/postgres"
+)
+
+// User is a person who signs in to a tenant.
+type User struct {
+	ID        uuid.UUID `json:"id"`
+	Email     string    `json:"email"`
+	Role      auth.Role `json:"role"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+const userColumns = "id, email, role, created_at, updated_at"
+
+func scanUser(row pgx.Row) (User, error) {
+	var u User
+	err := row.Scan(&u.ID, &u.Email, &u.Role, &u.CreatedAt, &u.UpdatedAt)
+	u.CreatedAt, u.UpdatedAt = u.CreatedAt.UTC(), u.UpdatedAt.UTC()
+	return u, err
+}
+
+func getUser(ctx context.Context, tx pgx.Tx, id uuid.UUID, lock bool) (User, error) {
+	q := "SELECT " + userColumns + " FROM users WHERE id = $1"
+	if lock {
+		q += " FOR UPDATE"
+	}
+	u, err := scanUser(tx.QueryRow(ctx, q, id))
+	if postgres.IsNoRows(err) {
+		return User{}, errs.NotFoundf("no user %s", id)
+	}
+	return u, err
+}
+
+var slugPattern = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])?$`)
+
+func checkPassword(f *errs.Fields, field, pw string) {
+	if n := utf8.RuneCountInString(pw); n < 10 || len(pw) > 1024 {
+		f.Add(field, "must be at least 10 characters (and at most 1024 bytes)")
+	}
+}
+
+func checkEmail(f *errs.Fields, email string) {
+	if !auth.ValidEmail(auth.NormalizeEmail(email)) {
+		f.Add("email", "must be a valid email address")
+	}
+}
+
+// SignupInput is the body of POST /v1/signup.
+type SignupInput struct {
+	TenantName string `json:"tenant_name"`
+	TenantSlug string `json:"tenant_slug"`
+	Email      string `json:"email"`
+	Password   string `json:"password"`
+}
+
+// Validate checks every field.
+func (in SignupInput) Validate() error {
+	var f errs.Fields
+	if in.TenantName == "" || len(in.TenantName) > 200 {
+		f.Add("tenant_name", "is required, at most 200 characters")
+	}
+	if !slugPattern.MatchString(in.TenantSlug) {
+		f.Add("tenant_slug", "must be 2 to 63 lowercase letters, digits or inner hyphens")
+	}
+	checkEmail(&f, in.Email)
+	checkPassword(&f, "password", in.Password)
+	return f.Err()
+}
+
+// SignupResult answers a signup: the new tenant, its owner and the owner's tokens.
+type SignupResult struct {
+	Tenant Tenant `json:"tenant"`
+	User   User   `json:"user"`
+	auth.TokenPair
+}
+
+// NewUserInput is the body of POST /v1/users.
+type NewUserInput struct {
+	Email    string    `json:"email"`
+	Password string    `json:"password"`
+	Role     auth.Role `json:"role"`
+}
+
+// Validate checks every field.
+func (in NewUserInput) Validate() error {
+	var f errs.Fields
+	checkEmail(&f, in.Email)
+	checkPassword(&f, "password", in.Password)
+	if _, ok := auth.ParseTenantRole(string(in.Role)); !ok {
+		f.Add("role", "must be owner, admin or member")
+	}
+	return f.Err()
+}
+
+// RoleUpdate is the body of PATCH /v1/users/{id}.
+type RoleUpdate struct {
+	Role auth.Role `json:"role"`
+}
+
+// Validate checks the role.
+func (in RoleUpdate) Validate() error {
+	if _, ok := auth.ParseTenantRole(string(in.Role)); !ok {
+		return errs.Field("role", "must be owner, admin or member")
+	}
+	return nil
+}
+
+// PasswordChange is the body of POST /v1/me/password.
+type PasswordChange struct {
+	CurrentPassword string `json:"current_password"`
+	NewPassword     string `json:"new_password"`
+}
+
+// Validate checks the new password.
+func (in PasswordChange) Validate() error {
+	var f errs.Fields
+	if in.CurrentPassword == "" {
+		f.Add("current_password", "is required")
+	}
+	checkPassword(&f, "new_password", in.NewPassword)
+	return f.Err()
+}
+
+// Me is the caller: a user or an API key.
+type Me struct {
+	ID    uuid.UUID `json:"id"`
+	Kind  string    `json:"kind"`
+	Email string    `json:"email,omitempty"`
+	Name  string    `json:"name,omitempty"`
+	Role  auth.Role `json:"role"`
+}
+
+var (
+	errSlugTaken  = errs.E(errs.Conflict, "slug_taken", "a tenant with this slug exists")
+	errEmailTaken = errs.E(errs.Conflict, "email_taken", "a user with this email exists in this tenant")
+	errLastOwner  = errs.E(errs.Conflict, "conflict", "a tenant keeps at least one owner")
+	errWrongPass  = errs.E(errs.Unauthenticated, "invalid_credentials", "the current password is wrong")
+)
+
+// Users manages accounts: signup, a tenant's users, and the caller's own account.
+type Users struct {
+	DB        *postgres.DB
+	Outbox    *events.Outbox
+	Sessions  *auth.Sessions
+	Clock     clock.Clock
+	Passwords auth.PasswordParams
+	Plan      string // the plan new tenants start on
+}
+
+// Signup creates a tenant with its first owner and signs the owner in, all or nothing.
+func (s *Users) Signup(ctx context.Context, in SignupInput) (SignupResult, error) {
+	hash, err := auth.HashPassword(in.Password, s.Passwords)
+	if err != nil {
+		return SignupResult{}, err
+	}
+	tenantID, userID := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
+	now := s.Clock.Now()
+	var res SignupResult
+	err = s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+		t, err := scanTenant(tx.QueryRow(ctx, `
+			INSERT INTO tenants (id, name, slug, plan_code, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)
+			RETURNING `+tenantColumns, tenantID, in.TenantName, in.TenantSlug, s.Plan, now))
+		if postgres.IsUniqueViolation(err, "tenants_slug_key") {
+			return errSlugTaken
+		}
+		if err != nil {
+			return err
+		}
+		u, err := insertUser(ctx, tx, tenantID, userID, auth.NormalizeEmail(in.Email), hash, auth.RoleOwner, now)
+		if err != nil {
+			return err
+		}
+		if err := s.Outbox.Append(ctx, tx, tenantID, "tenant.created", t); err != nil {
+			return err
+		}
+		if err := s.Outbox.Append(ctx, tx, tenantID, "user.created", u); err != nil {
+			return err
+		}
+		pair, err := s.Sessions.Issue(ctx, tx, tenantID, userID, auth.RoleOwner)
+		res = SignupResult{Tenant: t, User: u, TokenPair: pair}
+		return err
+	})
+	return res, err
+}
+
+func insertUser(ctx context.Context, tx pgx.Tx, tenantID, id uuid.UUID, email, hash string, role auth.Role, now time.Time) (User, error) {
+	u, err := scanUser(tx.QueryRow(ctx, `
+		INSERT INTO users (tenant_id, id, email, password_hash, role, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING `+userColumns,
+		tenantID, id, email, hash, role, now))
+	if postgres.IsUniqueViolation(err, "users_email_key") {
+		return User{}, errEmailTaken
+	}
+	return u, err
+}
+
+// FindLogin implements auth.Logins.
+func (s *Users) FindLogin(ctx context.Context, slug, email string) (auth.Login, error) {
+	var l auth.Login
+	var status string
+	err := s.DB.Pool.QueryRow(ctx, "SELECT tenant_id, status FROM app.tenant_by_slug($1)", slug).Scan(&l.TenantID, &status)
+	if postgres.IsNoRows(err) {
+		return l, errs.NotFoundf("no tenant %q", slug)
+	}
+	if err != nil {
+		return l, err
+	}
+	l.Suspended = status == StatusSuspended
+	err = s.DB.InTenantTx(ctx, l.TenantID, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, "SELECT id, role, password_hash FROM users WHERE email = $1", email).
+			Scan(&l.UserID, &l.Role, &l.PasswordHash)
+	})
+	if postgres.IsNoRows(err) {
+		return l, errs.NotFoundf("no user")
+	}
+	return l, err
+}
+
+// UserRole implements auth.Roles.
+func (s *Users) UserRole(ctx context.Context, tx pgx.Tx, id uuid.UUID) (auth.Role, error) {
+	u, err := getUser(ctx, tx, id, false)
+	return u.Role, err
+}
+
+// Me answers who the caller is.
+func (s *Users) Me(ctx context.Context, p auth.Principal) (Me, error) {
+	me := Me{ID: p.ID, Role: p.Role}
+	err := s.DB.InTenantTx(ctx, p.TenantID, func(tx pgx.Tx) error {
+		if p.Kind == auth.KindAPIKey {
+			me.Kind = "api_key"
+			return tx.QueryRow(ctx, "SELECT name FROM api_keys WHERE id = $1", p.ID).Scan(&me.Name)
+		}
+		me.Kind = "user"
+		u, err := getUser(ctx, tx, p.ID, false)
+		me.Email = u.Email
+		return err
+	})
+	if postgres.IsNoRows(err) {
+		return Me{}, auth.ErrUnauthorized
+	}
+	return me, err
+}
+
+// ChangePassword sets a new password after checking the current one, and ends every
+// session of the user: whoever else knew the old password is signed out.
+func (s *Users) ChangePassword(ctx context.Context, p auth.Principal, in PasswordChange) error {
+	if p.Kind != auth.KindUser {
+		return errs.E(errs.Forbidden, "forbidden", "API keys have no password")
+	}
+	var current string
+	err := s.DB.InTenantTx(ctx, p.TenantID, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, "SELECT password_hash FROM users WHERE id = $1", p.ID).Scan(&current)
+	})
+	if postgres.IsNoRows(err) {
+		return auth.ErrUnauthorized
+	}
+	if err != nil {
+		return err
+	}
+	ok, err := auth.VerifyPassword(in.CurrentPassword, current)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errWrongPass
+	}
+	hash, err := auth.HashPassword(in.NewPassword, s.Passwords)
+	if err != nil {
+		return err
+	}
+	return s.DB.InTenantTx(ctx, p.TenantID, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1", p.ID, hash, s.Clock.Now()); err != nil {
+			return err
+		}
+		return s.Sessions.RevokeUser(ctx, tx, p.ID)
+	})
+}
+
+// Create adds a user to the caller's tenant; nobody grants a role above their own.
+func (s *Users) Create(ctx context.Context, p auth.Principal, in NewUserInput) (User, error) {
+	if err := auth.CheckGrant(p, in.Role); err != nil {
+		return User{}, err
+	}
+	hash, err := auth.HashPassword(in.Password, s.Passwords)
+	if err != nil {
+		return User{}, err
+	}
+	var u User
+	err = s.DB.InTenantTx(ctx, p.TenantID, func(tx pgx.Tx) (err error) {
+		u, err = insertUser(ctx, tx, p.TenantID, uuid.Must(uuid.NewV7()), auth.NormalizeEmail(in.Email), hash, in.Role, s.Clock.Now())
+		if err != nil {
+			return err
+		}
+		return s.Outbox.Append(ctx, tx, p.TenantID, "user.created", u)
+	})
+	return u, err
+}
+
+// Get answers one user of the tenant.
+func (s *Users) Get(ctx context.Context, tenantID, id uuid.UUID) (User, error) {
+	var u User
+	err := s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) (err error) {
+		u, err = getUser(ctx, tx, id, false)
+		return err
+	})
+	return u, err
+}
+
+// List answers the tenant's users in creation order.
+func (s *Users) List(ctx context.Context, tenantID uuid.UUID, page httpx.Page) ([]User, error) {
+	var out []User
+	err := s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, "SELECT "+userColumns+" FROM users WHERE id > $1 ORDER BY id LIMIT $2", page.Cursor, page.Limit+1)
+		var err error
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) { return scanUser(r) })
+		return err
+	})
+	return out, err
+}
+
+// SetRole changes a user's role. The caller must outrank neither the user's current role
+// nor the new one; the last owner stays an owner; a demoted user's sessions end.
+func (s *Users) SetRole(ctx context.Context, p auth.Principal, id uuid.UUID, role auth.Role) (User, error) {
+	var u User
+	err := s.DB.InTenantTx(ctx, p.TenantID, func(tx pgx.Tx) error {
+		cur, owners, err := lockForChange(ctx, tx, p, id)
+		if err != nil {
+			return err
+		}
+		if err := auth.CheckGrant(p, role); err != nil {
+			return err
+		}
+		if cur.Role == auth.RoleOwner && role != auth.RoleOwner && owners <= 1 {
+			return errLastOwner
+		}
+		u, err = scanUser(tx.QueryRow(ctx, "UPDATE users SET role = $2, updated_at = $3 WHERE id = $1 RETURNING "+userColumns, id, role, s.Clock.Now()))
+		if err != nil {
+			return err
+		}
+		if !role.AtLeast(cur.Role) {
+			if err := s.Sessions.RevokeUser(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		return s.Outbox.Append(ctx, tx, p.TenantID, "user.updated", u)
+	})
+	return u, err
+}
+
+// Delete removes a user and, with them, their sessions.
+func (s *Users) Delete(ctx context.Context, p auth.Principal, id uuid.UUID) error {
+	return s.DB.InTenantTx(ctx, p.TenantID, func(tx pgx.Tx) error {
+		cur, owners, err := lockForChange(ctx, tx, p, id)
+		if err != nil {
+			return err
+		}
+		if cur.Role == auth.RoleOwner && owners <= 1 {
+			return errLastOwner
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM users WHERE id = $1", id); err != nil {
+			return err
+		}
+		return s.Outbox.Append(ctx, tx, p.TenantID, "user.deleted", map[string]uuid.UUID{"id": id})
+	})
+}
+
+// lockForChange locks the user's row and checks that the caller may change this user. The
+// owners are locked first, in id order, and counted: two owners demoting each other at once
+// then queue instead of deadlocking, and cannot both succeed.
+func lockForChange(ctx context.Context, tx pgx.Tx, p auth.Principal, id uuid.UUID) (u User, owners int, err error) {
+	rows, _ := tx.Query(ctx, "SELECT id FROM users WHERE role = 'owner' ORDER BY id FOR UPDATE")
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return User{}, 0, err
+	}
+	if u, err = getUser(ctx, tx, id, true); err != nil {
+		return User{}, 0, err
+	}
+	return u, len(ids), auth.CheckGrant(p, u.Role)
+}
+
+func isForeignKeyViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23503"
+}
