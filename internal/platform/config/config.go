@@ -46,7 +46,8 @@ type Config struct {
 	WebhooksAllowPrivate bool          // WEBHOOKS_ALLOW_PRIVATE_NETWORKS (false)
 	ReadTimeout          time.Duration // HTTP_READ_TIMEOUT (15s)
 	WriteTimeout         time.Duration // HTTP_WRITE_TIMEOUT (30s)
-	ShutdownTimeout      time.Duration // SHUTDOWN_TIMEOUT (25s)
+	ShutdownTimeout      time.Duration // SHUTDOWN_TIMEOUT: how long in-flight requests may take to finish (25s)
+	DrainDelay           time.Duration // SHUTDOWN_DRAIN_DELAY: readyz answers 503 this long before the listener closes (2s)
 	LogLevel             string        // LOG_LEVEL: debug | info | warn | error (info)
 }
 
@@ -81,6 +82,7 @@ func Load(getenv func(string) string) (Config, error) {
 		ReadTimeout:          r.duration("HTTP_READ_TIMEOUT", 15*time.Second),
 		WriteTimeout:         r.duration("HTTP_WRITE_TIMEOUT", 30*time.Second),
 		ShutdownTimeout:      r.duration("SHUTDOWN_TIMEOUT", 25*time.Second),
+		DrainDelay:           r.duration("SHUTDOWN_DRAIN_DELAY", 2*time.Second),
 		LogLevel:             r.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 	}
 	prod := c.Production()

@@ -70,7 +70,7 @@ func Error(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	status := Status(e.Kind)
 	p := Problem{
-		Type:      "https://docs.saasbase.dev/errors/" + e.Code,
+		Type:      "about:blank",
 		Title:     http.StatusText(status),
 		Status:    status,
 		Detail:    e.Detail,

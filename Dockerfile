@@ -1,0 +1,18 @@
+# The api binary in a distroless image. Build: docker build -t saasbase .
+# Run:   docker run --rm -p 8080:8080 -e DATABASE_URL=... -e REDIS_URL=... saasbase [serve|migrate up|token ...]
+
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+# Modules first, so this layer is reused while only the code changes.
+COPY go.mod go.sum ./
+RUN go mod download && go mod verify
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/api ./cmd/api
+
+# static-debian12 carries CA certificates and tzdata (tenant time zones), and no shell.
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/api /api
+USER nonroot:nonroot
+EXPOSE 8080
+ENTRYPOINT ["/api"]
+CMD ["serve"]

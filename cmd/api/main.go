@@ -1,0 +1,208 @@
+// Command api is the service: `api serve` (the default), `api migrate up|down|status`, and
+// `api token`, which mints a JWT for local development.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+	_ "time/tzdata" // IANA zones for tenants, whatever the image ships
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/saasbase/saasbase/internal/auth"
+	"github.com/saasbase/saasbase/internal/platform/config"
+	"github.com/saasbase/saasbase/internal/platform/postgres"
+	"github.com/saasbase/saasbase/internal/server"
+	"github.com/saasbase/saasbase/migrations"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "api:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  api [serve]                                          run the service
+  api migrate up|down|status                           manage the schema (as DATABASE_URL)
+  api token --tenant <slug|id> --role <role> [--ttl 1h]  print a JWT for local use
+  api token --platform-admin [--ttl 1h]                print an operator JWT`
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	if cmd == "help" || cmd == "-h" || cmd == "--help" {
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	logger := newLogger(cfg, stdout)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	switch cmd {
+	case "serve":
+		return serve(ctx, cfg, logger)
+	case "migrate":
+		return migrate(ctx, cfg, args, stdout)
+	case "token":
+		return token(ctx, cfg, args, stdout)
+	}
+	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// serve runs until SIGTERM or SIGINT, then drains: readyz turns 503 for DrainDelay so load
+// balancers stop routing here, the listener closes, and in-flight requests finish.
+func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	app, err := server.New(ctx, cfg, server.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+
+	servers := []*http.Server{newHTTPServer(cfg, cfg.HTTPAddr, app.Handler())}
+	if cfg.MetricsAddr != "" {
+		servers = append(servers, newHTTPServer(cfg, cfg.MetricsAddr, app.MetricsHandler()))
+	}
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		ln, err := net.Listen("tcp", s.Addr)
+		if err != nil {
+			return err
+		}
+		logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("env", cfg.Env))
+		go func() { errc <- s.Serve(ln) }()
+	}
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("draining", slog.Duration("delay", cfg.DrainDelay))
+	app.Drain()
+	time.Sleep(cfg.DrainDelay)
+
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	var errShutdown error
+	for _, s := range servers {
+		errShutdown = errors.Join(errShutdown, s.Shutdown(shutdownCtx))
+	}
+	logger.Info("stopped", slog.Any("error", errShutdown))
+	return errShutdown
+}
+
+func newHTTPServer(cfg config.Config, addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+func migrate(ctx context.Context, cfg config.Config, args []string, stdout io.Writer) error {
+	runtimeURL, err := postgres.RuntimeURL(cfg.DatabaseURL, cfg.AppDatabaseURL)
+	if err != nil {
+		return err
+	}
+	m := postgres.Migrator{OwnerURL: cfg.DatabaseURL, RuntimeURL: runtimeURL, FS: migrations.FS, Log: stdout}
+	dir := "up"
+	if len(args) > 0 {
+		dir = args[0]
+	}
+	switch dir {
+	case "up":
+		if err := m.EnsureDatabase(ctx); err != nil {
+			return err
+		}
+		return m.Up(ctx)
+	case "down":
+		return m.Down(ctx)
+	case "status":
+		return m.Status(ctx)
+	}
+	return fmt.Errorf("migrate: want up, down or status, not %q", dir)
+}
+
+// token mints a JWT with the service's own key. A tenant token speaks for the tenant's
+// first owner (so /v1/me and idempotency keys have a real user) with the role asked for.
+func token(ctx context.Context, cfg config.Config, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	tenantArg := fs.String("tenant", "", "tenant slug or id")
+	roleArg := fs.String("role", "owner", "owner, admin or member")
+	platform := fs.Bool("platform-admin", false, "mint an operator token (no tenant)")
+	ttl := fs.Duration("ttl", time.Hour, "lifetime")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	app, err := server.New(ctx, cfg, server.Options{})
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+
+	if *platform {
+		tok, err := app.Sessions.AccessToken(uuid.Nil, "platform-admin", auth.RolePlatformAdmin, *ttl)
+		if err == nil {
+			fmt.Fprintln(stdout, tok)
+		}
+		return err
+	}
+	role, ok := auth.ParseTenantRole(*roleArg)
+	if !ok || *tenantArg == "" {
+		return errors.New("token: want --tenant <slug|id> and --role owner|admin|member, or --platform-admin")
+	}
+	tenantID, err := uuid.Parse(*tenantArg)
+	if err != nil {
+		err = app.DB.Pool.QueryRow(ctx, "SELECT tenant_id FROM app.tenant_by_slug($1)", *tenantArg).Scan(&tenantID)
+		if postgres.IsNoRows(err) {
+			return fmt.Errorf("token: no tenant %q (sign one up first: POST /v1/signup)", *tenantArg)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	var userID uuid.UUID
+	err = app.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, "SELECT id FROM users ORDER BY role = 'owner' DESC, id LIMIT 1").Scan(&userID)
+	})
+	if postgres.IsNoRows(err) {
+		return fmt.Errorf("token: tenant %s has no users", *tenantArg)
+	}
+	if err != nil {
+		return err
+	}
+	tok, err := app.Sessions.AccessToken(tenantID, userID.String(), role, *ttl)
+	if err == nil {
+		fmt.Fprintln(stdout, tok)
+	}
+	return err
+}

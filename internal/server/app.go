@@ -1,0 +1,138 @@
+// Package server assembles the service: it opens the connections, builds every module's
+// services and handlers, and lays out the router and its middleware.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/saasbase/saasbase/internal/auth"
+	"github.com/saasbase/saasbase/internal/billing"
+	"github.com/saasbase/saasbase/internal/events"
+	"github.com/saasbase/saasbase/internal/platform/clock"
+	"github.com/saasbase/saasbase/internal/platform/config"
+	"github.com/saasbase/saasbase/internal/platform/httpx"
+	"github.com/saasbase/saasbase/internal/platform/postgres"
+	"github.com/saasbase/saasbase/internal/tenant"
+)
+
+// App is the assembled service.
+type App struct {
+	Config   config.Config
+	Logger   *slog.Logger
+	Clock    clock.Clock
+	DB       *postgres.DB
+	Redis    *goredis.Client
+	Registry *prometheus.Registry
+
+	Keys      *auth.Keys
+	Sessions  *auth.Sessions
+	Directory *tenant.Directory
+
+	handler  http.Handler
+	metrics  http.Handler
+	draining atomic.Bool
+}
+
+// Options are the parts a caller may supply instead of the defaults.
+type Options struct {
+	Logger    *slog.Logger
+	Clock     clock.Clock
+	Passwords *auth.PasswordParams // argon2id cost; tests lower it
+}
+
+// New connects to PostgreSQL and Redis and builds the service.
+func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
+	a := &App{Config: cfg, Logger: opt.Logger, Clock: opt.Clock, Registry: prometheus.NewRegistry()}
+	if a.Logger == nil {
+		a.Logger = slog.Default()
+	}
+	if a.Clock == nil {
+		a.Clock = clock.System{}
+	}
+	passwords := auth.DefaultPasswordParams
+	if opt.Passwords != nil {
+		passwords = *opt.Passwords
+	}
+	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	runtimeURL, err := postgres.RuntimeURL(cfg.DatabaseURL, cfg.AppDatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if a.DB, err = postgres.Open(ctx, runtimeURL, postgres.Options{MaxConns: cfg.DatabaseMaxConns, StatementTimeout: cfg.StatementTimeout}); err != nil {
+		return nil, err
+	}
+	redisOpts, err := goredis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		a.DB.Close()
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	a.Redis = goredis.NewClient(redisOpts)
+
+	previous, err := auth.ParsePublicKeys(cfg.JWTPreviousKeys)
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("JWT_PREVIOUS_PUBLIC_KEYS: %w", err)
+	}
+	if a.Keys, err = auth.NewKeys(cfg.JWTSigningKey, previous); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("JWT_SIGNING_KEY: %w", err)
+	}
+
+	outbox := &events.Outbox{Clock: a.Clock}
+	tenants := &tenant.Tenants{DB: a.DB, Outbox: outbox}
+	a.Directory = &tenant.Directory{Tenants: tenants, TTL: 500 * time.Millisecond}
+	tenants.Directory = a.Directory
+	users := &tenant.Users{DB: a.DB, Outbox: outbox, Clock: a.Clock, Passwords: passwords, Plan: "free"}
+	a.Sessions = &auth.Sessions{
+		DB: a.DB, Keys: a.Keys, Roles: users, Clock: a.Clock,
+		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
+		AccessTTL: cfg.AccessTokenTTL, RefreshTTL: cfg.RefreshTokenTTL,
+	}
+	users.Sessions = a.Sessions
+
+	r := routes{
+		app: a,
+		authn: &auth.Authenticator{
+			Keys: a.Keys, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
+			DB: a.DB, Clock: a.Clock, Live: cfg.Production(),
+		},
+		auth: &auth.Handler{
+			Grants:  &auth.Grants{DB: a.DB, Logins: users, Sessions: a.Sessions},
+			APIKeys: &auth.APIKeys{DB: a.DB, Clock: a.Clock, Live: cfg.Production()},
+			Keys:    a.Keys,
+		},
+		tenant:  &tenant.Handler{Tenants: tenants, Users: users, Projects: &tenant.Projects{DB: a.DB, Outbox: outbox, Clock: a.Clock}},
+		billing: &billing.Handler{Plans: &billing.Plans{DB: a.DB, Outbox: outbox}},
+		events:  &events.Handler{Log: &events.Log{DB: a.DB}},
+		metrics: httpx.NewMetrics(a.Registry),
+	}
+	a.handler, a.metrics = r.build()
+	return a, nil
+}
+
+// Handler is the service's HTTP handler (with /metrics unless MetricsAddr moves it).
+func (a *App) Handler() http.Handler { return a.handler }
+
+// MetricsHandler serves /metrics alone, for a separate listen address.
+func (a *App) MetricsHandler() http.Handler { return a.metrics }
+
+// Drain makes /readyz answer 503, so load balancers stop sending new requests.
+func (a *App) Drain() { a.draining.Store(true) }
+
+// Close releases the connections.
+func (a *App) Close() {
+	if a.Redis != nil {
+		a.Redis.Close()
+	}
+	a.DB.Close()
+}

@@ -1,0 +1,137 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/saasbase/saasbase/internal/auth"
+	"github.com/saasbase/saasbase/internal/billing"
+	"github.com/saasbase/saasbase/internal/events"
+	"github.com/saasbase/saasbase/internal/platform/errs"
+	"github.com/saasbase/saasbase/internal/platform/httpx"
+	"github.com/saasbase/saasbase/internal/tenant"
+	"github.com/saasbase/saasbase/openapi"
+)
+
+type routes struct {
+	app     *App
+	authn   *auth.Authenticator
+	auth    *auth.Handler
+	tenant  *tenant.Handler
+	billing *billing.Handler
+	events  *events.Handler
+	metrics *httpx.Metrics
+}
+
+// h adapts an error-returning handler.
+func h(f func(http.ResponseWriter, *http.Request) error) http.Handler { return httpx.HandlerFunc(f) }
+
+// build lays out the router. The order of middleware is the request's way through the
+// service: request id, logging and metrics, recovery, then per group authentication,
+// tenant status, and the handler.
+func (rt routes) build() (main, metricsOnly http.Handler) {
+	a := rt.app
+	metricsHandler := promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{})
+
+	r := chi.NewRouter()
+	r.Use(httpx.WithRequestID, httpx.Observe(a.Logger, rt.metrics), httpx.Recover)
+	if len(a.Config.CORSAllowedOrigins) > 0 {
+		r.Use(httpx.CORS(a.Config.CORSAllowedOrigins))
+	}
+	noRoute := httpx.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		return errs.E(errs.NotFound, "not_found", "no route %s %s", r.Method, r.URL.Path)
+	})
+	r.NotFound(noRoute.ServeHTTP)
+	r.MethodNotAllowed(noRoute.ServeHTTP)
+
+	r.Get("/livez", func(w http.ResponseWriter, r *http.Request) {
+		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Get("/readyz", a.readyz)
+	if a.Config.MetricsAddr == "" {
+		r.Handle("/metrics", metricsHandler)
+	}
+	r.Get("/openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		w.Write(openapi.Spec)
+	})
+	r.Get("/.well-known/jwks.json", rt.auth.JWKS)
+
+	r.Route("/v1", func(r chi.Router) {
+		r.Method(http.MethodPost, "/signup", h(rt.tenant.Signup))
+		r.Method(http.MethodPost, "/auth/token", h(rt.auth.Token))
+		r.Method(http.MethodPost, "/auth/revoke", h(rt.auth.Revoke))
+		r.Method(http.MethodGet, "/plans", h(rt.billing.ListPlans))
+
+		r.Group(func(r chi.Router) {
+			r.Use(rt.authn.Authenticate)
+
+			// Operator routes: platform_admin tokens only.
+			r.Route("/admin", func(r chi.Router) {
+				r.Use(auth.RequirePlatformAdmin)
+				r.Method(http.MethodGet, "/tenants", h(rt.tenant.AdminListTenants))
+				r.Method(http.MethodGet, "/tenants/{id}", h(rt.tenant.AdminGetTenant))
+				r.Method(http.MethodPatch, "/tenants/{id}", h(rt.tenant.AdminUpdateTenant))
+				r.Method(http.MethodPut, "/plans/{code}", h(rt.billing.PutPlan))
+			})
+
+			// Tenant routes.
+			r.Group(func(r chi.Router) {
+				r.Use(auth.RequireRole(auth.RoleMember), a.Directory.RequireActive)
+
+				r.Method(http.MethodGet, "/me", h(rt.tenant.Me))
+				r.Method(http.MethodPost, "/me/password", h(rt.tenant.ChangePassword))
+				r.Method(http.MethodGet, "/tenant", h(rt.tenant.GetTenant))
+				r.Method(http.MethodGet, "/events", h(rt.events.List))
+
+				r.Method(http.MethodGet, "/projects", h(rt.tenant.ListProjects))
+				r.Method(http.MethodPost, "/projects", h(rt.tenant.CreateProject))
+				r.Method(http.MethodGet, "/projects/{id}", h(rt.tenant.GetProject))
+				r.Method(http.MethodPatch, "/projects/{id}", h(rt.tenant.UpdateProject))
+				r.Method(http.MethodDelete, "/projects/{id}", h(rt.tenant.DeleteProject))
+
+				r.Group(func(r chi.Router) {
+					r.Use(auth.RequireRole(auth.RoleAdmin))
+					r.Method(http.MethodPatch, "/tenant", h(rt.tenant.UpdateTenant))
+					r.Method(http.MethodGet, "/users", h(rt.tenant.ListUsers))
+					r.Method(http.MethodPost, "/users", h(rt.tenant.CreateUser))
+					r.Method(http.MethodGet, "/users/{id}", h(rt.tenant.GetUser))
+					r.Method(http.MethodPatch, "/users/{id}", h(rt.tenant.UpdateUser))
+					r.Method(http.MethodDelete, "/users/{id}", h(rt.tenant.DeleteUser))
+					r.Method(http.MethodGet, "/api-keys", h(rt.auth.ListAPIKeys))
+					r.Method(http.MethodPost, "/api-keys", h(rt.auth.CreateAPIKey))
+					r.Method(http.MethodDelete, "/api-keys/{id}", h(rt.auth.DeleteAPIKey))
+				})
+			})
+		})
+	})
+
+	m := chi.NewRouter()
+	m.Use(httpx.WithRequestID)
+	m.Handle("/metrics", metricsHandler)
+	return r, m
+}
+
+// readyz answers 200 while PostgreSQL answers and the service is not draining. Redis is
+// reported but does not fail readiness: the service runs on without it.
+func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	checks := map[string]string{"postgres": "ok", "redis": "ok"}
+	status, code := "ok", http.StatusOK
+	if err := a.DB.Ping(ctx); err != nil {
+		checks["postgres"] = "unreachable"
+		status, code = "unavailable", http.StatusServiceUnavailable
+	}
+	if err := a.Redis.Ping(ctx).Err(); err != nil {
+		checks["redis"] = "unreachable"
+	}
+	if a.draining.Load() {
+		status, code = "draining", http.StatusServiceUnavailable
+	}
+	httpx.JSON(w, code, map[string]any{"status": status, "checks": checks})
+}
