@@ -1,0 +1,285 @@
+// Package servertest runs the whole service over HTTP against the test package's own
+// database and a private Redis key prefix, and checks every answer against openapi.yaml.
+package servertest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/saasbase/saasbase/internal/auth"
+	"github.com/saasbase/saasbase/internal/platform/config"
+	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
+	"github.com/saasbase/saasbase/internal/server"
+	"github.com/saasbase/saasbase/openapi"
+)
+
+// Server is a running service.
+type Server struct {
+	URL    string
+	App    *server.App
+	Config config.Config
+	spec   *openapi3.T
+	router routers.Router
+}
+
+// fastPasswords keeps argon2id's shape at a cost tests can afford thousands of times.
+var fastPasswords = auth.PasswordParams{Memory: 64, Iterations: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+
+// New starts the service on a loopback port; configure may change the configuration.
+// The package must call pgtest.Main from TestMain.
+func New(t testing.TB, configure ...func(*config.Config)) *Server {
+	t.Helper()
+	env := map[string]string{
+		"DATABASE_URL":       pgtest.OwnerURL(t),
+		"REDIS_KEY_PREFIX":   "test:" + randomHex(6) + ":",
+		"LOG_LEVEL":          "error",
+		"DATABASE_MAX_CONNS": "16",
+	}
+	cfg, err := config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	app, err := server.New(context.Background(), cfg, server.Options{Passwords: &fastPasswords})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(app.Handler())
+	t.Cleanup(func() {
+		ts.Close()
+		app.Close()
+	})
+	spec, router := Spec(t)
+	return &Server{URL: ts.URL, App: app, Config: cfg, spec: spec, router: router}
+}
+
+// Spec loads and validates openapi.yaml.
+func Spec(t testing.TB) (*openapi3.T, routers.Router) {
+	t.Helper()
+	loader := openapi3.NewLoader()
+	spec, err := loader.LoadFromData(openapi.Spec)
+	if err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	if err := spec.Validate(loader.Context); err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	router, err := gorillamux.NewRouter(spec)
+	if err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	return spec, router
+}
+
+// Response is a finished exchange.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Decode unmarshals the body into v.
+func (r *Response) Decode(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.Body, err)
+	}
+}
+
+// Problem decodes a problem+json body.
+func (r *Response) Problem(t testing.TB) Problem {
+	t.Helper()
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
+		t.Fatalf("status %d with Content-Type %q, want a problem: %s", r.Status, ct, r.Body)
+	}
+	var p Problem
+	r.Decode(t, &p)
+	return p
+}
+
+// Problem is the client's view of an error answer.
+type Problem struct {
+	Status    int    `json:"status"`
+	Code      string `json:"code"`
+	Detail    string `json:"detail"`
+	RequestID string `json:"request_id"`
+	Errors    []struct {
+		Field   string `json:"field"`
+		Message string `json:"message"`
+		Index   *int   `json:"index"`
+	} `json:"errors"`
+}
+
+// Field reports whether the problem names field among its errors.
+func (p Problem) Field(name string) bool {
+	for _, e := range p.Errors {
+		if e.Field == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Request describes one call. Body is marshalled to JSON unless it is a string or []byte,
+// which are sent as they are.
+type Request struct {
+	Method string
+	Path   string
+	Token  string
+	Body   any
+	Header map[string]string
+}
+
+// Do sends a request and checks the answer against openapi.yaml: its status must be
+// documented for the operation and its headers and body must match the schema.
+func (s *Server) Do(t testing.TB, req Request) *Response {
+	t.Helper()
+	var raw []byte
+	switch b := req.Body.(type) {
+	case nil:
+	case string:
+		raw = []byte(b)
+	case []byte:
+		raw = b
+	default:
+		var err error
+		if raw, err = json.Marshal(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hr, err := http.NewRequest(req.Method, s.URL+req.Path, bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw != nil {
+		hr.Header.Set("Content-Type", "application/json")
+	}
+	if req.Token != "" {
+		hr.Header.Set("Authorization", "Bearer "+req.Token)
+	}
+	for k, v := range req.Header {
+		hr.Header.Set(k, v)
+	}
+	res, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &Response{Status: res.StatusCode, Header: res.Header, Body: body}
+	if res.Header.Get("X-Request-Id") == "" {
+		t.Errorf("%s %s: no X-Request-Id", req.Method, req.Path)
+	}
+	s.validate(t, hr, raw, out)
+	return out
+}
+
+// validate checks an answer against the operation openapi.yaml describes.
+func (s *Server) validate(t testing.TB, hr *http.Request, body []byte, res *Response) {
+	t.Helper()
+	if res.Status == http.StatusNotFound && res.Header.Get("Content-Type") == "application/problem+json" {
+		if _, _, err := s.router.FindRoute(hr); err != nil {
+			return // an unknown path: nothing to check against
+		}
+	}
+	hr.Body = io.NopCloser(bytes.NewReader(body))
+	route, params, err := s.router.FindRoute(hr)
+	if err != nil {
+		t.Errorf("%s %s: not described in openapi.yaml: %v", hr.Method, hr.URL.Path, err)
+		return
+	}
+	in := &openapi3filter.RequestValidationInput{
+		Request: hr, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc},
+	}
+	err = openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: in,
+		Status:                 res.Status,
+		Header:                 res.Header,
+		Body:                   io.NopCloser(bytes.NewReader(res.Body)),
+		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+	})
+	if err != nil {
+		t.Errorf("%s %s → %d does not match openapi.yaml: %v\nbody: %s", hr.Method, hr.URL.Path, res.Status, err, res.Body)
+	}
+}
+
+// Tenant is a signed-up tenant and its owner.
+type Tenant struct {
+	ID           string
+	Slug         string
+	OwnerID      string
+	OwnerEmail   string
+	Token        string
+	RefreshToken string
+}
+
+// Password is the password Signup gives every owner.
+const Password = "correct horse battery staple"
+
+// Signup creates a tenant with a unique slug starting with prefix.
+func (s *Server) Signup(t testing.TB, prefix string) Tenant {
+	t.Helper()
+	slug := prefix + "-" + randomHex(4)
+	email := "owner@" + slug + ".example.com"
+	res := s.Do(t, Request{Method: "POST", Path: "/v1/signup", Body: map[string]string{
+		"tenant_name": prefix, "tenant_slug": slug, "email": email, "password": Password,
+	}})
+	if res.Status != http.StatusCreated {
+		t.Fatalf("signup: %d %s", res.Status, res.Body)
+	}
+	var out struct {
+		Tenant       struct{ ID string }
+		User         struct{ ID string }
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	res.Decode(t, &out)
+	return Tenant{ID: out.Tenant.ID, Slug: slug, OwnerID: out.User.ID, OwnerEmail: email, Token: out.AccessToken, RefreshToken: out.RefreshToken}
+}
+
+// PlatformToken mints an operator token.
+func (s *Server) PlatformToken(t testing.TB) string {
+	t.Helper()
+	tok, err := s.App.Sessions.AccessToken([16]byte{}, "platform-admin", auth.RolePlatformAdmin, s.Config.AccessTokenTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// Create POSTs body to path as token and answers the new resource's id.
+func (s *Server) Create(t testing.TB, token, path string, body any) string {
+	t.Helper()
+	res := s.Do(t, Request{Method: "POST", Path: path, Token: token, Body: body})
+	if res.Status != http.StatusCreated {
+		t.Fatalf("POST %s: %d %s", path, res.Status, res.Body)
+	}
+	var out struct{ ID string }
+	res.Decode(t, &out)
+	return out.ID
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
