@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/google/uuid"
 
@@ -26,6 +27,9 @@ type Authenticator struct {
 	DB       *postgres.DB
 	Clock    clock.Clock
 	Live     bool // accept sk_live_ keys (production) rather than sk_test_ ones
+
+	cacheOnce sync.Once
+	cache     *tokenCache
 }
 
 // Authenticate requires a valid credential and puts its principal in the context.
@@ -53,10 +57,25 @@ func (a *Authenticator) Principal(ctx context.Context, token string) (Principal,
 	if strings.HasPrefix(token, "sk_") {
 		return a.apiKey(ctx, token)
 	}
-	c, err := a.Keys.Verify(token, a.Issuer, a.Audience, a.Clock.Now())
+	a.cacheOnce.Do(func() { a.cache = newTokenCache(10_000) })
+	now := a.Clock.Now()
+	if p, ok := a.cache.get(token, now); ok {
+		return p, nil
+	}
+	c, err := a.Keys.Verify(token, a.Issuer, a.Audience, now)
 	if err != nil {
 		return Principal{}, ErrUnauthorized
 	}
+	p, err := principalOf(c)
+	if err != nil {
+		return Principal{}, err
+	}
+	a.cache.put(token, p, c.ExpiresAt.Time, now)
+	return p, nil
+}
+
+// principalOf reads the principal of verified claims.
+func principalOf(c *Claims) (Principal, error) {
 	role := Role(c.Role)
 	if role == RolePlatformAdmin {
 		if c.TenantID != "" {

@@ -85,14 +85,15 @@ func (s *Projects) Create(ctx context.Context, tenantID uuid.UUID, in ProjectInp
 	return p, err
 }
 
-// Get answers one project.
+// Get answers one project, in one round trip.
 func (s *Projects) Get(ctx context.Context, tenantID, id uuid.UUID) (Project, error) {
 	var p Project
-	err := s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) (err error) {
-		p, err = scanProject(tx.QueryRow(ctx, "SELECT "+projectColumns+" FROM projects WHERE id = $1", id))
+	b := &pgx.Batch{}
+	b.Queue("SELECT "+projectColumns+" FROM projects WHERE id = $1", id).QueryRow(func(row pgx.Row) (err error) {
+		p, err = scanProject(row)
 		return err
 	})
-	return p, err
+	return p, s.DB.InTenantRead(ctx, tenantID, b)
 }
 
 // List answers the tenant's projects in creation order.

@@ -46,15 +46,6 @@ func scanTenant(row pgx.Row) (Tenant, error) {
 	return t, err
 }
 
-// getTenant reads the transaction's own tenant.
-func getTenant(ctx context.Context, tx pgx.Tx, id uuid.UUID) (Tenant, error) {
-	t, err := scanTenant(tx.QueryRow(ctx, "SELECT "+tenantColumns+" FROM tenants WHERE id = $1", id))
-	if postgres.IsNoRows(err) {
-		return Tenant{}, errs.NotFoundf("no tenant %s", id)
-	}
-	return t, err
-}
-
 // TenantUpdate is the body of PATCH /v1/tenant.
 type TenantUpdate struct {
 	Name     *string `json:"name"`
@@ -114,14 +105,18 @@ type Tenants struct {
 	Directory *Directory
 }
 
-// Get answers a tenant's record.
+// Get answers a tenant's record, in one round trip.
 func (s *Tenants) Get(ctx context.Context, id uuid.UUID) (Tenant, error) {
 	var t Tenant
-	err := s.DB.InTenantTx(ctx, id, func(tx pgx.Tx) (err error) {
-		t, err = getTenant(ctx, tx, id)
+	b := &pgx.Batch{}
+	b.Queue("SELECT "+tenantColumns+" FROM tenants WHERE id = $1", id).QueryRow(func(row pgx.Row) (err error) {
+		t, err = scanTenant(row)
+		if postgres.IsNoRows(err) {
+			return errs.NotFoundf("no tenant %s", id)
+		}
 		return err
 	})
-	return t, err
+	return t, s.DB.InTenantRead(ctx, id, b)
 }
 
 // Update changes a tenant's own settings.

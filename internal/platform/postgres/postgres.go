@@ -67,17 +67,39 @@ func RuntimeURL(ownerURL, appURL string) (string, error) {
 // Close releases the pool.
 func (db *DB) Close() { db.Pool.Close() }
 
+// setTenant scopes row-level security to a tenant until the end of the transaction.
+const setTenant = "SELECT set_config('app.tenant_id', $1, true)"
+
 // InTenantTx runs fn in a transaction in which row-level security shows only tenantID's rows
 // and refuses writes of any other tenant's. The setting is transaction-local, so the pooled
-// connection carries nothing to its next user, even after a panic or an error. fn's error is
-// returned as is; the transaction commits only if fn returns nil.
+// connection carries nothing to its next user, even after a panic or an error. BEGIN and the
+// setting travel in one round trip. fn's error is returned as is; the transaction commits
+// only if fn returns nil.
 func (db *DB) InTenantTx(ctx context.Context, tenantID uuid.UUID, fn func(pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT set_config('app.tenant_id', $1, true)", tenantID.String()); err != nil {
-			return fmt.Errorf("postgres: set tenant: %w", err)
-		}
-		return fn(tx)
-	})
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	b.Queue(setTenant, tenantID.String())
+	br := db.Pool.SendBatch(ctx, b)
+	tx := br.Tx()
+	// A no-op after Commit; otherwise it ends the transaction on an error or a panic and
+	// hands the connection back to the pool.
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("postgres: begin tenant transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// InTenantRead runs the queued reads of b for a tenant in a single round trip: the tenant
+// setting and the statements are pipelined, and PostgreSQL runs a pipeline up to its Sync as
+// one implicit transaction, which the setting does not outlive. Read results through the
+// callbacks of b's queued queries (QueuedQuery.QueryRow, Query).
+func (db *DB) InTenantRead(ctx context.Context, tenantID uuid.UUID, b *pgx.Batch) error {
+	b.QueuedQueries = append([]*pgx.QueuedQuery{{SQL: setTenant, Arguments: []any{tenantID.String()}}}, b.QueuedQueries...)
+	return db.Pool.SendBatch(ctx, b).Close()
 }
 
 // Ping checks that the database answers.

@@ -250,3 +250,34 @@ func TestPooledConnectionCarriesNoTenant(t *testing.T) {
 	}()
 	seesNothing("after a panic")
 }
+
+// InTenantRead runs its statements under the tenant, and leaves nothing on the connection.
+func TestTenantReadIsScopedAndLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, pgtest.RuntimeURL(t), postgres.Options{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	a, pa := newTenant(t, db, "read-a")
+	newTenant(t, db, "read-b")
+
+	var ids []uuid.UUID
+	var tenants int
+	b := &pgx.Batch{}
+	b.Queue("SELECT id FROM projects").Query(func(rows pgx.Rows) (err error) {
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		return err
+	})
+	b.Queue("SELECT count(*) FROM tenants").QueryRow(func(row pgx.Row) error { return row.Scan(&tenants) })
+	if err := db.InTenantRead(ctx, a, b); err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 1 || ids[0] != pa || tenants != 1 {
+		t.Errorf("tenant A read projects %v and %d tenants, want only %v and 1", ids, tenants, pa)
+	}
+	var n int
+	if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM projects").Scan(&n); err == nil {
+		t.Errorf("after InTenantRead, a query without a tenant saw %d projects, want an error", n)
+	}
+}

@@ -1,0 +1,151 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
+	"github.com/saasbase/saasbase/internal/server/servertest"
+	"github.com/saasbase/saasbase/internal/tenant"
+)
+
+// BenchmarkGetProject measures GET /v1/projects/{id} through the whole service (request id,
+// logging, metrics, recovery, JWT authentication, tenant status, InTenantTx) against a bare
+// chi + pgx handler that runs the same SELECT with no middleware, in alternating rounds of
+// one run. It reports both throughputs and their ratio: the baseline that later middleware
+// (rate limit, quota, idempotency) must not wreck.
+func BenchmarkGetProject(b *testing.B) {
+	s := servertest.New(b)
+	a := s.Signup(b, "bench")
+	id := s.Create(b, a.Token, "/v1/projects", map[string]string{"name": "bench", "description": "a project"})
+
+	bare := bareServer(b)
+	fullURL := s.URL + "/v1/projects/" + id
+	bareURL := bare + "/projects/" + a.ID + "/" + id
+
+	const (
+		workers = 16
+		rounds  = 3
+		round   = 2 * time.Second
+	)
+	var bareRuns, fullRuns []load
+	for range b.N {
+		for range rounds {
+			bareRuns = append(bareRuns, drive(b, bareURL, "", workers, round))
+			fullRuns = append(fullRuns, drive(b, fullURL, a.Token, workers, round))
+		}
+	}
+	bareRate, fullRate := median(bareRuns), median(fullRuns)
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(bareRate.rate, "bare_req/s")
+	b.ReportMetric(fullRate.rate, "full_req/s")
+	b.ReportMetric(fullRate.rate/bareRate.rate, "full/bare")
+	b.ReportMetric(float64(bareRate.p50.Microseconds()), "bare_p50_µs")
+	b.ReportMetric(float64(fullRate.p50.Microseconds()), "full_p50_µs")
+	b.ReportMetric(float64(fullRate.p99.Microseconds()), "full_p99_µs")
+}
+
+// bareServer is the baseline: chi and a pgx pool as the owner, one SELECT, JSON out.
+func bareServer(b *testing.B) string {
+	pool, err := pgxpool.New(context.Background(), pgtest.OwnerURL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	r := chi.NewRouter()
+	r.Get("/projects/{tenant}/{id}", func(w http.ResponseWriter, r *http.Request) {
+		var p tenant.Project
+		err := pool.QueryRow(r.Context(),
+			"SELECT id, name, description, created_at, updated_at FROM projects WHERE tenant_id = $1 AND id = $2",
+			chi.URLParam(r, "tenant"), chi.URLParam(r, "id")).Scan(&p.ID, &p.Name, &p.Description, &p.CreatedAt, &p.UpdatedAt)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(p)
+	})
+	ts := httptest.NewServer(r)
+	b.Cleanup(ts.Close)
+	return ts.URL
+}
+
+type load struct {
+	rate     float64 // requests per second
+	p50, p99 time.Duration
+}
+
+// drive sends GETs from workers goroutines for d and measures throughput and latency.
+func drive(b *testing.B, url, token string, workers int, d time.Duration) load {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}}
+	defer client.CloseIdleConnections()
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		wg        sync.WaitGroup
+	)
+	deadline := time.Now().Add(d)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for time.Now().Before(deadline) {
+				req, _ := http.NewRequest("GET", url, nil)
+				if token != "" {
+					req.Header.Set("Authorization", "Bearer "+token)
+				}
+				start := time.Now()
+				res, err := client.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode != http.StatusOK {
+					b.Errorf("GET %s: %d", url, res.StatusCode)
+					return
+				}
+				mine = append(mine, time.Since(start))
+			}
+			mu.Lock()
+			latencies = append(latencies, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.Sort(latencies)
+	if len(latencies) == 0 {
+		b.Fatal("no request completed")
+	}
+	return load{
+		rate: float64(len(latencies)) / d.Seconds(),
+		p50:  latencies[len(latencies)/2],
+		p99:  latencies[len(latencies)*99/100],
+	}
+}
+
+// median picks the run with the median rate.
+func median(runs []load) load {
+	slices.SortFunc(runs, func(a, b load) int {
+		switch {
+		case a.rate < b.rate:
+			return -1
+		case a.rate > b.rate:
+			return 1
+		}
+		return 0
+	})
+	return runs[len(runs)/2]
+}
