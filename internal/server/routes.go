@@ -38,7 +38,7 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 	metricsHandler := promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{})
 
 	r := chi.NewRouter()
-	r.Use(httpx.WithRequestID, httpx.Observe(a.Logger, rt.metrics), httpx.Recover)
+	r.Use(httpx.WithRequestID, httpx.Observe(a.Logger, rt.metrics, httpx.ClientIP{Trusted: a.Config.TrustedProxies}), httpx.Recover)
 	if len(a.Config.CORSAllowedOrigins) > 0 {
 		r.Use(httpx.CORS(a.Config.CORSAllowedOrigins))
 	}

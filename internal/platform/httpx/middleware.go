@@ -127,7 +127,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // Observe logs each request and records its latency under its route pattern (never the raw
 // path, and never a tenant: both would explode the label space).
-func Observe(logger *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
+func Observe(logger *slog.Logger, m *Metrics, ip ClientIP) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
@@ -152,6 +152,7 @@ func Observe(logger *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
 				slog.String("request_id", RequestID(ctx)),
 				slog.String("method", r.Method),
 				slog.String("route", route),
+				slog.String("client_ip", ip.Of(r).String()),
 				slog.Int("status", sw.status),
 				slog.Int("bytes", sw.bytes),
 				slog.Duration("duration", elapsed),
