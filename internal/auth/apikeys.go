@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -22,7 +23,7 @@ type APIKey struct {
 	Key        string     `json:"key,omitempty"`
 	RateLimit  *RateLimit `json:"rate_limit"`
 	CreatedAt  time.Time  `json:"created_at"`
-	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	LastUsedAt *time.Time `json:"last_used_at"`
 }
 
 // NewAPIKeyInput is the body of POST /v1/api-keys.
@@ -35,7 +36,7 @@ type NewAPIKeyInput struct {
 // Validate checks the fields.
 func (in NewAPIKeyInput) Validate() error {
 	var f errs.Fields
-	if in.Name == "" || len(in.Name) > 200 {
+	if in.Name == "" || utf8.RuneCountInString(in.Name) > 200 {
 		f.Add("name", "is required, at most 200 characters")
 	}
 	if _, ok := ParseTenantRole(string(in.Role)); !ok {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"regexp"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
@@ -45,7 +46,7 @@ type PlanInput struct {
 // Validate checks every field.
 func (in PlanInput) Validate() error {
 	var f errs.Fields
-	if in.Name == "" || len(in.Name) > 200 {
+	if in.Name == "" || utf8.RuneCountInString(in.Name) > 200 {
 		f.Add("name", "is required, at most 200 characters")
 	}
 	if !currencyPattern.MatchString(in.Currency) {

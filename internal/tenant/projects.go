@@ -3,6 +3,7 @@ package tenant
 import (
 	"context"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -37,10 +38,10 @@ func (in ProjectInput) Validate() error {
 	switch {
 	case in.Name == nil && in.create:
 		f.Add("name", "is required")
-	case in.Name != nil && (*in.Name == "" || len(*in.Name) > 200):
+	case in.Name != nil && (*in.Name == "" || utf8.RuneCountInString(*in.Name) > 200):
 		f.Add("name", "must be 1 to 200 characters")
 	}
-	if in.Description != nil && len(*in.Description) > 2000 {
+	if in.Description != nil && utf8.RuneCountInString(*in.Description) > 2000 {
 		f.Add("description", "must be at most 2000 characters")
 	}
 	return f.Err()

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -55,7 +56,7 @@ type TenantUpdate struct {
 // Validate checks the fields present.
 func (u TenantUpdate) Validate() error {
 	var f errs.Fields
-	if u.Name != nil && (*u.Name == "" || len(*u.Name) > 200) {
+	if u.Name != nil && (*u.Name == "" || utf8.RuneCountInString(*u.Name) > 200) {
 		f.Add("name", "must be 1 to 200 characters")
 	}
 	if u.Timezone != nil {

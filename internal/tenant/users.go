@@ -49,7 +49,7 @@ func getUser(ctx context.Context, tx pgx.Tx, id uuid.UUID, lock bool) (User, err
 	return u, err
 }
 
-var slugPattern = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])?$`)
+var slugPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$`)
 
 func checkPassword(f *errs.Fields, field, pw string) {
 	if n := utf8.RuneCountInString(pw); n < 10 || len(pw) > 1024 {
@@ -74,7 +74,7 @@ type SignupInput struct {
 // Validate checks every field.
 func (in SignupInput) Validate() error {
 	var f errs.Fields
-	if in.TenantName == "" || len(in.TenantName) > 200 {
+	if in.TenantName == "" || utf8.RuneCountInString(in.TenantName) > 200 {
 		f.Add("tenant_name", "is required, at most 200 characters")
 	}
 	if !slugPattern.MatchString(in.TenantSlug) {

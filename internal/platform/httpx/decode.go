@@ -75,6 +75,9 @@ func decodeError(err error) error {
 		return errs.Field(field, "must be "+jsonKind(typ.Type.Kind().String())+", not "+typ.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		if name == "" {
+			return errs.Field("body", `unknown field ""`)
+		}
 		return errs.Field(name, "unknown field")
 	}
 	return errs.Field("body", "invalid JSON: "+err.Error())

@@ -9,8 +9,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -55,7 +57,8 @@ func New(t testing.TB, configure ...func(*config.Config)) *Server {
 	for _, f := range configure {
 		f(&cfg)
 	}
-	app, err := server.New(context.Background(), cfg, server.Options{Passwords: &fastPasswords})
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	app, err := server.New(context.Background(), cfg, server.Options{Logger: logger, Passwords: &fastPasswords})
 	if err != nil {
 		t.Fatal(err)
 	}
