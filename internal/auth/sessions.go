@@ -22,7 +22,8 @@ type TokenPair struct {
 }
 
 // Roles tells sessions a user's current role, so a refreshed token never carries a role
-// the user has lost. The module that owns users provides it.
+// the user has lost, and refuses (ErrTenantSuspended) while the tenant is suspended. The
+// module that owns users provides it.
 type Roles interface {
 	UserRole(ctx context.Context, tx pgx.Tx, userID uuid.UUID) (Role, error)
 }

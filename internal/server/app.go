@@ -17,6 +17,7 @@ import (
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/billing"
 	"github.com/saasbase/saasbase/internal/events"
+	"github.com/saasbase/saasbase/internal/idempotency"
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/config"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
@@ -33,9 +34,10 @@ type App struct {
 	Redis    *goredis.Client
 	Registry *prometheus.Registry
 
-	Keys      *auth.Keys
-	Sessions  *auth.Sessions
-	Directory *tenant.Directory
+	Keys        *auth.Keys
+	Sessions    *auth.Sessions
+	Directory   *tenant.Directory
+	Idempotency *idempotency.Store
 
 	handler  http.Handler
 	metrics  http.Handler
@@ -100,6 +102,8 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	}
 	users.Sessions = a.Sessions
 
+	a.Idempotency = &idempotency.Store{DB: a.DB, Clock: a.Clock, TTL: 24 * time.Hour, LockTimeout: time.Minute}
+
 	r := routes{
 		app: a,
 		authn: &auth.Authenticator{
@@ -114,6 +118,7 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		tenant:  &tenant.Handler{Tenants: tenants, Users: users, Projects: &tenant.Projects{DB: a.DB, Outbox: outbox, Clock: a.Clock}},
 		billing: &billing.Handler{Plans: &billing.Plans{DB: a.DB, Outbox: outbox}},
 		events:  &events.Handler{Log: &events.Log{DB: a.DB}},
+		idem:    &idempotency.Middleware{Store: a.Idempotency},
 		metrics: httpx.NewMetrics(a.Registry),
 	}
 	a.handler, a.metrics = r.build()

@@ -11,6 +11,7 @@ import (
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/billing"
 	"github.com/saasbase/saasbase/internal/events"
+	"github.com/saasbase/saasbase/internal/idempotency"
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 	"github.com/saasbase/saasbase/internal/tenant"
@@ -24,6 +25,7 @@ type routes struct {
 	tenant  *tenant.Handler
 	billing *billing.Handler
 	events  *events.Handler
+	idem    *idempotency.Middleware
 	metrics *httpx.Metrics
 }
 
@@ -80,27 +82,30 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 			})
 
 			// Tenant routes.
+			// Tenant routes. POST and PATCH take Idempotency-Key (idem), except the answers that
+			// reveal a secret, which are never stored.
 			r.Group(func(r chi.Router) {
 				r.Use(auth.RequireRole(auth.RoleMember), a.Directory.RequireActive)
+				idem := rt.idem.Handler(idempotency.Options{})
 
 				r.Method(http.MethodGet, "/me", h(rt.tenant.Me))
-				r.Method(http.MethodPost, "/me/password", h(rt.tenant.ChangePassword))
+				r.With(idem).Method(http.MethodPost, "/me/password", h(rt.tenant.ChangePassword))
 				r.Method(http.MethodGet, "/tenant", h(rt.tenant.GetTenant))
 				r.Method(http.MethodGet, "/events", h(rt.events.List))
 
 				r.Method(http.MethodGet, "/projects", h(rt.tenant.ListProjects))
-				r.Method(http.MethodPost, "/projects", h(rt.tenant.CreateProject))
+				r.With(idem).Method(http.MethodPost, "/projects", h(rt.tenant.CreateProject))
 				r.Method(http.MethodGet, "/projects/{id}", h(rt.tenant.GetProject))
-				r.Method(http.MethodPatch, "/projects/{id}", h(rt.tenant.UpdateProject))
+				r.With(idem).Method(http.MethodPatch, "/projects/{id}", h(rt.tenant.UpdateProject))
 				r.Method(http.MethodDelete, "/projects/{id}", h(rt.tenant.DeleteProject))
 
 				r.Group(func(r chi.Router) {
 					r.Use(auth.RequireRole(auth.RoleAdmin))
-					r.Method(http.MethodPatch, "/tenant", h(rt.tenant.UpdateTenant))
+					r.With(idem).Method(http.MethodPatch, "/tenant", h(rt.tenant.UpdateTenant))
 					r.Method(http.MethodGet, "/users", h(rt.tenant.ListUsers))
-					r.Method(http.MethodPost, "/users", h(rt.tenant.CreateUser))
+					r.With(idem).Method(http.MethodPost, "/users", h(rt.tenant.CreateUser))
 					r.Method(http.MethodGet, "/users/{id}", h(rt.tenant.GetUser))
-					r.Method(http.MethodPatch, "/users/{id}", h(rt.tenant.UpdateUser))
+					r.With(idem).Method(http.MethodPatch, "/users/{id}", h(rt.tenant.UpdateUser))
 					r.Method(http.MethodDelete, "/users/{id}", h(rt.tenant.DeleteUser))
 					r.Method(http.MethodGet, "/api-keys", h(rt.auth.ListAPIKeys))
 					r.Method(http.MethodPost, "/api-keys", h(rt.auth.CreateAPIKey))

@@ -234,10 +234,22 @@ func (s *Users) FindLogin(ctx context.Context, slug, email string) (auth.Login, 
 	return l, err
 }
 
-// UserRole implements auth.Roles.
+// UserRole implements auth.Roles: the user's current role, refused while the tenant is
+// suspended, so a refresh cannot outlast a suspension.
 func (s *Users) UserRole(ctx context.Context, tx pgx.Tx, id uuid.UUID) (auth.Role, error) {
-	u, err := getUser(ctx, tx, id, false)
-	return u.Role, err
+	var role auth.Role
+	var status string
+	err := tx.QueryRow(ctx, "SELECT u.role, t.status FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE u.id = $1", id).
+		Scan(&role, &status)
+	switch {
+	case postgres.IsNoRows(err):
+		return "", errs.NotFoundf("no user %s", id)
+	case err != nil:
+		return "", err
+	case status == StatusSuspended:
+		return "", auth.ErrTenantSuspended
+	}
+	return role, nil
 }
 
 // Me answers who the caller is.
@@ -253,8 +265,8 @@ func (s *Users) Me(ctx context.Context, p auth.Principal) (Me, error) {
 		me.Email = u.Email
 		return err
 	})
-	if postgres.IsNoRows(err) {
-		return Me{}, auth.ErrUnauthorized
+	if postgres.IsNoRows(err) || errs.Is(err, errs.NotFound) {
+		return Me{}, auth.ErrUnauthorized // a valid token of a user or key that is gone
 	}
 	return me, err
 }

@@ -102,7 +102,7 @@ func Load(getenv func(string) string) (Config, error) {
 	case key == "":
 		key = DevJWTSigningKey
 	}
-	if seed, err := base64.StdEncoding.DecodeString(key); err != nil || len(seed) != 32 {
+	if seed, err := base64.StdEncoding.DecodeString(key); key != "" && (err != nil || len(seed) != 32) {
 		r.fail("JWT_SIGNING_KEY", "must be the base64 of exactly 32 bytes")
 	} else {
 		c.JWTSigningKey = seed

@@ -75,17 +75,49 @@ const setTenant = "SELECT set_config('app.tenant_id', $1, true)"
 // connection carries nothing to its next user, even after a panic or an error. BEGIN and the
 // setting travel in one round trip. fn's error is returned as is; the transaction commits
 // only if fn returns nil.
+//
+// Inside a unit of work (WithTx) for the same tenant, fn joins that transaction instead, and
+// the unit's owner decides whether it commits.
 func (db *DB) InTenantTx(ctx context.Context, tenantID uuid.UUID, fn func(pgx.Tx) error) error {
+	if tx, err := ambient(ctx, tenantID); tx != nil || err != nil {
+		if err != nil {
+			return err
+		}
+		return fn(tx)
+	}
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{})
 	b.Queue(setTenant, tenantID.String())
+	return db.beginBatch(ctx, b, fn)
+}
+
+// InTenantTxBatch is InTenantTx with b's statements sent in the same round trip as BEGIN and
+// the tenant setting, for a transaction whose first statements need no earlier result.
+func (db *DB) InTenantTxBatch(ctx context.Context, tenantID uuid.UUID, b *pgx.Batch, fn func(pgx.Tx) error) error {
+	if tx, err := ambient(ctx, tenantID); tx != nil || err != nil {
+		if err != nil {
+			return err
+		}
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		return fn(tx)
+	}
+	first := &pgx.Batch{}
+	first.BeginTx(pgx.TxOptions{})
+	first.Queue(setTenant, tenantID.String())
+	first.QueuedQueries = append(first.QueuedQueries, b.QueuedQueries...)
+	return db.beginBatch(ctx, first, fn)
+}
+
+func (db *DB) beginBatch(ctx context.Context, b *pgx.Batch, fn func(pgx.Tx) error) error {
 	br := db.Pool.SendBatch(ctx, b)
 	tx := br.Tx()
 	// A no-op after Commit; otherwise it ends the transaction on an error or a panic and
 	// hands the connection back to the pool.
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if err := br.Close(); err != nil {
-		return fmt.Errorf("postgres: begin tenant transaction: %w", err)
+		return err
 	}
 	if err := fn(tx); err != nil {
 		return err
@@ -98,8 +130,42 @@ func (db *DB) InTenantTx(ctx context.Context, tenantID uuid.UUID, fn func(pgx.Tx
 // one implicit transaction, which the setting does not outlive. Read results through the
 // callbacks of b's queued queries (QueuedQuery.QueryRow, Query).
 func (db *DB) InTenantRead(ctx context.Context, tenantID uuid.UUID, b *pgx.Batch) error {
+	if tx, err := ambient(ctx, tenantID); tx != nil || err != nil {
+		if err != nil {
+			return err
+		}
+		return tx.SendBatch(ctx, b).Close()
+	}
 	b.QueuedQueries = append([]*pgx.QueuedQuery{{SQL: setTenant, Arguments: []any{tenantID.String()}}}, b.QueuedQueries...)
 	return db.Pool.SendBatch(ctx, b).Close()
+}
+
+// A unit of work is one tenant transaction that several steps of a request share, so that
+// they commit or roll back together: the idempotency middleware claims a key, runs the
+// handler and stores its answer in one.
+type unitKey struct{}
+
+type unit struct {
+	tenantID uuid.UUID
+	tx       pgx.Tx
+}
+
+// WithTx returns ctx in which InTenantTx and InTenantRead for tenantID run in tx.
+func WithTx(ctx context.Context, tenantID uuid.UUID, tx pgx.Tx) context.Context {
+	return context.WithValue(ctx, unitKey{}, unit{tenantID: tenantID, tx: tx})
+}
+
+// ambient returns the unit of work's transaction, or an error if it belongs to another
+// tenant: a request never crosses tenants.
+func ambient(ctx context.Context, tenantID uuid.UUID) (pgx.Tx, error) {
+	u, ok := ctx.Value(unitKey{}).(unit)
+	if !ok {
+		return nil, nil
+	}
+	if u.tenantID != tenantID {
+		return nil, fmt.Errorf("postgres: tenant %s inside a unit of work of tenant %s", tenantID, u.tenantID)
+	}
+	return u.tx, nil
 }
 
 // Ping checks that the database answers.

@@ -1,0 +1,514 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The tests run the command as a process of its own: the test binary re-executes itself
+// with runMainEnv set, and then behaves as `api`.
+const runMainEnv = "SAASBASE_CMDTEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// configNames are the variables the command reads; the parent's values never reach a child.
+var configNames = []string{
+	"APP_ENV", "HTTP_ADDR", "METRICS_ADDR", "DATABASE_URL", "APP_DATABASE_URL", "DATABASE_MAX_CONNS",
+	"DATABASE_STATEMENT_TIMEOUT", "REDIS_URL", "REDIS_KEY_PREFIX", "JWT_SIGNING_KEY",
+	"JWT_PREVIOUS_PUBLIC_KEYS", "JWT_ISSUER", "JWT_AUDIENCE", "ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL",
+	"STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_URL", "KAFKA_BROKERS", "KAFKA_TOPIC",
+	"TRUSTED_PROXIES", "CORS_ALLOWED_ORIGINS", "AUTH_RATE_LIMIT_PER_MINUTE",
+	"WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "HTTP_READ_TIMEOUT", "HTTP_WRITE_TIMEOUT", "SHUTDOWN_TIMEOUT",
+	"SHUTDOWN_DRAIN_DELAY", "LOG_LEVEL",
+}
+
+// command prepares `api args...` with env on top of the parent's environment minus the
+// configuration.
+func command(ctx context.Context, env map[string]string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !containsString(configNames, name) && name != runMainEnv {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, runMainEnv+"=1")
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runAPI runs `api args...` to its end.
+func runAPI(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := command(ctx, env, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("api %s: %v", strings.Join(args, " "), err)
+	}
+	return result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
+}
+
+func adminURL() string {
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// freshDatabase creates an empty database, dropped when the test ends, and answers its
+// superuser URL.
+func freshDatabase(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, adminURL())
+	if err != nil {
+		t.Fatalf("connect to PostgreSQL: %v", err)
+	}
+	defer admin.Close(ctx)
+	name := "saasbase_cmdtest_" + randomHex(4)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		admin, err := pgx.Connect(ctx, adminURL())
+		if err != nil {
+			t.Errorf("drop %s: %v", name, err)
+			return
+		}
+		defer admin.Close(ctx)
+		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(adminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// service is a running `api serve`.
+type service struct {
+	cmd    *exec.Cmd
+	url    string
+	env    map[string]string
+	output *lockedBuffer
+	done   chan struct{} // closed when the process has exited
+	err    error         // Wait's answer, once done is closed
+}
+
+type lockedBuffer struct {
+	mu  chan struct{}
+	buf bytes.Buffer
+}
+
+func newLockedBuffer() *lockedBuffer { return &lockedBuffer{mu: make(chan struct{}, 1)} }
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu <- struct{}{}
+	defer func() { <-b.mu }()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu <- struct{}{}
+	defer func() { <-b.mu }()
+	return b.buf.String()
+}
+
+// migratedService creates a database, migrates it with `api migrate up` and starts
+// `api serve` on it, waiting until /readyz answers 200.
+func migratedService(t *testing.T) *service {
+	t.Helper()
+	addr := freeAddr(t)
+	env := map[string]string{
+		"DATABASE_URL":         freshDatabase(t),
+		"HTTP_ADDR":            addr,
+		"REDIS_KEY_PREFIX":     "cmdtest:" + randomHex(4) + ":",
+		"SHUTDOWN_DRAIN_DELAY": "1500ms",
+		"LOG_LEVEL":            "warn",
+	}
+	if r := runAPI(t, env, "migrate", "up"); r.code != 0 {
+		t.Fatalf("api migrate up: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	s := &service{url: "http://" + addr, env: env, output: newLockedBuffer(), done: make(chan struct{})}
+	s.cmd = command(context.Background(), env, "serve")
+	s.cmd.Stdout, s.cmd.Stderr = s.output, s.output
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		s.err = s.cmd.Wait()
+		close(s.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-s.done:
+		default:
+			s.cmd.Process.Kill()
+			<-s.done
+		}
+		if t.Failed() {
+			t.Logf("api serve output:\n%s", s.output.String())
+		}
+	})
+
+	poll(t, 30*time.Second, "api serve answers /readyz 200", func() (bool, string) {
+		select {
+		case <-s.done:
+			t.Fatalf("api serve exited: %v\n%s", s.err, s.output.String())
+		default:
+		}
+		status, body, err := get(s.url+"/readyz", "")
+		return err == nil && status == http.StatusOK, fmt.Sprint(status, " ", body, " ", err)
+	})
+	return s
+}
+
+// poll calls check until it reports done, failing after deadline.
+func poll(t *testing.T, deadline time.Duration, what string, check func() (bool, string)) {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	for {
+		ok, last := check()
+		if ok {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%s: not within %s; last: %s", what, deadline, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// client opens a new connection for every request, so none is ever reused across a
+// shutdown.
+var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+func get(target, token string) (int, string, error) {
+	req, err := http.NewRequest("GET", target, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	return res.StatusCode, string(body), err
+}
+
+func postJSON(t *testing.T, target, token string, body any) (int, []byte) {
+	t.Helper()
+	raw, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest("POST", target, bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	out, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, out
+}
+
+type signedUp struct {
+	Tenant      struct{ ID, Slug string }
+	User        struct{ ID string }
+	AccessToken string `json:"access_token"`
+}
+
+func signup(t *testing.T, s *service) signedUp {
+	t.Helper()
+	slug := "cmd-" + randomHex(4)
+	status, body := postJSON(t, s.url+"/v1/signup", "", map[string]string{
+		"tenant_name": "Cmd", "tenant_slug": slug, "email": "owner@" + slug + ".example.com", "password": "correct horse battery staple",
+	})
+	if status != http.StatusCreated {
+		t.Fatalf("signup: %d %s", status, body)
+	}
+	var out signedUp
+	if err := json.Unmarshal(body, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestServeDrainsOnSIGTERM: SIGTERM during a slow request: it completes, readyz was 503,
+// exit status 0.
+func TestServeDrainsOnSIGTERM(t *testing.T) {
+	s := migratedService(t)
+	tn := signup(t, s)
+
+	// A project whose body arrives slowly, in small pieces, over about three seconds.
+	body := `{"name": "slow project", "description": "its body arrives in small pieces while the server drains"}`
+	pr, pw := io.Pipe()
+	req, err := http.NewRequest("POST", s.url+"/v1/projects", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tn.AccessToken)
+	type answer struct {
+		status int
+		body   []byte
+		err    error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		res, err := client.Do(req)
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		answered <- answer{status: res.StatusCode, body: b, err: err}
+	}()
+	write := func(piece string) {
+		t.Helper()
+		if _, err := pw.Write([]byte(piece)); err != nil {
+			t.Fatalf("writing the slow body: %v", err)
+		}
+	}
+	const first = 8
+	write(body[:first]) // returns once the client has taken it: the request is on its way
+
+	start := time.Now()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 5*time.Second, "/readyz answers 503 draining after SIGTERM", func() (bool, string) {
+		status, b, err := get(s.url+"/readyz", "")
+		if err != nil {
+			return false, err.Error()
+		}
+		var r struct{ Status string }
+		json.Unmarshal([]byte(b), &r)
+		return status == http.StatusServiceUnavailable && r.Status == "draining", fmt.Sprint(status, " ", b)
+	})
+
+	// The rest of the body, spread so that it is still arriving after the drain delay
+	// (1.5 s), when the server is shutting down.
+	rest := body[first:]
+	const pieces = 15
+	for i := range pieces {
+		time.Sleep(200 * time.Millisecond)
+		lo, hi := i*len(rest)/pieces, (i+1)*len(rest)/pieces
+		write(rest[lo:hi])
+	}
+	if time.Since(start) < 2*time.Second {
+		t.Fatalf("the body was finished %s after SIGTERM, before the drain delay ran out", time.Since(start))
+	}
+	pw.Close()
+
+	select {
+	case a := <-answered:
+		if a.err != nil {
+			t.Fatalf("the slow request failed: %v", a.err)
+		}
+		if a.status != http.StatusCreated {
+			t.Fatalf("the slow request: %d %s, want 201", a.status, a.body)
+		}
+		var p struct{ ID, Name string }
+		if err := json.Unmarshal(a.body, &p); err != nil || p.Name != "slow project" || p.ID == "" {
+			t.Fatalf("the slow request answered %s", a.body)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the slow request got no answer")
+	}
+
+	select {
+	case <-s.done:
+		if s.err != nil {
+			t.Fatalf("api serve exited with %v, want status 0\n%s", s.err, s.output.String())
+		}
+		if code := s.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("exit status %d, want 0", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("api serve did not exit after SIGTERM")
+	}
+	// Stopped means stopped: nothing listens any more.
+	if _, _, err := get(s.url+"/livez", ""); err == nil {
+		t.Fatal("the stopped server still answers")
+	}
+}
+
+// TestMigrateStatusAndToken: `api migrate status` lists the migration as applied, and
+// `api token` mints a JWT the running service accepts.
+func TestMigrateStatusAndToken(t *testing.T) {
+	s := migratedService(t)
+	tn := signup(t, s)
+
+	r := runAPI(t, s.env, "migrate", "status")
+	if r.code != 0 {
+		t.Fatalf("api migrate status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	found := false
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if strings.Contains(line, "00001_foundation.sql") {
+			found = true
+			if !strings.Contains(line, "applied") || strings.Contains(line, "pending") {
+				t.Errorf("migrate status: %q, want it applied", line)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("migrate status does not list 00001_foundation.sql:\n%s", r.stdout)
+	}
+
+	for _, tenantArg := range []string{tn.Tenant.Slug, tn.Tenant.ID} {
+		r = runAPI(t, s.env, "token", "--tenant", tenantArg, "--role", "member")
+		if r.code != 0 {
+			t.Fatalf("api token --tenant %s: exit %d\n%s%s", tenantArg, r.code, r.stdout, r.stderr)
+		}
+		token := strings.TrimSpace(r.stdout)
+		if strings.Count(token, ".") != 2 || strings.ContainsAny(token, " \n") {
+			t.Fatalf("api token printed %q, want a JWT alone", r.stdout)
+		}
+		status, body, err := get(s.url+"/v1/me", token)
+		if err != nil || status != http.StatusOK {
+			t.Fatalf("/v1/me with the CLI token: %d %s %v", status, body, err)
+		}
+		var me struct{ ID, Role string }
+		json.Unmarshal([]byte(body), &me)
+		if me.Role != "member" || me.ID != tn.User.ID {
+			t.Fatalf("/v1/me with the CLI token = %s, want the owner's id with role member", body)
+		}
+		// A member token does not open admin routes.
+		if status, body, _ := get(s.url+"/v1/users", token); status != http.StatusForbidden {
+			t.Fatalf("GET /v1/users with a member CLI token: %d %s", status, body)
+		}
+	}
+
+	r = runAPI(t, s.env, "token", "--platform-admin")
+	if r.code != 0 {
+		t.Fatalf("api token --platform-admin: exit %d\n%s", r.code, r.stderr)
+	}
+	if status, body, _ := get(s.url+"/v1/admin/tenants", strings.TrimSpace(r.stdout)); status != http.StatusOK {
+		t.Fatalf("/v1/admin/tenants with the CLI operator token: %d %s", status, body)
+	}
+
+	r = runAPI(t, s.env, "token", "--tenant", "no-such-tenant", "--role", "member")
+	if r.code == 0 || !strings.Contains(r.stderr, "no-such-tenant") {
+		t.Fatalf("api token for a missing tenant: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r = runAPI(t, s.env, "token", "--tenant", tn.Tenant.Slug, "--role", "superuser")
+	if r.code == 0 || strings.TrimSpace(r.stdout) != "" {
+		t.Fatalf("api token --role superuser: exit %d, stdout %q", r.code, r.stdout)
+	}
+}
+
+// TestBadConfigurationExits: the command refuses to run on a bad environment and names the
+// variable.
+func TestBadConfigurationExits(t *testing.T) {
+	key := "c2VjcmV0LXNlZWQtb2YtdGhpcnR5LXR3by1ieXRlcyE=" // 32 bytes
+	db := "postgres://postgres@127.0.0.1:5432/saasbase_cmdtest_unused?sslmode=disable"
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want []string
+	}{
+		{"production without a signing key", map[string]string{"APP_ENV": "production", "DATABASE_URL": db, "HTTP_ADDR": freeAddr(t)}, nil, []string{"JWT_SIGNING_KEY"}},
+		{"production with the development key", map[string]string{"APP_ENV": "production", "DATABASE_URL": db, "JWT_SIGNING_KEY": "ZGV2ZWxvcG1lbnQtb25seS1zZWVkLWRvLW5vdC11c2U="}, nil, []string{"JWT_SIGNING_KEY"}},
+		{"production without a database", map[string]string{"APP_ENV": "production", "JWT_SIGNING_KEY": key}, nil, []string{"DATABASE_URL"}},
+		{"several bad values", map[string]string{"DATABASE_MAX_CONNS": "lots", "ACCESS_TOKEN_TTL": "1h", "LOG_LEVEL": "chatty"}, []string{"migrate", "status"},
+			[]string{"DATABASE_MAX_CONNS", "ACCESS_TOKEN_TTL", "LOG_LEVEL"}},
+		{"an unknown command", map[string]string{}, []string{"frobnicate"}, []string{"frobnicate"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := runAPI(t, c.env, c.args...)
+			if r.code == 0 {
+				t.Fatalf("exit status 0, want non-zero; stdout %q", r.stdout)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr does not name %s:\n%s", w, r.stderr)
+				}
+			}
+		})
+	}
+}

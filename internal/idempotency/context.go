@@ -1,0 +1,44 @@
+package idempotency
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Key is the claimed key of a phased request, for its handler.
+type Key struct {
+	store *Store
+	rec   *Record
+}
+
+type keyCtx struct{}
+
+func withKey(ctx context.Context, k *Key) context.Context { return context.WithValue(ctx, keyCtx{}, k) }
+
+// FromContext returns the phased request's key, if the route has one.
+func FromContext(ctx context.Context) (*Key, bool) {
+	k, ok := ctx.Value(keyCtx{}).(*Key)
+	return k, ok
+}
+
+// ID is stable across every retry under the key: derive the keys sent to other systems from
+// it, so they deduplicate our retries too.
+func (k *Key) ID() string { return k.rec.ID.String() }
+
+// RecoveryPoint is the last point the request reached, Started if none.
+func (k *Key) RecoveryPoint() string { return k.rec.RecoveryPoint }
+
+// RecoveryData decodes the data stored with the recovery point into v.
+func (k *Key) RecoveryData(v any) error {
+	if len(k.rec.RecoveryData) == 0 {
+		return nil
+	}
+	return json.Unmarshal(k.rec.RecoveryData, v)
+}
+
+// Advance records reaching point, with data, in the same transaction as fn's work.
+func (k *Key) Advance(ctx context.Context, point string, data any, fn func(pgx.Tx) error) error {
+	return k.store.Advance(ctx, k.rec, point, data, fn)
+}

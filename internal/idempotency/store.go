@@ -1,0 +1,259 @@
+package idempotency
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/saasbase/saasbase/internal/platform/clock"
+	"github.com/saasbase/saasbase/internal/platform/postgres"
+)
+
+// Request identifies a request under a key: the key's scope and the request's fingerprint.
+type Request struct {
+	TenantID  uuid.UUID
+	Principal uuid.UUID
+	Key       string
+	Method    string
+	Path      string
+	BodyHash  [sha256.Size]byte
+}
+
+// Record is a key's row.
+type Record struct {
+	Request
+	ID            uuid.UUID // stable across retries: derive keys for other systems from it
+	LockedAt      *time.Time
+	RecoveryPoint string
+	RecoveryData  json.RawMessage
+	Response      *Response
+}
+
+// Response is a stored answer.
+type Response struct {
+	Status int               `json:"status"`
+	Header map[string]string `json:"header"`
+	Body   []byte            `json:"-"`
+}
+
+// Started is the recovery point of a key whose request has done nothing yet.
+const Started = "started"
+
+// Store keeps keys in PostgreSQL.
+type Store struct {
+	DB          *postgres.DB
+	Clock       clock.Clock
+	TTL         time.Duration // how long a key is kept (at least 24 h)
+	LockTimeout time.Duration // a lock older than this is abandoned and may be taken over
+}
+
+// outcome is what claiming a key found.
+type outcome uint8
+
+const (
+	claimed  outcome = iota + 1 // the caller runs the request
+	replay                      // an answer is stored: send it
+	inFlight                    // another request holds the key
+	mismatch                    // the key was used for another request
+)
+
+// claimSQL inserts the key unless a concurrent request holds it. The transaction-scoped
+// advisory lock marks "a request is deciding about this key right now": without it, a second
+// INSERT would wait on the first's uncommitted row instead of answering 409 at once.
+const claimSQL = `
+WITH l AS (
+    SELECT pg_try_advisory_xact_lock(hashtextextended($1::text || '/' || $2::text || '/' || $3, 0)) AS locked
+), ins AS (
+    INSERT INTO idempotency_keys (tenant_id, principal_id, key, id, method, path, body_sha256, locked_at, created_at, expires_at)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $8, $9 FROM l WHERE l.locked
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT l.locked, EXISTS (SELECT FROM ins) FROM l`
+
+// queueClaim queues the claim of req into b, reporting into locked and inserted.
+func (s *Store) queueClaim(b *pgx.Batch, req Request, id uuid.UUID, now time.Time, locked, inserted *bool) {
+	b.Queue(claimSQL, req.TenantID, req.Principal, req.Key, id, req.Method, req.Path, req.BodyHash[:], now, now.Add(s.TTL)).
+		QueryRow(func(row pgx.Row) error { return row.Scan(locked, inserted) })
+}
+
+// resolve decides about a key that exists, in tx: replay its answer, refuse a mismatch or a
+// fresh lock, or take over a stale or released lock.
+func (s *Store) resolve(ctx context.Context, tx pgx.Tx, req Request, now time.Time) (outcome, Record, error) {
+	rec := Record{Request: req}
+	var (
+		bodyHash []byte
+		status   *int
+		header   []byte
+		body     []byte
+	)
+	err := tx.QueryRow(ctx, `
+		SELECT id, method, path, body_sha256, locked_at, recovery_point, recovery_data,
+		       response_status, response_headers, response_body
+		  FROM idempotency_keys
+		 WHERE principal_id = $1 AND key = $2
+		   FOR UPDATE`, req.Principal, req.Key).
+		Scan(&rec.ID, &rec.Method, &rec.Path, &bodyHash, &rec.LockedAt, &rec.RecoveryPoint, &rec.RecoveryData, &status, &header, &body)
+	if err != nil {
+		return 0, rec, err
+	}
+	if rec.Method != req.Method || rec.Path != req.Path || string(bodyHash) != string(req.BodyHash[:]) {
+		return mismatch, rec, nil
+	}
+	if status != nil {
+		rec.Response = &Response{Status: *status, Body: body}
+		if err := json.Unmarshal(header, &rec.Response.Header); err != nil {
+			return 0, rec, err
+		}
+		return replay, rec, nil
+	}
+	if rec.LockedAt != nil && now.Sub(*rec.LockedAt) < s.LockTimeout {
+		return inFlight, rec, nil
+	}
+	// Released after a failure, or abandoned by a crashed request: this request takes over
+	// and resumes from the recovery point.
+	if _, err := tx.Exec(ctx, "UPDATE idempotency_keys SET locked_at = $3 WHERE principal_id = $1 AND key = $2",
+		req.Principal, req.Key, now); err != nil {
+		return 0, rec, err
+	}
+	rec.LockedAt = &now
+	return claimed, rec, nil
+}
+
+// claimIn claims req inside tx (the transaction has begun; the claim statement is its first).
+func (s *Store) claimIn(ctx context.Context, tx pgx.Tx, req Request, id uuid.UUID, now time.Time, locked, inserted bool) (outcome, Record, error) {
+	switch {
+	case !locked:
+		return inFlight, Record{Request: req}, nil
+	case inserted:
+		return claimed, Record{Request: req, ID: id, LockedAt: &now, RecoveryPoint: Started}, nil
+	}
+	return s.resolve(ctx, tx, req, now)
+}
+
+// Claim claims req in a transaction of its own, which commits: the phased mode.
+func (s *Store) Claim(ctx context.Context, req Request) (outcome, Record, error) {
+	var (
+		out              outcome
+		rec              Record
+		locked, inserted bool
+	)
+	now := s.Clock.Now()
+	id := uuid.Must(uuid.NewV7())
+	b := &pgx.Batch{}
+	s.queueClaim(b, req, id, now, &locked, &inserted)
+	err := s.DB.InTenantTxBatch(ctx, req.TenantID, b, func(tx pgx.Tx) (err error) {
+		out, rec, err = s.claimIn(ctx, tx, req, id, now, locked, inserted)
+		return err
+	})
+	return out, rec, err
+}
+
+// complete stores the answer and releases the lock.
+func complete(ctx context.Context, tx pgx.Tx, req Request, res Response) error {
+	header, err := json.Marshal(res.Header)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `
+		UPDATE idempotency_keys
+		   SET response_status = $3, response_headers = $4, response_body = $5, locked_at = NULL
+		 WHERE principal_id = $1 AND key = $2`, req.Principal, req.Key, res.Status, header, res.Body)
+	return err
+}
+
+// Complete stores the answer of a phased request.
+func (s *Store) Complete(ctx context.Context, req Request, res Response) error {
+	return s.DB.InTenantTx(ctx, req.TenantID, func(tx pgx.Tx) error { return complete(ctx, tx, req, res) })
+}
+
+// Release lets a retry run again after an answer that is not stored (a 5xx, a 409, a 429). A
+// key that has done nothing yet is deleted; one past a recovery point is only unlocked, so a
+// retry resumes instead of repeating effects.
+func (s *Store) Release(ctx context.Context, req Request) error {
+	return s.DB.InTenantTx(ctx, req.TenantID, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			DELETE FROM idempotency_keys
+			 WHERE principal_id = $1 AND key = $2 AND recovery_point = 'started' AND response_status IS NULL`,
+			req.Principal, req.Key)
+		if err != nil || tag.RowsAffected() > 0 {
+			return err
+		}
+		_, err = tx.Exec(ctx, `
+			UPDATE idempotency_keys SET locked_at = NULL
+			 WHERE principal_id = $1 AND key = $2 AND response_status IS NULL`, req.Principal, req.Key)
+		return err
+	})
+}
+
+// Advance records that a phased request reached point, in the same transaction as fn's work
+// on the way there, so the point is recorded exactly when that work is done.
+func (s *Store) Advance(ctx context.Context, rec *Record, point string, data any, fn func(pgx.Tx) error) error {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	err = s.DB.InTenantTx(ctx, rec.TenantID, func(tx pgx.Tx) error {
+		if fn != nil {
+			if err := fn(tx); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Exec(ctx, `
+			UPDATE idempotency_keys SET recovery_point = $3, recovery_data = $4, locked_at = $5
+			 WHERE principal_id = $1 AND key = $2`, rec.Principal, rec.Key, point, raw, s.Clock.Now())
+		return err
+	})
+	if err == nil {
+		rec.RecoveryPoint, rec.RecoveryData = point, raw
+	}
+	return err
+}
+
+// Reap deletes keys past their expiry, in batches, and answers how many it deleted. Several
+// replicas may reap at once.
+func (s *Store) Reap(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		var n int
+		if err := s.DB.Pool.QueryRow(ctx, "SELECT app.reap_idempotency_keys($1, 1000)", s.Clock.Now()).Scan(&n); err != nil {
+			return total, err
+		}
+		total += n
+		if n < 1000 {
+			return total, nil
+		}
+	}
+}
+
+// Abandoned lists keys on paths starting with prefix whose request stopped past a recovery
+// point and whose lock is stale: work for a completer.
+func (s *Store) Abandoned(ctx context.Context, prefix string, limit int) ([]Request, error) {
+	rows, _ := s.DB.Pool.Query(ctx, "SELECT tenant_id, principal_id, key FROM app.abandoned_idempotency_keys($1, $2, $3)",
+		prefix, s.Clock.Now().Add(-s.LockTimeout), limit)
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Request, error) {
+		var req Request
+		err := r.Scan(&req.TenantID, &req.Principal, &req.Key)
+		return req, err
+	})
+}
+
+// Load reads a key's record, for a completer.
+func (s *Store) Load(ctx context.Context, req Request) (Record, error) {
+	var rec Record
+	err := s.DB.InTenantTx(ctx, req.TenantID, func(tx pgx.Tx) error {
+		var bodyHash []byte
+		rec.Request = req
+		err := tx.QueryRow(ctx, `
+			SELECT id, method, path, body_sha256, locked_at, recovery_point, recovery_data
+			  FROM idempotency_keys WHERE principal_id = $1 AND key = $2`, req.Principal, req.Key).
+			Scan(&rec.ID, &rec.Method, &rec.Path, &bodyHash, &rec.LockedAt, &rec.RecoveryPoint, &rec.RecoveryData)
+		copy(rec.BodyHash[:], bodyHash)
+		return err
+	})
+	return rec, err
+}
