@@ -66,7 +66,7 @@ const (
 // INSERT would wait on the first's uncommitted row instead of answering 409 at once.
 const claimSQL = `
 WITH l AS (
-    SELECT pg_try_advisory_xact_lock(hashtextextended($1::text || '/' || $2::text || '/' || $3, 0)) AS locked
+    SELECT pg_try_advisory_xact_lock(hashtextextended($1::uuid::text || '/' || $2::uuid::text || '/' || $3::text, 0)) AS locked
 ), ins AS (
     INSERT INTO idempotency_keys (tenant_id, principal_id, key, id, method, path, body_sha256, locked_at, created_at, expires_at)
     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $8, $9 FROM l WHERE l.locked
