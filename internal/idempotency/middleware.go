@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/saasbase/saasbase/internal/auth"
@@ -98,17 +97,21 @@ func (notStored) Error() string { return "idempotency: answer not stored" }
 func (m *Middleware) atomic(w http.ResponseWriter, r *http.Request, next http.Handler, req Request, body []byte) error {
 	ctx := r.Context()
 	var (
-		out              outcome
-		stored           Record
-		locked, inserted bool
-		rec              = newRecorder()
-		now              = m.Store.Clock.Now()
-		id               = uuid.Must(uuid.NewV7())
+		out            = claimed
+		stored         Record
+		locked, exists bool
+		rec            = newRecorder()
+		now            = m.Store.Clock.Now()
 	)
 	b := &pgx.Batch{}
-	m.Store.queueClaim(b, req, id, now, &locked, &inserted)
+	queueLookup(b, req, &locked, &exists)
 	err := m.Store.DB.InTenantTxBatch(ctx, req.TenantID, b, func(tx pgx.Tx) (err error) {
-		out, stored, err = m.Store.claimIn(ctx, tx, req, id, now, locked, inserted)
+		switch {
+		case !locked:
+			out = inFlight
+		case exists:
+			out, stored, err = m.Store.resolve(ctx, tx, req, now)
+		}
 		if err != nil || out != claimed {
 			return err
 		}
@@ -117,7 +120,12 @@ func (m *Middleware) atomic(w http.ResponseWriter, r *http.Request, next http.Ha
 		if !storable(rec.status) {
 			return notStored{rec}
 		}
-		if err := complete(ctx, tx, req, rec.response()); err != nil {
+		if exists {
+			err = complete(ctx, tx, req, rec.response())
+		} else {
+			err = m.Store.insertCompleted(ctx, tx, req, now, rec.response())
+		}
+		if err != nil {
 			if rec.status < 400 {
 				return err // the effect is rolled back with it: never claim success
 			}

@@ -75,6 +75,37 @@ WITH l AS (
 )
 SELECT l.locked, EXISTS (SELECT FROM ins) FROM l`
 
+// lookupSQL is the atomic mode's claim: it takes the same advisory lock and reads the key's
+// row if there is one. A new key's row is inserted only at the end, with its answer, in the
+// transaction that holds the lock, so it is written once and never seen unanswered.
+const lookupSQL = `
+WITH l AS (
+    SELECT pg_try_advisory_xact_lock(hashtextextended($1::uuid::text || '/' || $2::uuid::text || '/' || $3::text, 0)) AS locked
+)
+SELECT l.locked, k.key IS NOT NULL FROM l
+  LEFT JOIN idempotency_keys k ON l.locked AND k.principal_id = $2 AND k.key = $3`
+
+// queueLookup queues the atomic claim of req into b, reporting into locked and exists.
+func queueLookup(b *pgx.Batch, req Request, locked, exists *bool) {
+	b.Queue(lookupSQL, req.TenantID, req.Principal, req.Key).
+		QueryRow(func(row pgx.Row) error { return row.Scan(locked, exists) })
+}
+
+// insertCompleted stores a new key with its answer, in the claiming transaction.
+func (s *Store) insertCompleted(ctx context.Context, tx pgx.Tx, req Request, now time.Time, res Response) error {
+	header, err := json.Marshal(res.Header)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `
+		INSERT INTO idempotency_keys (tenant_id, principal_id, key, id, method, path, body_sha256,
+		                              response_status, response_headers, response_body, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		req.TenantID, req.Principal, req.Key, uuid.Must(uuid.NewV7()), req.Method, req.Path, req.BodyHash[:],
+		res.Status, header, res.Body, now, now.Add(s.TTL))
+	return err
+}
+
 // queueClaim queues the claim of req into b, reporting into locked and inserted.
 func (s *Store) queueClaim(b *pgx.Batch, req Request, id uuid.UUID, now time.Time, locked, inserted *bool) {
 	b.Queue(claimSQL, req.TenantID, req.Principal, req.Key, id, req.Method, req.Path, req.BodyHash[:], now, now.Add(s.TTL)).
