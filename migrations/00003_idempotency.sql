@@ -26,7 +26,7 @@ CREATE POLICY tenant_isolation ON idempotency_keys
     USING (tenant_id = app.current_tenant_id()) WITH CHECK (tenant_id = app.current_tenant_id());
 GRANT SELECT, INSERT, UPDATE, DELETE ON idempotency_keys TO app_runtime;
 CREATE INDEX idempotency_keys_expires_idx ON idempotency_keys (expires_at);
-CREATE INDEX idempotency_keys_abandoned_idx ON idempotency_keys (locked_at)
+CREATE INDEX idempotency_keys_abandoned_idx ON idempotency_keys (created_at)
     WHERE response_status IS NULL;
 
 -- The reaper deletes expired keys of every tenant, a batch at a time; SKIP LOCKED lets
@@ -49,16 +49,17 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 $$;
 -- +goose StatementEnd
 
--- The completer finds keys whose request stopped mid-way (its lock is older than p_stale, no
--- answer stored) on one path, across tenants. It returns only what identifies them.
+-- The completer finds keys whose request stopped mid-way past a recovery point, with no answer
+-- stored: abandoned by a crash (a lock older than p_stale) or released after a failure and not
+-- retried since. It works across tenants and returns only what identifies the keys.
 -- +goose StatementBegin
 CREATE FUNCTION app.abandoned_idempotency_keys(p_path_prefix text, p_stale timestamptz, p_limit int)
 RETURNS TABLE (tenant_id uuid, principal_id uuid, key text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
     SELECT k.tenant_id, k.principal_id, k.key FROM public.idempotency_keys k
-     WHERE k.response_status IS NULL AND k.locked_at < p_stale
-       AND k.path LIKE p_path_prefix || '%' AND k.recovery_point <> 'started'
-     ORDER BY k.locked_at
+     WHERE k.response_status IS NULL AND coalesce(k.locked_at, k.created_at) < p_stale
+       AND k.path LIKE p_path_prefix || '%' AND k.recovery_point NOT IN ('started', 'finished')
+     ORDER BY k.created_at
      LIMIT least(p_limit, 1000)
 $$;
 -- +goose StatementEnd

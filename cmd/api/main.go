@@ -87,6 +87,19 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if cfg.MetricsAddr != "" {
 		servers = append(servers, newHTTPServer(cfg, cfg.MetricsAddr, app.MetricsHandler()))
 	}
+	jobsCtx, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
+	jobsDone := make(chan struct{})
+	go func() {
+		defer close(jobsDone)
+		if cfg.JobsEnabled {
+			app.RunBackground(jobsCtx)
+		}
+	}()
+	defer func() {
+		stopJobs()
+		<-jobsDone
+	}()
+
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
 		ln, err := net.Listen("tcp", s.Addr)

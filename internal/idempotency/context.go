@@ -3,6 +3,7 @@ package idempotency
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -26,6 +27,13 @@ func FromContext(ctx context.Context) (*Key, bool) {
 // ID is stable across every retry under the key: derive the keys sent to other systems from
 // it, so they deduplicate our retries too.
 func (k *Key) ID() string { return k.rec.ID.String() }
+
+// Path is the request path the key was used on.
+func (k *Key) Path() string { return k.rec.Path }
+
+// CreatedAt is when the key was first used: past Stripe's 24 hours, a key derived from it
+// no longer deduplicates there.
+func (k *Key) CreatedAt() time.Time { return k.rec.CreatedAt }
 
 // RecoveryPoint is the last point the request reached, Started if none.
 func (k *Key) RecoveryPoint() string { return k.rec.RecoveryPoint }

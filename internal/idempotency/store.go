@@ -30,6 +30,7 @@ type Record struct {
 	LockedAt      *time.Time
 	RecoveryPoint string
 	RecoveryData  json.RawMessage
+	CreatedAt     time.Time
 	Response      *Response
 }
 
@@ -123,12 +124,13 @@ func (s *Store) resolve(ctx context.Context, tx pgx.Tx, req Request, now time.Ti
 		body     []byte
 	)
 	err := tx.QueryRow(ctx, `
-		SELECT id, method, path, body_sha256, locked_at, recovery_point, recovery_data,
+		SELECT id, method, path, body_sha256, locked_at, recovery_point, recovery_data, created_at,
 		       response_status, response_headers, response_body
 		  FROM idempotency_keys
 		 WHERE principal_id = $1 AND key = $2
 		   FOR UPDATE`, req.Principal, req.Key).
-		Scan(&rec.ID, &rec.Method, &rec.Path, &bodyHash, &rec.LockedAt, &rec.RecoveryPoint, &rec.RecoveryData, &status, &header, &body)
+		Scan(&rec.ID, &rec.Method, &rec.Path, &bodyHash, &rec.LockedAt, &rec.RecoveryPoint, &rec.RecoveryData, &rec.CreatedAt,
+			&status, &header, &body)
 	if err != nil {
 		return 0, rec, err
 	}
@@ -161,7 +163,7 @@ func (s *Store) claimIn(ctx context.Context, tx pgx.Tx, req Request, id uuid.UUI
 	case !locked:
 		return inFlight, Record{Request: req}, nil
 	case inserted:
-		return claimed, Record{Request: req, ID: id, LockedAt: &now, RecoveryPoint: Started}, nil
+		return claimed, Record{Request: req, ID: id, LockedAt: &now, RecoveryPoint: Started, CreatedAt: now}, nil
 	}
 	return s.resolve(ctx, tx, req, now)
 }
@@ -273,18 +275,38 @@ func (s *Store) Abandoned(ctx context.Context, prefix string, limit int) ([]Requ
 	})
 }
 
-// Load reads a key's record, for a completer.
-func (s *Store) Load(ctx context.Context, req Request) (Record, error) {
-	var rec Record
+// Resume takes over an abandoned key for a completer, as a retry of the request would. It
+// answers nil if the key is held by a live request, or finished, meanwhile.
+func (s *Store) Resume(ctx context.Context, req Request) (*Key, error) {
+	var key *Key
 	err := s.DB.InTenantTx(ctx, req.TenantID, func(tx pgx.Tx) error {
-		var bodyHash []byte
-		rec.Request = req
-		err := tx.QueryRow(ctx, `
-			SELECT id, method, path, body_sha256, locked_at, recovery_point, recovery_data
-			  FROM idempotency_keys WHERE principal_id = $1 AND key = $2`, req.Principal, req.Key).
-			Scan(&rec.ID, &rec.Method, &rec.Path, &bodyHash, &rec.LockedAt, &rec.RecoveryPoint, &rec.RecoveryData)
-		copy(rec.BodyHash[:], bodyHash)
+		var method, path string
+		var hash []byte
+		err := tx.QueryRow(ctx, "SELECT method, path, body_sha256 FROM idempotency_keys WHERE principal_id = $1 AND key = $2",
+			req.Principal, req.Key).Scan(&method, &path, &hash)
+		if err != nil {
+			return err
+		}
+		req.Method, req.Path = method, path
+		copy(req.BodyHash[:], hash)
+		out, rec, err := s.resolve(ctx, tx, req, s.Clock.Now())
+		if err == nil && out == claimed {
+			key = &Key{store: s, rec: &rec}
+		}
 		return err
 	})
-	return rec, err
+	if postgres.IsNoRows(err) {
+		return nil, nil // reaped meanwhile
+	}
+	return key, err
+}
+
+// Unlock releases a key without storing an answer: the completer's last step, after which a
+// retry of the request answers from the finished work.
+func (s *Store) Unlock(ctx context.Context, k *Key) error {
+	return s.DB.InTenantTx(ctx, k.rec.TenantID, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "UPDATE idempotency_keys SET locked_at = NULL WHERE principal_id = $1 AND key = $2",
+			k.rec.Principal, k.rec.Key)
+		return err
+	})
 }

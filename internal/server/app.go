@@ -38,6 +38,7 @@ type App struct {
 	Sessions    *auth.Sessions
 	Directory   *tenant.Directory
 	Idempotency *idempotency.Store
+	Payments    *billing.Payments
 
 	handler  http.Handler
 	metrics  http.Handler
@@ -103,6 +104,10 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	users.Sessions = a.Sessions
 
 	a.Idempotency = &idempotency.Store{DB: a.DB, Clock: a.Clock, TTL: 24 * time.Hour, LockTimeout: time.Minute}
+	a.Payments = &billing.Payments{DB: a.DB, Outbox: outbox, Clock: a.Clock}
+	if cfg.StripeSecretKey != "" {
+		a.Payments.Stripe = billing.NewStripe(cfg.StripeSecretKey, cfg.StripeAPIURL)
+	}
 
 	r := routes{
 		app: a,
@@ -115,11 +120,13 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 			APIKeys: &auth.APIKeys{DB: a.DB, Clock: a.Clock, Live: cfg.Production()},
 			Keys:    a.Keys,
 		},
-		tenant:  &tenant.Handler{Tenants: tenants, Users: users, Projects: &tenant.Projects{DB: a.DB, Outbox: outbox, Clock: a.Clock}},
-		billing: &billing.Handler{Plans: &billing.Plans{DB: a.DB, Outbox: outbox}},
-		events:  &events.Handler{Log: &events.Log{DB: a.DB}},
-		idem:    &idempotency.Middleware{Store: a.Idempotency},
-		metrics: httpx.NewMetrics(a.Registry),
+		tenant:   &tenant.Handler{Tenants: tenants, Users: users, Projects: &tenant.Projects{DB: a.DB, Outbox: outbox, Clock: a.Clock}},
+		billing:  &billing.Handler{Plans: &billing.Plans{DB: a.DB, Outbox: outbox}},
+		payments: &billing.PaymentsHandler{Payments: a.Payments},
+		webhooks: &billing.Webhooks{Payments: a.Payments, Secret: cfg.StripeWebhookSecret},
+		events:   &events.Handler{Log: &events.Log{DB: a.DB}},
+		idem:     &idempotency.Middleware{Store: a.Idempotency},
+		metrics:  httpx.NewMetrics(a.Registry),
 	}
 	a.handler, a.metrics = r.build()
 	return a, nil

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -10,8 +11,16 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/saasbase/saasbase/internal/platform/config"
+	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
 	"github.com/saasbase/saasbase/internal/server/servertest"
 )
+
+// withStripe configures payments, with a Stripe that no request of these tests reaches:
+// another tenant's payment is refused before any call to it.
+func withStripe(c *config.Config) {
+	c.StripeSecretKey, c.StripeAPIURL = "sk_test_123", "http://127.0.0.1:1"
+}
 
 // isoIDRoute is a tenant route that takes a resource id in its path. Every route with {id}
 // outside /v1/admin must be listed here (TestIsolationTableCoversRouter checks it), so a new
@@ -21,6 +30,15 @@ type isoIDRoute struct {
 	Pattern    string // as registered in chi
 	Collection string // the list endpoint of the resource, which keys the fixtures' ids
 	Body       any    // sent with PATCH/POST; valid, so only the id decides the answer
+	NeedsKey   bool   // the route requires an Idempotency-Key (a fresh one per request)
+}
+
+// header gives a request of the route the headers it needs.
+func (r isoIDRoute) header() map[string]string {
+	if !r.NeedsKey {
+		return nil
+	}
+	return map[string]string{"Idempotency-Key": uuid.NewString()}
 }
 
 var isoIDRoutes = []isoIDRoute{
@@ -31,12 +49,14 @@ var isoIDRoutes = []isoIDRoute{
 	{Method: "PATCH", Pattern: "/v1/users/{id}", Collection: "/v1/users", Body: map[string]string{"role": "admin"}},
 	{Method: "DELETE", Pattern: "/v1/users/{id}", Collection: "/v1/users"},
 	{Method: "DELETE", Pattern: "/v1/api-keys/{id}", Collection: "/v1/api-keys"},
+	{Method: "GET", Pattern: "/v1/payments/{id}", Collection: "/v1/payments"},
+	{Method: "POST", Pattern: "/v1/payments/{id}/refunds", Collection: "/v1/payments", Body: map[string]int{"amount": 100}, NeedsKey: true},
 }
 
 func (r isoIDRoute) path(id string) string { return strings.ReplaceAll(r.Pattern, "{id}", id) }
 
 // isoLists are the tenant's list endpoints; none may show another tenant's rows.
-var isoLists = []string{"/v1/projects", "/v1/users", "/v1/api-keys", "/v1/events"}
+var isoLists = []string{"/v1/projects", "/v1/users", "/v1/api-keys", "/v1/events", "/v1/payments"}
 
 // isoTenant is a signed-up tenant with one of each resource, by collection.
 type isoTenant struct {
@@ -66,6 +86,16 @@ func isoSetup(t *testing.T, s *servertest.Server, prefix string, projects int) i
 	res.Decode(t, &key)
 	ten.keyID, ten.apiKey = key.ID, key.Key
 	ten.ids["/v1/api-keys"] = []string{key.ID}
+
+	// A succeeded payment, written as Stripe's outcome would leave it (no Stripe needed here).
+	payment := uuid.NewString()
+	_, err := pgtest.Owner(t).Exec(context.Background(), `
+		INSERT INTO payments (tenant_id, id, amount, currency, status, stripe_payment_intent_id, created_at, updated_at)
+		VALUES ($1, $2, 2000, 'usd', 'succeeded', $3, now(), now())`, ten.ID, payment, "pi_iso_"+payment[:8])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ten.ids["/v1/payments"] = []string{payment}
 	return ten
 }
 
@@ -103,7 +133,7 @@ func isoSnap(t *testing.T, s *servertest.Server, ten isoTenant) isoSnapshot {
 // TestIsolationIDRoutes: given another tenant's ids, every id-taking route answers 404
 // not_found, exactly as for an id that exists nowhere, and changes nothing on either side.
 func TestIsolationIDRoutes(t *testing.T) {
-	s := servertest.New(t)
+	s := servertest.New(t, withStripe)
 	a := isoSetup(t, s, "iso-a", 1)
 	b := isoSetup(t, s, "iso-b", 2)
 
@@ -115,7 +145,7 @@ func TestIsolationIDRoutes(t *testing.T) {
 			t.Fatalf("%s %s: the fixtures made no %s of tenant B; add one to isoSetup", rt.Method, rt.Pattern, rt.Collection)
 		}
 		for _, id := range ids {
-			res := s.Do(t, servertest.Request{Method: rt.Method, Path: rt.path(id), Token: a.Token, Body: rt.Body})
+			res := s.Do(t, servertest.Request{Method: rt.Method, Path: rt.path(id), Token: a.Token, Body: rt.Body, Header: rt.header()})
 			if res.Status != http.StatusNotFound {
 				t.Errorf("%s %s with tenant B's id as A's owner: %d %s, want 404", rt.Method, rt.path(id), res.Status, res.Body)
 				continue
@@ -127,7 +157,7 @@ func TestIsolationIDRoutes(t *testing.T) {
 
 			// The answer must not tell B's id from one that exists nowhere.
 			nowhere := uuid.NewString()
-			ctl := s.Do(t, servertest.Request{Method: rt.Method, Path: rt.path(nowhere), Token: a.Token, Body: rt.Body})
+			ctl := s.Do(t, servertest.Request{Method: rt.Method, Path: rt.path(nowhere), Token: a.Token, Body: rt.Body, Header: rt.header()})
 			if ctl.Status != http.StatusNotFound {
 				t.Errorf("%s %s (an id of no tenant): %d %s, want 404", rt.Method, rt.path(nowhere), ctl.Status, ctl.Body)
 				continue
@@ -173,7 +203,7 @@ func isoSameSnapshot(t *testing.T, who string, before, after isoSnapshot) {
 // TestIsolationLists: every list shows the caller's own rows, never the other tenant's, both
 // ways round, with a user token and with an API key.
 func TestIsolationLists(t *testing.T) {
-	s := servertest.New(t)
+	s := servertest.New(t, withStripe)
 	a := isoSetup(t, s, "isl-a", 2)
 	b := isoSetup(t, s, "isl-b", 2)
 
@@ -282,7 +312,7 @@ func TestIsolationLists(t *testing.T) {
 // TestIsolationTableCoversRouter: isoIDRoutes lists exactly the tenant routes with {id}, so a
 // new one is probed by TestIsolationIDRoutes as soon as it is registered.
 func TestIsolationTableCoversRouter(t *testing.T) {
-	s := servertest.New(t)
+	s := servertest.New(t, withStripe)
 	var registered []string
 	for _, r := range s.WalkRoutes(t) {
 		if strings.Contains(r.Pattern, "{id}") && !strings.HasPrefix(r.Pattern, "/v1/admin/") {

@@ -19,14 +19,16 @@ import (
 )
 
 type routes struct {
-	app     *App
-	authn   *auth.Authenticator
-	auth    *auth.Handler
-	tenant  *tenant.Handler
-	billing *billing.Handler
-	events  *events.Handler
-	idem    *idempotency.Middleware
-	metrics *httpx.Metrics
+	app      *App
+	authn    *auth.Authenticator
+	auth     *auth.Handler
+	tenant   *tenant.Handler
+	billing  *billing.Handler
+	payments *billing.PaymentsHandler
+	webhooks *billing.Webhooks
+	events   *events.Handler
+	idem     *idempotency.Middleware
+	metrics  *httpx.Metrics
 }
 
 // h adapts an error-returning handler.
@@ -68,6 +70,7 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 		r.Method(http.MethodPost, "/auth/token", h(rt.auth.Token))
 		r.Method(http.MethodPost, "/auth/revoke", h(rt.auth.Revoke))
 		r.Method(http.MethodGet, "/plans", h(rt.billing.ListPlans))
+		r.Method(http.MethodPost, "/webhooks/stripe", h(rt.webhooks.Handle))
 
 		r.Group(func(r chi.Router) {
 			r.Use(rt.authn.Authenticate)
@@ -99,6 +102,9 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 				r.With(idem).Method(http.MethodPatch, "/projects/{id}", h(rt.tenant.UpdateProject))
 				r.Method(http.MethodDelete, "/projects/{id}", h(rt.tenant.DeleteProject))
 
+				r.Method(http.MethodGet, "/payments", h(rt.payments.List))
+				r.Method(http.MethodGet, "/payments/{id}", h(rt.payments.Get))
+
 				r.Group(func(r chi.Router) {
 					r.Use(auth.RequireRole(auth.RoleAdmin))
 					r.With(idem).Method(http.MethodPatch, "/tenant", h(rt.tenant.UpdateTenant))
@@ -110,6 +116,11 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 					r.Method(http.MethodGet, "/api-keys", h(rt.auth.ListAPIKeys))
 					r.Method(http.MethodPost, "/api-keys", h(rt.auth.CreateAPIKey))
 					r.Method(http.MethodDelete, "/api-keys/{id}", h(rt.auth.DeleteAPIKey))
+
+					// Payments call Stripe: phased keys, required, no transaction across the call.
+					pay := rt.idem.Handler(idempotency.Options{Required: true, Phased: true})
+					r.With(pay).Method(http.MethodPost, "/payments", h(rt.payments.Create))
+					r.With(pay).Method(http.MethodPost, "/payments/{id}/refunds", h(rt.payments.Refund))
 				})
 			})
 		})

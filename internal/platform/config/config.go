@@ -49,6 +49,7 @@ type Config struct {
 	ShutdownTimeout      time.Duration // SHUTDOWN_TIMEOUT: how long in-flight requests may take to finish (25s)
 	DrainDelay           time.Duration // SHUTDOWN_DRAIN_DELAY: readyz answers 503 this long before the listener closes (2s)
 	LogLevel             string        // LOG_LEVEL: debug | info | warn | error (info)
+	JobsEnabled          bool          // JOBS_ENABLED: run the background jobs in this process (true)
 }
 
 // Production reports whether APP_ENV is production.
@@ -84,6 +85,7 @@ func Load(getenv func(string) string) (Config, error) {
 		ShutdownTimeout:      r.duration("SHUTDOWN_TIMEOUT", 25*time.Second),
 		DrainDelay:           r.duration("SHUTDOWN_DRAIN_DELAY", 2*time.Second),
 		LogLevel:             r.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		JobsEnabled:          r.boolean("JOBS_ENABLED", true),
 	}
 	prod := c.Production()
 

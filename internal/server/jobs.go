@@ -1,0 +1,56 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/saasbase/saasbase/internal/billing"
+)
+
+// job is a background task run every interval on every replica; each is written to be safe
+// when several replicas run it at once.
+type job struct {
+	name     string
+	interval time.Duration
+	run      func(context.Context) (int, error)
+}
+
+// RunBackground runs the background jobs until ctx ends, then waits for the running ones.
+func (a *App) RunBackground(ctx context.Context) {
+	completer := &billing.Completer{Payments: a.Payments, Keys: a.Idempotency, Logger: a.Logger}
+	jobs := []job{
+		{"idempotency-reaper", 10 * time.Minute, a.Idempotency.Reap},
+		{"payment-completer", 30 * time.Second, completer.Run},
+	}
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.every(ctx, j)
+		}()
+	}
+	wg.Wait()
+}
+
+// every runs j at its interval, with jitter so replicas do not run in step.
+func (a *App) every(ctx context.Context, j job) {
+	for {
+		wait := j.interval/2 + rand.N(j.interval)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		n, err := j.run(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			a.Logger.ErrorContext(ctx, "job failed", slog.String("job", j.name), slog.String("error", err.Error()))
+		case n > 0:
+			a.Logger.InfoContext(ctx, "job done", slog.String("job", j.name), slog.Int("items", n))
+		}
+	}
+}
