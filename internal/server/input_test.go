@@ -221,7 +221,7 @@ func TestInputPathIDs(t *testing.T) {
 	for _, rt := range isoIDRoutes {
 		for _, bad := range []string{"not-a-uuid", "0123456789abcdef0123456789abcdef", "{01234567-89ab-cdef-0123-456789abcdef}", "12345"} {
 			path := rt.path(bad)
-			res := s.Do(t, servertest.Request{Method: rt.Method, Path: path, Token: a.Token, Body: rt.Body})
+			res := s.Do(t, servertest.Request{Method: rt.Method, Path: path, Token: a.Token, Body: rt.Body, Header: rt.header()})
 			inputProblem(t, rt.Method+" "+path, res, http.StatusBadRequest, "validation_failed", "id")
 		}
 	}
