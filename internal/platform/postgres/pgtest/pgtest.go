@@ -36,12 +36,13 @@ var state struct {
 	runtimeURL string
 }
 
-// Main creates the package database, runs the tests and drops the database.
-func Main(m *testing.M) {
-	os.Exit(run(m))
+// Main creates the package database, runs the tests, runs after (to stop what the tests
+// started) and drops the database.
+func Main(m *testing.M, after ...func()) {
+	os.Exit(run(m, after))
 }
 
-func run(m *testing.M) int {
+func run(m *testing.M, after []func()) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	name, err := create(ctx)
 	cancel()
@@ -50,6 +51,9 @@ func run(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
+	for _, f := range after {
+		f()
+	}
 	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := drop(ctx, name); err != nil {
