@@ -389,3 +389,31 @@ func TestPaymentsDisabledWithoutKey(t *testing.T) {
 	}
 
 }
+
+// Past Stripe's 24-hour key retention, a resumed payment finds the PaymentIntent an earlier
+// attempt created (by our payment id in its metadata) instead of creating a second one.
+func TestResumeAfterStripeForgotTheKey(t *testing.T) {
+	fake := stripetest.NewFake(t)
+	fake.IdempotencyRetention = time.Nanosecond // Stripe has forgotten every key
+	s := servertest.New(t, stripeAt(fake.URL))
+	a := s.Signup(t, "pay-24h")
+	billing.SetAfterStripe(s.App.Payments, func() error { return errors.New("injected crash") })
+	if res := pay(t, s, a.Token, "old-order", card); res.Status != 500 {
+		t.Fatalf("crashed attempt: %d %s", res.Status, res.Body)
+	}
+	billing.SetAfterStripe(s.App.Payments, nil)
+	// A day passes.
+	if _, err := pgtest.Owner(t).Exec(context.Background(),
+		"UPDATE idempotency_keys SET created_at = created_at - interval '25 hours' WHERE key = 'old-order'"); err != nil {
+		t.Fatal(err)
+	}
+	res := pay(t, s, a.Token, "old-order", card)
+	if res.Status != 201 {
+		t.Fatalf("resumed a day later: %d %s", res.Status, res.Body)
+	}
+	var p payment
+	res.Decode(t, &p)
+	if fake.Creates() != 1 || p.StripePaymentIntentID != fake.PaymentIntents()[0].ID {
+		t.Fatalf("%d PaymentIntents, payment linked to %s; want the first one adopted", fake.Creates(), p.StripePaymentIntentID)
+	}
+}
