@@ -39,6 +39,7 @@ type App struct {
 	Directory   *tenant.Directory
 	Idempotency *idempotency.Store
 	Payments    *billing.Payments
+	Usage       *billing.Usage
 
 	handler  http.Handler
 	metrics  http.Handler
@@ -105,6 +106,7 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 
 	a.Idempotency = &idempotency.Store{DB: a.DB, Clock: a.Clock, TTL: 24 * time.Hour, LockTimeout: time.Minute}
 	a.Payments = &billing.Payments{DB: a.DB, Outbox: outbox, Clock: a.Clock}
+	a.Usage = &billing.Usage{DB: a.DB, Meters: &billing.Meters{DB: a.DB, Outbox: outbox}, Clock: a.Clock}
 	if cfg.StripeSecretKey != "" {
 		a.Payments.Stripe = billing.NewStripe(cfg.StripeSecretKey, cfg.StripeAPIURL)
 	}
@@ -123,6 +125,7 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		tenant:   &tenant.Handler{Tenants: tenants, Users: users, Projects: &tenant.Projects{DB: a.DB, Outbox: outbox, Clock: a.Clock}},
 		billing:  &billing.Handler{Plans: &billing.Plans{DB: a.DB, Outbox: outbox}},
 		payments: &billing.PaymentsHandler{Payments: a.Payments},
+		usage:    &billing.UsageHandler{Usage: a.Usage, Meters: a.Usage.Meters},
 		webhooks: &billing.Webhooks{Payments: a.Payments, Secret: cfg.StripeWebhookSecret},
 		events:   &events.Handler{Log: &events.Log{DB: a.DB}},
 		idem:     &idempotency.Middleware{Store: a.Idempotency},

@@ -25,6 +25,7 @@ type routes struct {
 	tenant   *tenant.Handler
 	billing  *billing.Handler
 	payments *billing.PaymentsHandler
+	usage    *billing.UsageHandler
 	webhooks *billing.Webhooks
 	events   *events.Handler
 	idem     *idempotency.Middleware
@@ -82,6 +83,7 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 				r.Method(http.MethodGet, "/tenants/{id}", h(rt.tenant.AdminGetTenant))
 				r.Method(http.MethodPatch, "/tenants/{id}", h(rt.tenant.AdminUpdateTenant))
 				r.Method(http.MethodPut, "/plans/{code}", h(rt.billing.PutPlan))
+				r.Method(http.MethodPut, "/meters/{key}", h(rt.usage.PutMeter))
 			})
 
 			// Tenant routes.
@@ -101,6 +103,11 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 				r.Method(http.MethodGet, "/projects/{id}", h(rt.tenant.GetProject))
 				r.With(idem).Method(http.MethodPatch, "/projects/{id}", h(rt.tenant.UpdateProject))
 				r.Method(http.MethodDelete, "/projects/{id}", h(rt.tenant.DeleteProject))
+
+				r.Method(http.MethodGet, "/meters", h(rt.usage.ListMeters))
+				r.Method(http.MethodGet, "/meters/{key}/usage", h(rt.usage.Query))
+				r.With(rt.idem.Handler(idempotency.Options{MaxBody: billing.MaxUsageBody})).
+					Method(http.MethodPost, "/usage/events", h(rt.usage.Ingest))
 
 				r.Method(http.MethodGet, "/payments", h(rt.payments.List))
 				r.Method(http.MethodGet, "/payments/{id}", h(rt.payments.Get))

@@ -1,0 +1,174 @@
+package billing
+
+import (
+	"context"
+	"encoding/json"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/saasbase/saasbase/internal/events"
+	"github.com/saasbase/saasbase/internal/platform/errs"
+	"github.com/saasbase/saasbase/internal/platform/postgres"
+)
+
+// Aggregations of a meter.
+const (
+	AggSum         = "sum"
+	AggCount       = "count"
+	AggMax         = "max"
+	AggUniqueCount = "unique_count"
+	AggLatest      = "latest"
+)
+
+// Meter turns usage events of one type into a number per window: what plans charge for and
+// quotas limit.
+type Meter struct {
+	Key           string            `json:"key"`
+	EventType     string            `json:"event_type"`
+	Aggregation   string            `json:"aggregation"`
+	ValueProperty *string           `json:"value_property"`
+	GroupBy       map[string]string `json:"group_by"`
+	CreatedAt     time.Time         `json:"created_at"`
+	UpdatedAt     time.Time         `json:"updated_at"`
+}
+
+// rolledUp reports whether the meter is answered from rollups (sum, count) rather than from
+// raw events (max, unique_count, latest).
+func (m Meter) rolledUp() bool { return m.Aggregation == AggSum || m.Aggregation == AggCount }
+
+// MeterInput is the body of PUT /v1/admin/meters/{key}.
+type MeterInput struct {
+	Key           string            `json:"key"`
+	EventType     string            `json:"event_type"`
+	Aggregation   string            `json:"aggregation"`
+	ValueProperty *string           `json:"value_property"`
+	GroupBy       map[string]string `json:"group_by"`
+}
+
+var (
+	meterKeyPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_]{0,62}$`)
+	groupKeyPattern = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+	pathPattern     = regexp.MustCompile(`^\$(\.[A-Za-z0-9_-]{1,64}){1,8}$`)
+)
+
+// Validate checks every field.
+func (in MeterInput) Validate() error {
+	var f errs.Fields
+	if in.EventType == "" || len(in.EventType) > 256 {
+		f.Add("event_type", "is required, at most 256 characters")
+	}
+	switch in.Aggregation {
+	case AggCount:
+		if in.ValueProperty != nil {
+			f.Add("value_property", "is not allowed with count")
+		}
+	case AggSum, AggMax, AggUniqueCount, AggLatest:
+		if in.ValueProperty == nil || !pathPattern.MatchString(*in.ValueProperty) {
+			f.Add("value_property", `must be a path into the event's data such as "$.units"`)
+		}
+	default:
+		f.Add("aggregation", "must be sum, count, max, unique_count or latest")
+	}
+	if len(in.GroupBy) > 5 {
+		f.Add("group_by", "at most 5 groups")
+	}
+	for name, path := range in.GroupBy {
+		if !groupKeyPattern.MatchString(name) || !pathPattern.MatchString(path) {
+			f.Add("group_by."+name, `must map a name (a-z, 0-9, _) to a path such as "$.region"`)
+		}
+	}
+	return f.Err()
+}
+
+// pathKeys splits "$.a.b" into [a b].
+func pathKeys(path string) []string { return strings.Split(strings.TrimPrefix(path, "$."), ".") }
+
+// Meters is the catalog of meters: platform data, read on every ingestion from a snapshot
+// that lives at most a second.
+type Meters struct {
+	DB     *postgres.DB
+	Outbox *events.Outbox
+
+	mu      sync.Mutex
+	cached  []Meter
+	expires time.Time
+}
+
+const meterColumns = "key, event_type, aggregation, value_property, group_by, created_at, updated_at"
+
+// scanMeter reads meterColumns, then any extra columns into extra.
+func scanMeter(row pgx.Row, extra ...any) (Meter, error) {
+	var m Meter
+	err := row.Scan(append([]any{&m.Key, &m.EventType, &m.Aggregation, &m.ValueProperty, &m.GroupBy, &m.CreatedAt, &m.UpdatedAt}, extra...)...)
+	m.CreatedAt, m.UpdatedAt = m.CreatedAt.UTC(), m.UpdatedAt.UTC()
+	if m.GroupBy == nil {
+		m.GroupBy = map[string]string{}
+	}
+	return m, err
+}
+
+// List answers every meter, by key.
+func (s *Meters) List(ctx context.Context) ([]Meter, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Now().Before(s.expires) {
+		return s.cached, nil
+	}
+	rows, _ := s.DB.Pool.Query(ctx, "SELECT "+meterColumns+" FROM meters ORDER BY key")
+	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Meter, error) { return scanMeter(r) })
+	if err != nil {
+		return nil, err
+	}
+	s.cached, s.expires = ms, time.Now().Add(time.Second)
+	return ms, nil
+}
+
+// Get answers one meter.
+func (s *Meters) Get(ctx context.Context, key string) (Meter, error) {
+	ms, err := s.List(ctx)
+	if err != nil {
+		return Meter{}, err
+	}
+	for _, m := range ms {
+		if m.Key == key {
+			return m, nil
+		}
+	}
+	return Meter{}, errs.NotFoundf("no meter %q", key)
+}
+
+// Put creates or replaces a meter and emits the platform event meter.changed.
+func (s *Meters) Put(ctx context.Context, key string, in MeterInput) (m Meter, created bool, err error) {
+	if !meterKeyPattern.MatchString(key) {
+		return Meter{}, false, errs.Field("key", "must be lowercase letters, digits or _, at most 63")
+	}
+	if in.Key != "" && in.Key != key {
+		return Meter{}, false, errs.Field("key", "must match the key in the path")
+	}
+	if key == "api_requests" {
+		return Meter{}, false, errs.Field("key", "api_requests is built in and cannot be changed")
+	}
+	groups, _ := json.Marshal(in.GroupBy)
+	err = s.DB.InTenantTx(ctx, postgres.Platform, func(tx pgx.Tx) error {
+		var err error
+		m, err = scanMeter(tx.QueryRow(ctx, `
+			INSERT INTO meters AS m (key, event_type, aggregation, value_property, group_by)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (key) DO UPDATE
+			   SET event_type = excluded.event_type, aggregation = excluded.aggregation,
+			       value_property = excluded.value_property, group_by = excluded.group_by, updated_at = now()
+			RETURNING `+meterColumns+`, (xmax = 0)`, key, in.EventType, in.Aggregation, in.ValueProperty, groups), &created)
+		if err != nil {
+			return err
+		}
+		return s.Outbox.Append(ctx, tx, postgres.Platform, "meter.changed", m)
+	})
+	s.mu.Lock()
+	s.expires = time.Time{}
+	s.mu.Unlock()
+	return m, created, err
+}

@@ -1,0 +1,82 @@
+package pricing
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/shopspring/decimal"
+)
+
+// Line is one line of an invoice: the base fee, or one charge.
+type Line struct {
+	Description string
+	Meter       string          // empty for the base fee
+	Quantity    decimal.Decimal // the usage priced; 1 for the base fee
+	Amount      int64           // in minor units of the invoice currency
+}
+
+// Invoice prices one period of a plan: a line for the base fee, if there is one, then a line
+// per charge in order, each priced from its meter's usage (a meter missing from usage
+// measured nothing). Each line is rounded once and subtotal is the sum of the rounded lines,
+// so the lines always add up to it.
+func Invoice(currency string, baseFee decimal.Decimal, charges []Charge, usage map[string]Usage) (lines []Line, subtotal int64, err error) {
+	if baseFee.IsNegative() {
+		return nil, 0, errors.New("pricing: negative base fee")
+	}
+	lines = make([]Line, 0, len(charges)+1)
+	add := func(l Line, amount decimal.Decimal) error {
+		minor := toMinor(amount, currency)
+		// Amounts are never negative, so only the upper bound can be crossed.
+		if !minor.BigInt().IsInt64() || minor.IntPart() > math.MaxInt64-subtotal {
+			return fmt.Errorf("pricing: %s: %s %s overflows the invoice", l.Description, amount, currency)
+		}
+		l.Amount = minor.IntPart()
+		subtotal += l.Amount
+		lines = append(lines, l)
+		return nil
+	}
+	if baseFee.IsPositive() {
+		if err := add(Line{Description: "Base fee", Quantity: decimal.NewFromInt(1)}, baseFee); err != nil {
+			return nil, 0, err
+		}
+	}
+	for i, c := range charges {
+		u := usage[c.Meter]
+		amount, err := Price(c, u)
+		if err != nil {
+			return nil, 0, fmt.Errorf("charges[%d]: %w", i, err)
+		}
+		l := Line{Description: fmt.Sprintf("%s (%s)", c.Meter, c.Model), Meter: c.Meter, Quantity: u.Quantity}
+		if err := add(l, amount); err != nil {
+			return nil, 0, err
+		}
+	}
+	return lines, subtotal, nil
+}
+
+// Round converts an exact amount in major units to whole minor units of currency, rounding
+// half away from zero: 0.005 usd is 1 cent. The result is undefined beyond the range of
+// int64, which Invoice reports as an error instead.
+func Round(amount decimal.Decimal, currency string) int64 {
+	return toMinor(amount, currency).IntPart()
+}
+
+func toMinor(amount decimal.Decimal, currency string) decimal.Decimal {
+	return amount.Shift(minorExponent(currency)).Round(0)
+}
+
+// minorExponent answers the number of decimal places of currency's minor unit per ISO 4217,
+// ignoring case. Every currency not listed has 2.
+func minorExponent(currency string) int32 {
+	switch strings.ToLower(currency) {
+	case "bif", "clp", "djf", "gnf", "isk", "jpy", "kmf", "krw", "pyg", "rwf", "ugx", "uyi", "vnd", "vuv", "xaf", "xof", "xpf":
+		return 0
+	case "bhd", "iqd", "jod", "kwd", "lyd", "omr", "tnd":
+		return 3
+	case "clf", "uyw":
+		return 4
+	}
+	return 2
+}

@@ -1,0 +1,116 @@
+package billing
+
+import (
+	"io"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/saasbase/saasbase/internal/platform/errs"
+	"github.com/saasbase/saasbase/internal/platform/httpx"
+)
+
+// UsageHandler serves meters, usage ingestion and usage queries.
+type UsageHandler struct {
+	Usage  *Usage
+	Meters *Meters
+}
+
+// usageContentTypes are the JSON and CloudEvents structured-mode media types.
+var usageContentTypes = map[string]bool{
+	"application/json":                   true,
+	"application/cloudevents+json":       true,
+	"application/cloudevents-batch+json": true,
+}
+
+// Ingest is POST /v1/usage/events: one CloudEvent or an array of up to 1000.
+func (h *UsageHandler) Ingest(w http.ResponseWriter, r *http.Request) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || !usageContentTypes[mt] {
+			return errs.Field("Content-Type", "must be application/json, application/cloudevents+json or application/cloudevents-batch+json")
+		}
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxUsageBody+1))
+	if err != nil {
+		return err
+	}
+	if len(body) > MaxUsageBody {
+		return errs.E(errs.TooLarge, "payload_too_large", "the request body is larger than %d bytes", MaxUsageBody)
+	}
+	meters, err := h.Meters.List(r.Context())
+	if err != nil {
+		return err
+	}
+	evs, err := ParseEvents(body, meters, h.Usage.Clock.Now())
+	if err != nil {
+		return err
+	}
+	res, err := h.Usage.Ingest(r.Context(), tenantOf(r), evs)
+	if err != nil {
+		return err
+	}
+	httpx.JSON(w, http.StatusOK, res)
+	return nil
+}
+
+// ListMeters is GET /v1/meters.
+func (h *UsageHandler) ListMeters(w http.ResponseWriter, r *http.Request) error {
+	ms, err := h.Meters.List(r.Context())
+	if err != nil {
+		return err
+	}
+	httpx.JSON(w, http.StatusOK, httpx.List[Meter]{Data: ms})
+	return nil
+}
+
+// PutMeter is PUT /v1/admin/meters/{key}.
+func (h *UsageHandler) PutMeter(w http.ResponseWriter, r *http.Request) error {
+	var in MeterInput
+	if err := httpx.Decode(r, &in, httpx.MaxBody); err != nil {
+		return err
+	}
+	m, created, err := h.Meters.Put(r.Context(), chi.URLParam(r, "key"), in)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	httpx.JSON(w, status, m)
+	return nil
+}
+
+// Query is GET /v1/meters/{key}/usage?from=&to=&window=&tz=&group_by=.
+func (h *UsageHandler) Query(w http.ResponseWriter, r *http.Request) error {
+	v := r.URL.Query()
+	var f errs.Fields
+	q := UsageQuery{Meter: chi.URLParam(r, "key"), Window: v.Get("window"), GroupBy: v.Get("group_by"), Loc: time.UTC}
+	for name, dst := range map[string]*time.Time{"from": &q.From, "to": &q.To} {
+		t, err := time.Parse(time.RFC3339Nano, v.Get(name))
+		if err != nil {
+			f.Add(name, "is required, an RFC 3339 time")
+		}
+		*dst = t.UTC()
+	}
+	if tz := v.Get("tz"); tz != "" {
+		loc, err := time.LoadLocation(tz)
+		if err != nil || tz == "Local" {
+			f.Add("tz", "must be an IANA time zone such as Asia/Kolkata")
+		} else {
+			q.Loc = loc
+		}
+	}
+	if err := f.Err(); err != nil {
+		return err
+	}
+	rep, err := h.Usage.Query(r.Context(), tenantOf(r), q)
+	if err != nil {
+		return err
+	}
+	httpx.JSON(w, http.StatusOK, rep)
+	return nil
+}
