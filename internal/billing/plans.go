@@ -4,6 +4,7 @@ package billing
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"time"
 	"unicode/utf8"
@@ -12,6 +13,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/saasbase/saasbase/internal/auth"
+	"github.com/saasbase/saasbase/internal/billing/pricing"
 	"github.com/saasbase/saasbase/internal/events"
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
@@ -19,13 +21,22 @@ import (
 
 // Plan is an offer tenants subscribe to. Prices are decimal strings in major units.
 type Plan struct {
-	Code      string         `json:"code"`
-	Name      string         `json:"name"`
-	Currency  string         `json:"currency"`
-	BaseFee   string         `json:"base_fee"`
-	RateLimit auth.RateLimit `json:"rate_limit"`
-	CreatedAt time.Time      `json:"created_at"`
-	UpdatedAt time.Time      `json:"updated_at"`
+	Code      string           `json:"code"`
+	Name      string           `json:"name"`
+	Currency  string           `json:"currency"`
+	BaseFee   string           `json:"base_fee"`
+	RateLimit auth.RateLimit   `json:"rate_limit"`
+	Quotas    map[string]Quota `json:"quotas"`
+	Charges   []pricing.Charge `json:"charges"`
+	CreatedAt time.Time        `json:"created_at"`
+	UpdatedAt time.Time        `json:"updated_at"`
+}
+
+// Quota limits a meter's usage per billing period. A hard quota refuses what is past it; a
+// soft one lets it through and says so in events.
+type Quota struct {
+	Limit       int64  `json:"limit"`
+	Enforcement string `json:"enforcement"`
 }
 
 var (
@@ -36,11 +47,13 @@ var (
 
 // PlanInput is the body of PUT /v1/admin/plans/{code}.
 type PlanInput struct {
-	Code      string          `json:"code"`
-	Name      string          `json:"name"`
-	Currency  string          `json:"currency"`
-	BaseFee   string          `json:"base_fee"`
-	RateLimit *auth.RateLimit `json:"rate_limit"`
+	Code      string           `json:"code"`
+	Name      string           `json:"name"`
+	Currency  string           `json:"currency"`
+	BaseFee   string           `json:"base_fee"`
+	RateLimit *auth.RateLimit  `json:"rate_limit"`
+	Quotas    map[string]Quota `json:"quotas"`
+	Charges   []pricing.Charge `json:"charges"`
 }
 
 // Validate checks every field.
@@ -61,6 +74,16 @@ func (in PlanInput) Validate() error {
 	case rl.RequestsPerSecond <= 0 || rl.Burst < 1 || rl.MaxConcurrent < 0:
 		f.Add("rate_limit", "requests_per_second must be > 0, burst >= 1, max_concurrent >= 0")
 	}
+	for meter, q := range in.Quotas {
+		if q.Limit < 0 || (q.Enforcement != "hard" && q.Enforcement != "soft") {
+			f.Add("quotas."+meter, `must be {limit >= 0, enforcement: "hard" or "soft"}`)
+		}
+	}
+	for i, c := range in.Charges {
+		for _, e := range c.Validate(fmt.Sprintf("charges[%d]", i)) {
+			f.Add(e.Field, e.Message)
+		}
+	}
 	return f.Err()
 }
 
@@ -68,18 +91,41 @@ func (in PlanInput) Validate() error {
 type Plans struct {
 	DB     *postgres.DB
 	Outbox *events.Outbox
+	Meters *Meters
 }
 
-const planColumns = "code, name, currency, base_fee::text, rate_limit, created_at, updated_at"
+// checkMeters refuses quotas and charges on meters that do not exist.
+func (s *Plans) checkMeters(ctx context.Context, in PlanInput) error {
+	var f errs.Fields
+	for meter := range in.Quotas {
+		if _, err := s.Meters.Get(ctx, meter); err != nil {
+			f.Add("quotas."+meter, "there is no meter "+meter)
+		}
+	}
+	for i, c := range in.Charges {
+		if _, err := s.Meters.Get(ctx, c.Meter); err != nil {
+			f.Add(fmt.Sprintf("charges[%d].meter", i), "there is no meter "+c.Meter)
+		}
+	}
+	return f.Err()
+}
+
+const planColumns = "code, name, currency, base_fee::text, rate_limit, quotas, charges, created_at, updated_at"
 
 // scanPlan reads planColumns, then any extra columns into extra.
 func scanPlan(row pgx.Row, extra ...any) (Plan, error) {
 	var p Plan
-	dest := append([]any{&p.Code, &p.Name, &p.Currency, &p.BaseFee, &p.RateLimit, &p.CreatedAt, &p.UpdatedAt}, extra...)
+	dest := append([]any{&p.Code, &p.Name, &p.Currency, &p.BaseFee, &p.RateLimit, &p.Quotas, &p.Charges, &p.CreatedAt, &p.UpdatedAt}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return Plan{}, err
 	}
 	p.BaseFee = decimal.RequireFromString(p.BaseFee).String() // numeric(20,6) text has trailing zeros
+	if p.Quotas == nil {
+		p.Quotas = map[string]Quota{}
+	}
+	if p.Charges == nil {
+		p.Charges = []pricing.Charge{}
+	}
 	p.CreatedAt, p.UpdatedAt = p.CreatedAt.UTC(), p.UpdatedAt.UTC()
 	return p, nil
 }
@@ -108,15 +154,25 @@ func (s *Plans) Put(ctx context.Context, code string, in PlanInput) (p Plan, cre
 	if in.Code != "" && in.Code != code {
 		return Plan{}, false, errs.Field("code", "must match the code in the path")
 	}
+	if err := s.checkMeters(ctx, in); err != nil {
+		return Plan{}, false, err
+	}
+	if in.Quotas == nil {
+		in.Quotas = map[string]Quota{}
+	}
+	if in.Charges == nil {
+		in.Charges = []pricing.Charge{}
+	}
 	err = s.DB.InTenantTx(ctx, postgres.Platform, func(tx pgx.Tx) error {
 		row := tx.QueryRow(ctx, `
-			INSERT INTO plans AS p (code, name, currency, base_fee, rate_limit)
-			VALUES ($1, $2, $3, $4::numeric, $5)
+			INSERT INTO plans AS p (code, name, currency, base_fee, rate_limit, quotas, charges)
+			VALUES ($1, $2, $3, $4::numeric, $5, $6, $7)
 			ON CONFLICT (code) DO UPDATE
 			   SET name = excluded.name, currency = excluded.currency, base_fee = excluded.base_fee,
-			       rate_limit = excluded.rate_limit, updated_at = now()
+			       rate_limit = excluded.rate_limit, quotas = excluded.quotas, charges = excluded.charges,
+			       updated_at = now()
 			RETURNING `+planColumns+`, (xmax = 0)`,
-			code, in.Name, in.Currency, in.BaseFee, in.RateLimit)
+			code, in.Name, in.Currency, in.BaseFee, in.RateLimit, in.Quotas, in.Charges)
 		var err error
 		if p, err = scanPlan(row, &created); err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 
+	"github.com/saasbase/saasbase/internal/billing/pricing"
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
@@ -357,4 +358,36 @@ func upsertRollups(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, agg map[r
 		   SET value = usage_rollups.value + excluded.value, events = usage_rollups.events + excluded.events`,
 		tenantID, meterKeys, buckets, groups, values, counts)
 	return err
+}
+
+// Total answers a meter's usage over a period, for pricing and quotas.
+func (s *Usage) Total(ctx context.Context, tenantID uuid.UUID, meter string, p Period) (pricing.Usage, error) {
+	m, err := s.Meters.Get(ctx, meter)
+	if err != nil {
+		return pricing.Usage{}, err
+	}
+	var sql string
+	args := []any{p.Start, p.End}
+	if m.rolledUp() {
+		sql = "SELECT coalesce(sum(value), 0)::text, coalesce(sum(events), 0) FROM usage_rollups WHERE meter_key = $3 AND bucket_start >= $1 AND bucket_start < $2"
+		args = append(args, m.Key)
+	} else {
+		const value = "(data #>> $4::text[])"
+		agg := map[string]string{
+			AggMax:         "max(" + value + "::numeric)",
+			AggUniqueCount: "count(DISTINCT " + value + ")",
+			AggLatest:      "(array_agg(" + value + "::numeric ORDER BY time DESC))[1]",
+		}[m.Aggregation]
+		sql = "SELECT coalesce(" + agg + ", 0)::text, count(*) FROM usage_events WHERE type = $3 AND time >= $1 AND time < $2"
+		args = append(args, m.EventType, pathKeys(*m.ValueProperty))
+	}
+	var u pricing.Usage
+	var q string
+	b := &pgx.Batch{}
+	b.Queue(sql, args...).QueryRow(func(row pgx.Row) error { return row.Scan(&q, &u.Events) })
+	if err := s.DB.InTenantRead(ctx, tenantID, b); err != nil {
+		return u, err
+	}
+	u.Quantity, err = decimal.NewFromString(q)
+	return u, err
 }

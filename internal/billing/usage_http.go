@@ -14,8 +14,9 @@ import (
 
 // UsageHandler serves meters, usage ingestion and usage queries.
 type UsageHandler struct {
-	Usage  *Usage
-	Meters *Meters
+	Usage    *Usage
+	Meters   *Meters
+	Invoices *Invoices
 }
 
 // usageContentTypes are the JSON and CloudEvents structured-mode media types.
@@ -51,6 +52,12 @@ func (h *UsageHandler) Ingest(w http.ResponseWriter, r *http.Request) error {
 	res, err := h.Usage.Ingest(r.Context(), tenantOf(r), evs)
 	if err != nil {
 		return err
+	}
+	if res.Accepted > 0 {
+		// Quota thresholds are news, not part of the ingestion: a failure here is logged.
+		if err := h.Invoices.CheckQuotas(r.Context(), tenantOf(r), metersOf(meters, evs)); err != nil {
+			httpx.Logger(r.Context()).WarnContext(r.Context(), "quota thresholds", "error", err.Error())
+		}
 	}
 	httpx.JSON(w, http.StatusOK, res)
 	return nil
@@ -113,4 +120,19 @@ func (h *UsageHandler) Query(w http.ResponseWriter, r *http.Request) error {
 	}
 	httpx.JSON(w, http.StatusOK, rep)
 	return nil
+}
+
+// metersOf lists the meters that events of evs feed.
+func metersOf(meters []Meter, evs []UsageEvent) []string {
+	types := map[string]bool{}
+	for _, e := range evs {
+		types[e.Type] = true
+	}
+	var out []string
+	for _, m := range meters {
+		if types[m.EventType] {
+			out = append(out, m.Key)
+		}
+	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	goredis "github.com/redis/go-redis/v9"
@@ -40,6 +41,8 @@ type App struct {
 	Idempotency *idempotency.Store
 	Payments    *billing.Payments
 	Usage       *billing.Usage
+	Invoices    *billing.Invoices
+	Requests    *billing.Requests
 
 	handler  http.Handler
 	metrics  http.Handler
@@ -107,6 +110,12 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	a.Idempotency = &idempotency.Store{DB: a.DB, Clock: a.Clock, TTL: 24 * time.Hour, LockTimeout: time.Minute}
 	a.Payments = &billing.Payments{DB: a.DB, Outbox: outbox, Clock: a.Clock}
 	a.Usage = &billing.Usage{DB: a.DB, Meters: &billing.Meters{DB: a.DB, Outbox: outbox}, Clock: a.Clock}
+	plans := &billing.Plans{DB: a.DB, Outbox: outbox, Meters: a.Usage.Meters}
+	a.Invoices = &billing.Invoices{
+		DB: a.DB, Outbox: outbox, Clock: a.Clock, Plans: plans, Usage: a.Usage,
+		Tenants: tenantInfo{a.Directory}, Payments: a.Payments, Grace: cfg.BillingGrace, Logger: a.Logger,
+	}
+	a.Requests = &billing.Requests{Invoices: a.Invoices, Logger: a.Logger}
 	if cfg.StripeSecretKey != "" {
 		a.Payments.Stripe = billing.NewStripe(cfg.StripeSecretKey, cfg.StripeAPIURL)
 	}
@@ -123,9 +132,10 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 			Keys:    a.Keys,
 		},
 		tenant:   &tenant.Handler{Tenants: tenants, Users: users, Projects: &tenant.Projects{DB: a.DB, Outbox: outbox, Clock: a.Clock}},
-		billing:  &billing.Handler{Plans: &billing.Plans{DB: a.DB, Outbox: outbox}},
+		billing:  &billing.Handler{Plans: plans},
+		invoices: &billing.InvoicesHandler{Invoices: a.Invoices},
 		payments: &billing.PaymentsHandler{Payments: a.Payments},
-		usage:    &billing.UsageHandler{Usage: a.Usage, Meters: a.Usage.Meters},
+		usage:    &billing.UsageHandler{Usage: a.Usage, Meters: a.Usage.Meters, Invoices: a.Invoices},
 		webhooks: &billing.Webhooks{Payments: a.Payments, Secret: cfg.StripeWebhookSecret},
 		events:   &events.Handler{Log: &events.Log{DB: a.DB}},
 		idem:     &idempotency.Middleware{Store: a.Idempotency},
@@ -150,4 +160,19 @@ func (a *App) Close() {
 		a.Redis.Close()
 	}
 	a.DB.Close()
+}
+
+// tenantInfo answers billing's questions about tenants from the tenant directory.
+type tenantInfo struct{ dir *tenant.Directory }
+
+func (t tenantInfo) BillingInfo(ctx context.Context, id uuid.UUID) (billing.TenantInfo, error) {
+	tt, err := t.dir.Get(ctx, id)
+	if err != nil {
+		return billing.TenantInfo{}, err
+	}
+	info := billing.TenantInfo{ID: tt.ID, Plan: tt.Plan, Timezone: tt.Timezone, CreatedAt: tt.CreatedAt}
+	if tt.DefaultPaymentMethod != nil {
+		info.DefaultPaymentMethod = *tt.DefaultPaymentMethod
+	}
+	return info, nil
 }

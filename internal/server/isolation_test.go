@@ -50,13 +50,14 @@ var isoIDRoutes = []isoIDRoute{
 	{Method: "DELETE", Pattern: "/v1/users/{id}", Collection: "/v1/users"},
 	{Method: "DELETE", Pattern: "/v1/api-keys/{id}", Collection: "/v1/api-keys"},
 	{Method: "GET", Pattern: "/v1/payments/{id}", Collection: "/v1/payments"},
+	{Method: "GET", Pattern: "/v1/invoices/{id}", Collection: "/v1/invoices"},
 	{Method: "POST", Pattern: "/v1/payments/{id}/refunds", Collection: "/v1/payments", Body: map[string]int{"amount": 100}, NeedsKey: true},
 }
 
 func (r isoIDRoute) path(id string) string { return strings.ReplaceAll(r.Pattern, "{id}", id) }
 
 // isoLists are the tenant's list endpoints; none may show another tenant's rows.
-var isoLists = []string{"/v1/projects", "/v1/users", "/v1/api-keys", "/v1/events", "/v1/payments"}
+var isoLists = []string{"/v1/projects", "/v1/users", "/v1/api-keys", "/v1/events", "/v1/payments", "/v1/invoices"}
 
 // isoTenant is a signed-up tenant with one of each resource, by collection.
 type isoTenant struct {
@@ -96,6 +97,15 @@ func isoSetup(t *testing.T, s *servertest.Server, prefix string, projects int) i
 		t.Fatal(err)
 	}
 	ten.ids["/v1/payments"] = []string{payment}
+
+	invoice := uuid.NewString()
+	_, err = pgtest.Owner(t).Exec(context.Background(), `
+		INSERT INTO invoices (tenant_id, id, period_start, period_end, currency, plan_code, lines, subtotal, total, status, created_at, updated_at)
+		VALUES ($1, $2, '2026-01-01', '2026-02-01', 'usd', 'free', '[]', 0, 0, 'open', now(), now())`, ten.ID, invoice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ten.ids["/v1/invoices"] = []string{invoice}
 	return ten
 }
 

@@ -24,6 +24,8 @@ func (a *App) RunBackground(ctx context.Context) {
 	jobs := []job{
 		{"idempotency-reaper", 10 * time.Minute, a.Idempotency.Reap},
 		{"payment-completer", 30 * time.Second, completer.Run},
+		{"billing-period-closer", time.Minute, a.Invoices.Close},
+		{"api-requests-flush", time.Second, a.Requests.Flush},
 	}
 	var wg sync.WaitGroup
 	for _, j := range jobs {
@@ -34,12 +36,17 @@ func (a *App) RunBackground(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	// The last second of request counts, so a clean stop loses none.
+	a.Requests.Flush(context.WithoutCancel(ctx))
 }
 
 // every runs j at its interval, with jitter so replicas do not run in step.
 func (a *App) every(ctx context.Context, j job) {
 	for {
-		wait := j.interval/2 + rand.N(j.interval)
+		wait := j.interval
+		if j.interval >= 10*time.Second {
+			wait = j.interval/2 + rand.N(j.interval)
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -26,6 +26,7 @@ type routes struct {
 	billing  *billing.Handler
 	payments *billing.PaymentsHandler
 	usage    *billing.UsageHandler
+	invoices *billing.InvoicesHandler
 	webhooks *billing.Webhooks
 	events   *events.Handler
 	idem     *idempotency.Middleware
@@ -90,7 +91,7 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 			// Tenant routes. POST and PATCH take Idempotency-Key (idem), except the answers that
 			// reveal a secret, which are never stored.
 			r.Group(func(r chi.Router) {
-				r.Use(auth.RequireRole(auth.RoleMember), a.Directory.RequireActive)
+				r.Use(auth.RequireRole(auth.RoleMember), a.Directory.RequireActive, a.Requests.Count)
 				idem := rt.idem.Handler(idempotency.Options{})
 
 				r.Method(http.MethodGet, "/me", h(rt.tenant.Me))
@@ -108,6 +109,11 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 				r.Method(http.MethodGet, "/meters/{key}/usage", h(rt.usage.Query))
 				r.With(rt.idem.Handler(idempotency.Options{MaxBody: billing.MaxUsageBody})).
 					Method(http.MethodPost, "/usage/events", h(rt.usage.Ingest))
+
+				r.Method(http.MethodGet, "/entitlements", h(rt.invoices.Entitlements))
+				r.Method(http.MethodGet, "/invoices/upcoming", h(rt.invoices.Upcoming))
+				r.Method(http.MethodGet, "/invoices", h(rt.invoices.List))
+				r.Method(http.MethodGet, "/invoices/{id}", h(rt.invoices.Get))
 
 				r.Method(http.MethodGet, "/payments", h(rt.payments.List))
 				r.Method(http.MethodGet, "/payments/{id}", h(rt.payments.Get))

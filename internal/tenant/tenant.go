@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -34,23 +35,26 @@ type Tenant struct {
 	Status    string          `json:"status"`
 	Timezone  string          `json:"timezone"`
 	RateLimit *auth.RateLimit `json:"rate_limit"` // the operator's override of the plan's limit
-	CreatedAt time.Time       `json:"created_at"`
-	UpdatedAt time.Time       `json:"updated_at"`
+	// DefaultPaymentMethod is the Stripe payment method invoices are collected from.
+	DefaultPaymentMethod *string   `json:"default_payment_method"`
+	CreatedAt            time.Time `json:"created_at"`
+	UpdatedAt            time.Time `json:"updated_at"`
 }
 
-const tenantColumns = "id, name, slug, plan_code, status, timezone, rate_limit, created_at, updated_at"
+const tenantColumns = "id, name, slug, plan_code, status, timezone, rate_limit, default_payment_method, created_at, updated_at"
 
 func scanTenant(row pgx.Row) (Tenant, error) {
 	var t Tenant
-	err := row.Scan(&t.ID, &t.Name, &t.Slug, &t.Plan, &t.Status, &t.Timezone, &t.RateLimit, &t.CreatedAt, &t.UpdatedAt)
+	err := row.Scan(&t.ID, &t.Name, &t.Slug, &t.Plan, &t.Status, &t.Timezone, &t.RateLimit, &t.DefaultPaymentMethod, &t.CreatedAt, &t.UpdatedAt)
 	t.CreatedAt, t.UpdatedAt = t.CreatedAt.UTC(), t.UpdatedAt.UTC()
 	return t, err
 }
 
 // TenantUpdate is the body of PATCH /v1/tenant.
 type TenantUpdate struct {
-	Name     *string `json:"name"`
-	Timezone *string `json:"timezone"`
+	Name                 *string `json:"name"`
+	Timezone             *string `json:"timezone"`
+	DefaultPaymentMethod *string `json:"default_payment_method"`
 }
 
 // Validate checks the fields present.
@@ -58,6 +62,9 @@ func (u TenantUpdate) Validate() error {
 	var f errs.Fields
 	if u.Name != nil && (*u.Name == "" || utf8.RuneCountInString(*u.Name) > 200) {
 		f.Add("name", "must be 1 to 200 characters")
+	}
+	if pm := u.DefaultPaymentMethod; pm != nil && (*pm == "" || len(*pm) > 255 || strings.ContainsAny(*pm, " \t\n")) {
+		f.Add("default_payment_method", "must be a Stripe payment method id such as pm_card_visa")
 	}
 	if u.Timezone != nil {
 		if _, err := time.LoadLocation(*u.Timezone); err != nil || *u.Timezone == "" || *u.Timezone == "Local" {
@@ -125,8 +132,9 @@ func (s *Tenants) Update(ctx context.Context, id uuid.UUID, u TenantUpdate) (Ten
 	var t Tenant
 	err := s.DB.InTenantTx(ctx, id, func(tx pgx.Tx) (err error) {
 		t, err = scanTenant(tx.QueryRow(ctx, `
-			UPDATE tenants SET name = coalesce($2, name), timezone = coalesce($3, timezone), updated_at = now()
-			 WHERE id = $1 RETURNING `+tenantColumns, id, u.Name, u.Timezone))
+			UPDATE tenants SET name = coalesce($2, name), timezone = coalesce($3, timezone),
+			       default_payment_method = coalesce($4, default_payment_method), updated_at = now()
+			 WHERE id = $1 RETURNING `+tenantColumns, id, u.Name, u.Timezone, u.DefaultPaymentMethod))
 		if err != nil {
 			return err
 		}

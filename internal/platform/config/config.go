@@ -50,6 +50,7 @@ type Config struct {
 	DrainDelay           time.Duration // SHUTDOWN_DRAIN_DELAY: readyz answers 503 this long before the listener closes (2s)
 	LogLevel             string        // LOG_LEVEL: debug | info | warn | error (info)
 	JobsEnabled          bool          // JOBS_ENABLED: run the background jobs in this process (true)
+	BillingGrace         time.Duration // BILLING_GRACE_PERIOD: how long an ended period still takes late usage (24h)
 }
 
 // Production reports whether APP_ENV is production.
@@ -86,6 +87,7 @@ func Load(getenv func(string) string) (Config, error) {
 		DrainDelay:           r.duration("SHUTDOWN_DRAIN_DELAY", 2*time.Second),
 		LogLevel:             r.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 		JobsEnabled:          r.boolean("JOBS_ENABLED", true),
+		BillingGrace:         r.duration("BILLING_GRACE_PERIOD", 24*time.Hour),
 	}
 	prod := c.Production()
 

@@ -20,8 +20,10 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/google/uuid"
 
 	"github.com/saasbase/saasbase/internal/auth"
+	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/config"
 	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
 	"github.com/saasbase/saasbase/internal/server"
@@ -44,6 +46,12 @@ var fastPasswords = auth.PasswordParams{Memory: 64, Iterations: 1, Threads: 1, S
 // The package must call pgtest.Main from TestMain.
 func New(t testing.TB, configure ...func(*config.Config)) *Server {
 	t.Helper()
+	return NewAt(t, nil, configure...)
+}
+
+// NewAt is New with the service's clock set to clk (nil: the system clock).
+func NewAt(t testing.TB, clk clock.Clock, configure ...func(*config.Config)) *Server {
+	t.Helper()
 	env := map[string]string{
 		"DATABASE_URL":       pgtest.OwnerURL(t),
 		"REDIS_KEY_PREFIX":   "test:" + randomHex(6) + ":",
@@ -58,7 +66,7 @@ func New(t testing.TB, configure ...func(*config.Config)) *Server {
 		f(&cfg)
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	app, err := server.New(context.Background(), cfg, server.Options{Logger: logger, Passwords: &fastPasswords})
+	app, err := server.New(context.Background(), cfg, server.Options{Logger: logger, Clock: clk, Passwords: &fastPasswords})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,4 +293,15 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// TokenFor mints a fresh owner token for a tenant at the service's current time (tokens from
+// Signup expire when a test moves the clock on).
+func (s *Server) TokenFor(t testing.TB, ten Tenant) string {
+	t.Helper()
+	tok, err := s.App.Sessions.AccessToken(uuid.MustParse(ten.ID), ten.OwnerID, auth.RoleOwner, s.Config.AccessTokenTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
