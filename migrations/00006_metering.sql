@@ -75,14 +75,32 @@ CREATE TABLE invoices (
 );
 
 ALTER TABLE tenants ADD COLUMN default_payment_method text;
-ALTER TABLE tenants ADD COLUMN stripe_customer_id text;
+
+-- A tenant's Stripe customer, created the first time it is needed.
+CREATE TABLE billing_customers (
+    tenant_id          uuid PRIMARY KEY REFERENCES tenants (id),
+    stripe_customer_id text NOT NULL,
+    created_at         timestamptz NOT NULL
+);
+
+-- What was reported to Stripe as Billing Meter Events, per tenant, meter and 15-minute
+-- bucket: the running total reported. Stripe forgets identifiers after 24 hours; this ledger
+-- does not, so a re-run sends only the difference, under an identifier of its own.
+CREATE TABLE stripe_usage_reports (
+    tenant_id    uuid NOT NULL REFERENCES tenants (id),
+    meter_key    text NOT NULL,
+    bucket_start timestamptz NOT NULL,
+    reported     numeric NOT NULL,
+    updated_at   timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, meter_key, bucket_start)
+);
 
 -- +goose StatementBegin
 DO $$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['usage_events', 'usage_rollups', 'invoices'] LOOP
+    FOREACH t IN ARRAY ARRAY['usage_events', 'usage_rollups', 'invoices', 'billing_customers', 'stripe_usage_reports'] LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY tenant_isolation ON %I USING (tenant_id = app.current_tenant_id())'
@@ -103,11 +121,24 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
      ORDER BY id LIMIT least(p_limit, 1000)
 $$;
 -- +goose StatementEnd
-REVOKE ALL ON FUNCTION app.billing_tenants(uuid, int) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION app.billing_tenants(uuid, int) TO app_runtime;
+-- The collector's work: finalized invoices still open, across tenants, ids only.
+-- +goose StatementBegin
+CREATE FUNCTION app.open_invoices(p_limit int)
+RETURNS TABLE (tenant_id uuid, invoice_id uuid)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    SELECT tenant_id, id FROM public.invoices WHERE status = 'open' AND total > 0
+     ORDER BY created_at LIMIT least(p_limit, 1000)
+$$;
+-- +goose StatementEnd
+CREATE INDEX invoices_open_idx ON invoices (created_at) WHERE status = 'open';
+
+REVOKE ALL ON FUNCTION app.billing_tenants(uuid, int), app.open_invoices(int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app.billing_tenants(uuid, int), app.open_invoices(int) TO app_runtime;
 
 -- +goose Down
+DROP FUNCTION app.open_invoices(int);
 DROP FUNCTION app.billing_tenants(uuid, int);
-ALTER TABLE tenants DROP COLUMN stripe_customer_id, DROP COLUMN default_payment_method;
+DROP TABLE stripe_usage_reports, billing_customers;
+ALTER TABLE tenants DROP COLUMN default_payment_method;
 DROP TABLE invoices, usage_rollups, usage_events, meters;
 ALTER TABLE plans DROP COLUMN charges, DROP COLUMN quotas;

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/stripe/stripe-go/v76"
@@ -158,4 +159,43 @@ func intentStatus(s stripe.PaymentIntentStatus) string {
 		return StatusCanceled
 	}
 	return StatusPending // requires_payment_method, requires_confirmation, requires_action
+}
+
+// CreateCustomer creates the Stripe customer of a tenant; the idempotency key comes from the
+// tenant id, so racing replicas create one.
+func (s *Stripe) CreateCustomer(ctx context.Context, tenantID, name string) (string, error) {
+	p := &stripe.CustomerParams{Name: stripe.String(name)}
+	p.Context = ctx
+	p.SetIdempotencyKey("saasbase-cus-" + tenantID)
+	p.AddMetadata("tenant_id", tenantID)
+	c, err := s.api.Customers.New(p)
+	if err != nil {
+		return "", classify(err)
+	}
+	return c.ID, nil
+}
+
+// errMeterEventExists is Stripe's answer to an identifier it has already seen (24 h).
+var errMeterEventExists = errors.New("billing: meter event identifier already exists")
+
+// SendMeterEvent reports usage as a Billing Meter Event. Its identifier is deterministic, so
+// Stripe drops a repeat within its 24-hour window.
+func (s *Stripe) SendMeterEvent(ctx context.Context, eventName, identifier, customer string, value string, at time.Time) error {
+	p := &stripe.BillingMeterEventParams{
+		EventName:  stripe.String(eventName),
+		Identifier: stripe.String(identifier),
+		Payload:    map[string]string{"stripe_customer_id": customer, "value": value},
+		Timestamp:  stripe.Int64(at.Unix()),
+	}
+	p.Context = ctx
+	p.SetIdempotencyKey("saasbase-me-" + identifier)
+	_, err := s.api.BillingMeterEvents.New(p)
+	var se *stripe.Error
+	if errors.As(err, &se) && se.HTTPStatusCode == http.StatusBadRequest && strings.Contains(se.Msg, "already exists") {
+		return errMeterEventExists
+	}
+	if err != nil {
+		return classify(err)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -309,4 +310,32 @@ func (s *Store) Unlock(ctx context.Context, k *Key) error {
 			k.rec.Principal, k.rec.Key)
 		return err
 	})
+}
+
+// Internal claims a key for work the service does on its own behalf (collecting an invoice),
+// with the guarantees a client's key has. It answers the key to run under; or the stored
+// answer of a run that finished; or neither while another run holds the key.
+func (s *Store) Internal(ctx context.Context, req Request) (*Key, *Response, error) {
+	out, rec, err := s.Claim(ctx, req)
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case out == claimed:
+		return &Key{store: s, rec: &rec}, nil, nil
+	case out == replay:
+		return nil, rec.Response, nil
+	case out == mismatch:
+		return nil, nil, fmt.Errorf("idempotency: internal key %q reused for another request", req.Key)
+	}
+	return nil, nil, nil // in flight
+}
+
+// Finish stores an internal run's answer and releases its key.
+func (s *Store) Finish(ctx context.Context, k *Key, res Response) error {
+	return s.Complete(ctx, k.rec.Request, res)
+}
+
+// Abandon releases an internal run's key without an answer, for a retry later.
+func (s *Store) Abandon(ctx context.Context, k *Key) error {
+	return s.Release(ctx, k.rec.Request)
 }

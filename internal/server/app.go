@@ -43,6 +43,7 @@ type App struct {
 	Usage       *billing.Usage
 	Invoices    *billing.Invoices
 	Requests    *billing.Requests
+	Customers   *billing.Customers
 
 	handler  http.Handler
 	metrics  http.Handler
@@ -109,6 +110,9 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 
 	a.Idempotency = &idempotency.Store{DB: a.DB, Clock: a.Clock, TTL: 24 * time.Hour, LockTimeout: time.Minute}
 	a.Payments = &billing.Payments{DB: a.DB, Outbox: outbox, Clock: a.Clock}
+	if cfg.StripeSecretKey != "" {
+		a.Payments.Stripe = billing.NewStripe(cfg.StripeSecretKey, cfg.StripeAPIURL)
+	}
 	a.Usage = &billing.Usage{DB: a.DB, Meters: &billing.Meters{DB: a.DB, Outbox: outbox}, Clock: a.Clock}
 	plans := &billing.Plans{DB: a.DB, Outbox: outbox, Meters: a.Usage.Meters}
 	a.Invoices = &billing.Invoices{
@@ -116,9 +120,7 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		Tenants: tenantInfo{a.Directory}, Payments: a.Payments, Grace: cfg.BillingGrace, Logger: a.Logger,
 	}
 	a.Requests = &billing.Requests{Invoices: a.Invoices, Logger: a.Logger}
-	if cfg.StripeSecretKey != "" {
-		a.Payments.Stripe = billing.NewStripe(cfg.StripeSecretKey, cfg.StripeAPIURL)
-	}
+	a.Customers = &billing.Customers{DB: a.DB, Stripe: a.Payments.Stripe, Clock: a.Clock}
 
 	r := routes{
 		app: a,

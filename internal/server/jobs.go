@@ -26,6 +26,8 @@ func (a *App) RunBackground(ctx context.Context) {
 		{"payment-completer", 30 * time.Second, completer.Run},
 		{"billing-period-closer", time.Minute, a.Invoices.Close},
 		{"api-requests-flush", time.Second, a.Requests.Flush},
+		{"invoice-collector", time.Minute, (&billing.Collector{Invoices: a.Invoices, Keys: a.Idempotency, Customers: a.Customers, Logger: a.Logger}).Run},
+		{"stripe-usage-reporter", 5 * time.Minute, (&billing.Reporter{Invoices: a.Invoices, Customers: a.Customers, Logger: a.Logger}).Run},
 	}
 	var wg sync.WaitGroup
 	for _, j := range jobs {

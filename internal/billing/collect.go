@@ -1,0 +1,151 @@
+package billing
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/saasbase/saasbase/internal/idempotency"
+	"github.com/saasbase/saasbase/internal/platform/errs"
+)
+
+// billingPrincipal is the principal of payments the service makes itself: its idempotency
+// keys live apart from every user's and API key's.
+var billingPrincipal = uuid.NewSHA1(uuid.NameSpaceURL, []byte("saasbase:billing"))
+
+// Collector charges finalized invoices through the payments path, from the tenant's default
+// payment method, with an idempotency key derived from the invoice id: however often it runs,
+// on however many replicas, an invoice is charged at most once.
+type Collector struct {
+	Invoices  *Invoices
+	Keys      *idempotency.Store
+	Customers *Customers
+	Logger    *slog.Logger
+}
+
+// Run collects the open invoices, a batch at a time.
+func (c *Collector) Run(ctx context.Context) (int, error) {
+	if c.Invoices.Payments.Stripe == nil {
+		return 0, nil
+	}
+	rows, _ := c.Invoices.DB.Pool.Query(ctx, "SELECT tenant_id, invoice_id FROM app.open_invoices(100)")
+	open, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ Tenant, Invoice uuid.UUID }])
+	if err != nil {
+		return 0, err
+	}
+	done := 0
+	for _, o := range open {
+		settled, err := c.collect(ctx, o.Tenant, o.Invoice)
+		if err != nil {
+			c.Logger.WarnContext(ctx, "billing: collecting an invoice", slog.String("invoice_id", o.Invoice.String()), slog.String("error", err.Error()))
+			continue
+		}
+		if settled {
+			done++
+		}
+	}
+	return done, nil
+}
+
+type collected struct {
+	PaymentID uuid.UUID `json:"payment_id"`
+}
+
+// collect charges one invoice, or follows up on its payment, and settles the invoice when
+// the payment has an outcome.
+func (c *Collector) collect(ctx context.Context, tenantID, invoiceID uuid.UUID) (bool, error) {
+	inv, err := c.Invoices.Get(ctx, tenantID, invoiceID)
+	if err != nil {
+		return false, err
+	}
+	ti, err := c.Invoices.Tenants.BillingInfo(ctx, tenantID)
+	if err != nil {
+		return false, err
+	}
+	if ti.DefaultPaymentMethod == "" {
+		// Nothing to charge: the invoice fails now rather than wait on a method forever.
+		return true, c.Invoices.settle(ctx, tenantID, invoiceID, uuid.Nil, "payment_failed")
+	}
+	req := idempotency.Request{
+		TenantID: tenantID, Principal: billingPrincipal, Key: "invoice-" + invoiceID.String(),
+		Method: http.MethodPost, Path: "/v1/payments", BodyHash: sha256.Sum256(invoiceID[:]),
+	}
+	key, done, err := c.Keys.Internal(ctx, req)
+	if err != nil || (key == nil && done == nil) {
+		return false, err // or in flight elsewhere
+	}
+	var paymentID uuid.UUID
+	if done != nil {
+		var got collected
+		if err := json.Unmarshal(done.Body, &got); err != nil {
+			return false, err
+		}
+		paymentID = got.PaymentID
+	} else {
+		paymentID, err = c.charge(ctx, tenantID, ti, inv, key)
+		if err != nil {
+			return false, err
+		}
+	}
+	pay, err := c.Invoices.Payments.Get(ctx, tenantID, paymentID)
+	if err != nil {
+		return false, err
+	}
+	status := map[string]string{StatusSucceeded: "paid", StatusFailed: "payment_failed", StatusCanceled: "payment_failed"}[pay.Status]
+	if status == "" {
+		return false, nil // pending or processing: Stripe's webhook moves it on; the next run settles it
+	}
+	return true, c.Invoices.settle(ctx, tenantID, invoiceID, paymentID, status)
+}
+
+// charge creates the invoice's payment under the internal key and stores the key's answer.
+func (c *Collector) charge(ctx context.Context, tenantID uuid.UUID, ti TenantInfo, inv Invoice, key *idempotency.Key) (uuid.UUID, error) {
+	customer, err := c.Customers.Of(ctx, tenantID)
+	if err != nil {
+		c.Keys.Abandon(ctx, key)
+		return uuid.Nil, err
+	}
+	in := PaymentInput{
+		Amount: inv.Total, Currency: inv.Currency, Customer: customer,
+		Description:   "Invoice " + inv.ID.String() + " (" + inv.Start.Format("2006-01-02") + " to " + inv.End.Format("2006-01-02") + ")",
+		PaymentMethod: ti.DefaultPaymentMethod,
+	}
+	pay, err := c.Invoices.Payments.Create(ctx, tenantID, in, key)
+	if err != nil && !isOutcome(err) {
+		c.Keys.Abandon(ctx, key) // unavailable: resumed from its recovery point next run
+		return uuid.Nil, err
+	}
+	if pay.ID == uuid.Nil {
+		return uuid.Nil, errs.E(errs.Internal, "internal", "collection of invoice %s made no payment", inv.ID)
+	}
+	body, _ := json.Marshal(collected{PaymentID: pay.ID})
+	return pay.ID, c.Keys.Finish(ctx, key, idempotency.Response{Status: http.StatusCreated, Header: map[string]string{}, Body: body})
+}
+
+// settle records an invoice's outcome and its event, once.
+func (s *Invoices) settle(ctx context.Context, tenantID, invoiceID, paymentID uuid.UUID, status string) error {
+	return s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+		inv, err := scanInvoice(tx.QueryRow(ctx, `
+			UPDATE invoices SET status = $2, payment_id = $3, updated_at = $4
+			 WHERE id = $1 AND status = 'open' RETURNING `+invoiceColumns, invoiceID, status, nullable(paymentID), s.Clock.Now()))
+		if errs.Is(err, errs.NotFound) {
+			return nil // settled meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		return s.Outbox.Append(ctx, tx, tenantID, "invoice."+status, inv)
+	})
+}
+
+func nullable(id uuid.UUID) *uuid.UUID {
+	if id == uuid.Nil {
+		return nil
+	}
+	return &id
+}
