@@ -23,7 +23,7 @@ type cloudEvent struct {
 	Data        map[string]any `json:"data"`
 }
 
-func putMeter(t *testing.T, s *servertest.Server, key string, body map[string]any) {
+func putMeter(t testing.TB, s *servertest.Server, key string, body map[string]any) {
 	t.Helper()
 	res := s.Do(t, servertest.Request{Method: "PUT", Path: "/v1/admin/meters/" + key, Token: s.PlatformToken(t), Body: body})
 	if res.Status != 200 && res.Status != 201 {
@@ -31,7 +31,7 @@ func putMeter(t *testing.T, s *servertest.Server, key string, body map[string]an
 	}
 }
 
-func ingest(t *testing.T, s *servertest.Server, token string, body any) *servertest.Response {
+func ingest(t testing.TB, s *servertest.Server, token string, body any) *servertest.Response {
 	t.Helper()
 	return s.Do(t, servertest.Request{Method: "POST", Path: "/v1/usage/events", Token: token, Body: body})
 }
