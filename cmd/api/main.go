@@ -82,6 +82,12 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return err
 	}
 	defer app.Close()
+	// Flags are evaluated from memory: load them before listening, then keep them current
+	// (on every replica, whatever JOBS_ENABLED says) until app.Close stops the refresher. A
+	// failed first load is not fatal: flags answer their callers' defaults until it succeeds.
+	if err := app.FlagRefresher.Start(context.WithoutCancel(ctx)); err != nil {
+		logger.Warn("flags: first load failed; retrying in the background", slog.String("error", err.Error()))
+	}
 
 	servers := []*http.Server{newHTTPServer(cfg, cfg.HTTPAddr, app.Handler())}
 	if cfg.MetricsAddr != "" {

@@ -18,6 +18,7 @@ import (
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/billing"
 	"github.com/saasbase/saasbase/internal/events"
+	"github.com/saasbase/saasbase/internal/flags"
 	"github.com/saasbase/saasbase/internal/idempotency"
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/config"
@@ -44,6 +45,11 @@ type App struct {
 	Invoices    *billing.Invoices
 	Requests    *billing.Requests
 	Customers   *billing.Customers
+
+	// Flags evaluates feature flags for the service's own code; FlagRefresher keeps its
+	// snapshot current and must be started (Start) to serve anything but defaults.
+	Flags         *flags.Client
+	FlagRefresher *flags.Refresher
 
 	handler  http.Handler
 	metrics  http.Handler
@@ -108,6 +114,14 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	}
 	users.Sessions = a.Sessions
 
+	a.Flags = &flags.Client{Tenant: flagTenant}
+	flagStore := &flags.Store{DB: a.DB}
+	a.FlagRefresher = &flags.Refresher{
+		Client: a.Flags, Source: flagStore, Redis: a.Redis,
+		Channel: flags.Channel(cfg.RedisKeyPrefix), Poll: cfg.FlagsPollInterval, Logger: a.Logger,
+	}
+	flagAdmin := &flags.Admin{DB: a.DB, Events: outbox, Clock: a.Clock, Propagator: a.FlagRefresher}
+
 	a.Idempotency = &idempotency.Store{DB: a.DB, Clock: a.Clock, TTL: 24 * time.Hour, LockTimeout: time.Minute}
 	a.Payments = &billing.Payments{DB: a.DB, Outbox: outbox, Clock: a.Clock}
 	if cfg.StripeSecretKey != "" {
@@ -133,15 +147,17 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 			APIKeys: &auth.APIKeys{DB: a.DB, Clock: a.Clock, Live: cfg.Production()},
 			Keys:    a.Keys,
 		},
-		tenant:   &tenant.Handler{Tenants: tenants, Users: users, Projects: &tenant.Projects{DB: a.DB, Outbox: outbox, Clock: a.Clock}},
-		billing:  &billing.Handler{Plans: plans},
-		invoices: &billing.InvoicesHandler{Invoices: a.Invoices},
-		payments: &billing.PaymentsHandler{Payments: a.Payments},
-		usage:    &billing.UsageHandler{Usage: a.Usage, Meters: a.Usage.Meters, Invoices: a.Invoices},
-		webhooks: &billing.Webhooks{Payments: a.Payments, Secret: cfg.StripeWebhookSecret},
-		events:   &events.Handler{Log: &events.Log{DB: a.DB}},
-		idem:     &idempotency.Middleware{Store: a.Idempotency},
-		metrics:  httpx.NewMetrics(a.Registry),
+		tenant:    &tenant.Handler{Tenants: tenants, Users: users, Projects: &tenant.Projects{DB: a.DB, Outbox: outbox, Clock: a.Clock, Flags: a.Flags}},
+		billing:   &billing.Handler{Plans: plans},
+		invoices:  &billing.InvoicesHandler{Invoices: a.Invoices},
+		payments:  &billing.PaymentsHandler{Payments: a.Payments},
+		usage:     &billing.UsageHandler{Usage: a.Usage, Meters: a.Usage.Meters, Invoices: a.Invoices},
+		webhooks:  &billing.Webhooks{Payments: a.Payments, Secret: cfg.StripeWebhookSecret},
+		events:    &events.Handler{Log: &events.Log{DB: a.DB}},
+		idem:      &idempotency.Middleware{Store: a.Idempotency},
+		flagEval:  &flags.Handler{Client: a.Flags},
+		flagAdmin: &flags.AdminHandler{Store: flagStore, Admin: flagAdmin},
+		metrics:   httpx.NewMetrics(a.Registry),
 	}
 	a.handler, a.metrics = r.build()
 	return a, nil
@@ -158,6 +174,7 @@ func (a *App) Drain() { a.draining.Store(true) }
 
 // Close releases the connections.
 func (a *App) Close() {
+	a.FlagRefresher.Stop()
 	if a.Redis != nil {
 		a.Redis.Close()
 	}
@@ -177,4 +194,11 @@ func (t tenantInfo) BillingInfo(ctx context.Context, id uuid.UUID) (billing.Tena
 		info.DefaultPaymentMethod = *tt.DefaultPaymentMethod
 	}
 	return info, nil
+}
+
+// flagTenant is the calling tenant as flag evaluation sees it: the record RequireActive put
+// in the context, never anything the caller sent.
+func flagTenant(ctx context.Context) (flags.Tenant, bool) {
+	t, ok := tenant.FromContext(ctx)
+	return flags.Tenant{ID: t.ID, Plan: t.Plan, CreatedAt: t.CreatedAt}, ok
 }

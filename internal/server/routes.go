@@ -11,6 +11,7 @@ import (
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/billing"
 	"github.com/saasbase/saasbase/internal/events"
+	"github.com/saasbase/saasbase/internal/flags"
 	"github.com/saasbase/saasbase/internal/idempotency"
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
@@ -19,18 +20,20 @@ import (
 )
 
 type routes struct {
-	app      *App
-	authn    *auth.Authenticator
-	auth     *auth.Handler
-	tenant   *tenant.Handler
-	billing  *billing.Handler
-	payments *billing.PaymentsHandler
-	usage    *billing.UsageHandler
-	invoices *billing.InvoicesHandler
-	webhooks *billing.Webhooks
-	events   *events.Handler
-	idem     *idempotency.Middleware
-	metrics  *httpx.Metrics
+	app       *App
+	authn     *auth.Authenticator
+	auth      *auth.Handler
+	tenant    *tenant.Handler
+	billing   *billing.Handler
+	payments  *billing.PaymentsHandler
+	usage     *billing.UsageHandler
+	invoices  *billing.InvoicesHandler
+	webhooks  *billing.Webhooks
+	events    *events.Handler
+	idem      *idempotency.Middleware
+	flagEval  *flags.Handler
+	flagAdmin *flags.AdminHandler
+	metrics   *httpx.Metrics
 }
 
 // h adapts an error-returning handler.
@@ -84,6 +87,14 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 				r.Method(http.MethodGet, "/tenants/{id}", h(rt.tenant.AdminGetTenant))
 				r.Method(http.MethodPatch, "/tenants/{id}", h(rt.tenant.AdminUpdateTenant))
 				r.Method(http.MethodPut, "/plans/{code}", h(rt.billing.PutPlan))
+				r.Method(http.MethodGet, "/flags", h(rt.flagAdmin.ListFlags))
+				r.Method(http.MethodGet, "/flags/{key}", h(rt.flagAdmin.GetFlag))
+				r.Method(http.MethodPut, "/flags/{key}", h(rt.flagAdmin.PutFlag))
+				r.Method(http.MethodDelete, "/flags/{key}", h(rt.flagAdmin.DeleteFlag))
+				r.Method(http.MethodGet, "/flags/{key}/overrides", h(rt.flagAdmin.ListOverrides))
+				r.Method(http.MethodPut, "/flags/{key}/overrides/{tenant_id}", h(rt.flagAdmin.PutOverride))
+				r.Method(http.MethodDelete, "/flags/{key}/overrides/{tenant_id}", h(rt.flagAdmin.DeleteOverride))
+				r.Method(http.MethodGet, "/flags/{key}/audit", h(rt.flagAdmin.ListAudit))
 				r.Method(http.MethodPut, "/meters/{key}", h(rt.usage.PutMeter))
 			})
 
@@ -91,13 +102,15 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 			// Tenant routes. POST and PATCH take Idempotency-Key (idem), except the answers that
 			// reveal a secret, which are never stored.
 			r.Group(func(r chi.Router) {
-				r.Use(auth.RequireRole(auth.RoleMember), a.Directory.RequireActive, a.Requests.Count)
+				r.Use(auth.RequireRole(auth.RoleMember), a.Directory.RequireActive, a.Requests.Count, a.Flags.Middleware)
 				idem := rt.idem.Handler(idempotency.Options{})
 
 				r.Method(http.MethodGet, "/me", h(rt.tenant.Me))
 				r.With(idem).Method(http.MethodPost, "/me/password", h(rt.tenant.ChangePassword))
 				r.Method(http.MethodGet, "/tenant", h(rt.tenant.GetTenant))
 				r.Method(http.MethodGet, "/events", h(rt.events.List))
+				r.Method(http.MethodGet, "/flags", h(rt.flagEval.List))
+				r.Method(http.MethodGet, "/flags/{key}", h(rt.flagEval.Get))
 
 				r.Method(http.MethodGet, "/projects", h(rt.tenant.ListProjects))
 				r.With(idem).Method(http.MethodPost, "/projects", h(rt.tenant.CreateProject))
@@ -137,6 +150,14 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 				})
 			})
 		})
+	})
+
+	// OFREP, for OpenFeature SDKs: tenant credentials, as on the tenant routes. It answers
+	// in OFREP's own shapes.
+	r.Route("/ofrep/v1", func(r chi.Router) {
+		r.Use(rt.authn.Authenticate, auth.RequireRole(auth.RoleMember), a.Directory.RequireActive, a.Flags.Middleware)
+		r.Method(http.MethodPost, "/evaluate/flags", http.HandlerFunc(rt.flagEval.OFREPBulk))
+		r.Method(http.MethodPost, "/evaluate/flags/{key}", http.HandlerFunc(rt.flagEval.OFREPFlag))
 	})
 
 	m := chi.NewRouter()

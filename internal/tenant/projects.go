@@ -64,12 +64,45 @@ type Projects struct {
 	DB     *postgres.DB
 	Outbox *events.Outbox
 	Clock  clock.Clock
+	Flags  Flags // nil: no project limit
+}
+
+// Flags is what projects ask of the feature flags: *flags.Client.
+type Flags interface {
+	Number(ctx context.Context, key string, def float64) float64
+}
+
+// checkLimit refuses a project past the tenant's limit, which the project-limit flag sets by
+// plan (docs/flags.md); 0 means none. Locking the tenant's row makes concurrent creations
+// take turns, so two cannot both take the last place.
+func (s *Projects) checkLimit(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID) error {
+	if s.Flags == nil {
+		return nil
+	}
+	limit := int(s.Flags.Number(ctx, "project-limit", 0))
+	if limit <= 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, "SELECT FROM tenants WHERE id = $1 FOR UPDATE", tenantID); err != nil {
+		return err
+	}
+	var n int
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM projects").Scan(&n); err != nil {
+		return err
+	}
+	if n >= limit {
+		return errs.E(errs.Conflict, "conflict", "your plan allows %d projects", limit)
+	}
+	return nil
 }
 
 // Create stores a new project and its project.created event.
 func (s *Projects) Create(ctx context.Context, tenantID uuid.UUID, in ProjectInput) (Project, error) {
 	var p Project
 	err := s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) (err error) {
+		if err := s.checkLimit(ctx, tx, tenantID); err != nil {
+			return err
+		}
 		desc := ""
 		if in.Description != nil {
 			desc = *in.Description

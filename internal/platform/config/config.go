@@ -49,6 +49,7 @@ type Config struct {
 	ShutdownTimeout      time.Duration // SHUTDOWN_TIMEOUT: how long in-flight requests may take to finish (25s)
 	DrainDelay           time.Duration // SHUTDOWN_DRAIN_DELAY: readyz answers 503 this long before the listener closes (2s)
 	LogLevel             string        // LOG_LEVEL: debug | info | warn | error (info)
+	FlagsPollInterval    time.Duration // FLAGS_POLL_INTERVAL: how often each replica checks the flag configuration's version (5s)
 	JobsEnabled          bool          // JOBS_ENABLED: run the background jobs in this process (true)
 	BillingGrace         time.Duration // BILLING_GRACE_PERIOD: how long an ended period still takes late usage (24h)
 }
@@ -86,6 +87,7 @@ func Load(getenv func(string) string) (Config, error) {
 		ShutdownTimeout:      r.duration("SHUTDOWN_TIMEOUT", 25*time.Second),
 		DrainDelay:           r.duration("SHUTDOWN_DRAIN_DELAY", 2*time.Second),
 		LogLevel:             r.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		FlagsPollInterval:    r.duration("FLAGS_POLL_INTERVAL", 5*time.Second),
 		JobsEnabled:          r.boolean("JOBS_ENABLED", true),
 		BillingGrace:         r.duration("BILLING_GRACE_PERIOD", 24*time.Hour),
 	}

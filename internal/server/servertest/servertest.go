@@ -70,6 +70,9 @@ func NewAt(t testing.TB, clk clock.Clock, configure ...func(*config.Config)) *Se
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := app.FlagRefresher.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	ts := httptest.NewServer(app.Handler())
 	t.Cleanup(func() {
 		ts.Close()
