@@ -33,7 +33,7 @@ TENANT ?= acme
 ROLE   ?= owner
 TTL    ?= 1h
 
-.PHONY: help run build test fuzz bench lint migrate token tools clean
+.PHONY: help run build test fuzz bench lint migrate token tools clean load
 
 help: ## list the targets
 	@echo 'Usage: make <target> [VAR=value ...]'
@@ -85,3 +85,28 @@ tools: ## install stripe-mock (STRIPE_MOCK_VERSION) into GOPATH/bin, unless that
 
 clean: ## remove build and coverage output
 	rm -rf bin coverage.out coverage.html *.coverprofile
+
+# `make load`: cmd/load against a fresh bin/api on a port of its own, so a `make run` on :8080
+# can stay up. The server's log goes to bin/load-api.log rather than among the progress lines;
+# its per-IP budget of signup and token requests is lifted, since the generator signs up every
+# tenant from one address. The trap stops the server however the run ends.
+LOAD_ADDR  ?= 127.0.0.1:18080
+LOAD_FLAGS ?= -duration 30s
+
+load: build ## run cmd/load against a fresh server on LOAD_ADDR (LOAD_FLAGS, default -duration 30s)
+	$(BIN) migrate up
+	@if curl -fs -o /dev/null http://$(LOAD_ADDR)/readyz; then echo "load: something already answers on $(LOAD_ADDR)"; exit 1; fi
+	@HTTP_ADDR=$(LOAD_ADDR) JOBS_ENABLED=true AUTH_RATE_LIMIT_PER_MINUTE=100000 $(BIN) serve >bin/load-api.log 2>&1 & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null || true' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for i in $$(seq 100); do \
+		if curl -fs -o /dev/null http://$(LOAD_ADDR)/readyz; then break; fi; \
+		if ! kill -0 $$pid 2>/dev/null || [ $$i = 100 ]; then \
+			echo "load: bin/api serve did not get ready; the end of bin/load-api.log:"; tail -n 20 bin/load-api.log; exit 1; \
+		fi; \
+		sleep 0.1; \
+	done; \
+	admin_token=$$($(BIN) token --platform-admin); \
+	echo "load: bin/api serve on $(LOAD_ADDR) (log: bin/load-api.log)"; \
+	$(GO) run ./cmd/load -url http://$(LOAD_ADDR) -admin-token "$$admin_token" \
+		-database-url "$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/saasbase?sslmode=disable}" $(LOAD_FLAGS)

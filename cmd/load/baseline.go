@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+const (
+	baselineRounds = 3
+	baselineRound  = 3 * time.Second
+	// baselineWarmUp is sent to each target, unrecorded, before the rounds: both open their
+	// database and HTTP connections lazily, and the first round would pay for it.
+	baselineWarmUp = time.Second
+	// selectProject is the query of the service's GET /v1/projects/{id}.
+	selectProject = "SELECT id, name, description, created_at, updated_at FROM projects WHERE tenant_id = $1 AND id = $2"
+)
+
+// bareServer is the baseline of GET /v1/projects/{id}: chi and a pgx pool as the database
+// URL's user, the service's SELECT, JSON out, and nothing else (no request id, logging,
+// metrics, authentication, rate limit or tenant transaction). It is built like the one of
+// BenchmarkGetProject in internal/server, pool defaults included, so the two agree.
+type bareServer struct {
+	origin string
+	pool   *pgxpool.Pool
+	srv    *http.Server
+}
+
+// startBare serves the baseline on a loopback port of its own.
+func startBare(ctx context.Context, databaseURL string) (*bareServer, error) {
+	pool, err := pgxpool.New(ctx, databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	b := &bareServer{origin: "http://" + ln.Addr().String(), pool: pool}
+	r := chi.NewRouter()
+	r.Get(routeBareProject.pattern(), b.getProject)
+	b.srv = &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
+	go b.srv.Serve(ln)
+	return b, nil
+}
+
+func (b *bareServer) close() {
+	b.srv.Close()
+	b.pool.Close()
+}
+
+// project is the service's JSON of a project.
+type project struct {
+	ID          uuid.UUID `json:"id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+func (b *bareServer) getProject(w http.ResponseWriter, r *http.Request) {
+	var p project
+	err := b.pool.QueryRow(r.Context(), selectProject, chi.URLParam(r, "tenant"), chi.URLParam(r, "id")).
+		Scan(&p.ID, &p.Name, &p.Description, &p.CreatedAt, &p.UpdatedAt)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError) // loopback only: details help
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(p)
+}
+
+// comparison is the outcome of the baseline rounds.
+type comparison struct {
+	bare, service summary
+	ratio         float64 // service/bare, of 2xx answers a second
+}
+
+// compareBaseline reads one of t's projects, from workers goroutines on keep-alive
+// connections, through the bare server and through the service in alternating rounds, so
+// that drift of the machine (other load, caches warming) falls on both alike. Interrupted,
+// it answers ctx's error: rounds cut short compare nothing.
+func compareBaseline(ctx context.Context, cfg config, bare *bareServer, t *tenant, progress io.Writer) (comparison, error) {
+	id := t.project(rand.New(rand.NewPCG(cfg.seed, 0)))
+	bareRec, serviceRec := newRecorder(), newRecorder()
+	bareClient := newClient(bare.origin, cfg.workers, bareRec)
+	serviceClient := newClient(cfg.origin, cfg.workers, serviceRec)
+	bareCall := call{route: routeBareProject, params: []string{t.id, id}}
+	serviceCall := call{route: routeGetProject, params: []string{id}, as: t.session}
+
+	hammer(ctx, bareClient.unrecorded(), bareCall, cfg.workers, baselineWarmUp)
+	hammer(ctx, serviceClient.unrecorded(), serviceCall, cfg.workers, baselineWarmUp)
+
+	var bareTime, serviceTime time.Duration
+	for i := range baselineRounds {
+		b0, _, _ := bareRec.progress()
+		s0, _, _ := serviceRec.progress()
+		bt := hammer(ctx, bareClient, bareCall, cfg.workers, baselineRound)
+		st := hammer(ctx, serviceClient, serviceCall, cfg.workers, baselineRound)
+		b1, _, _ := bareRec.progress()
+		s1, _, _ := serviceRec.progress()
+		bareTime, serviceTime = bareTime+bt, serviceTime+st
+		fmt.Fprintf(progress, "baseline round %d/%d: bare %.0f req/s, service %.0f req/s\n",
+			i+1, baselineRounds, float64(b1-b0)/bt.Seconds(), float64(s1-s0)/st.Seconds())
+	}
+	if err := ctx.Err(); err != nil {
+		return comparison{}, err
+	}
+	c := comparison{
+		bare:    bareRec.summaryOf(routeBareProject, bareTime),
+		service: serviceRec.summaryOf(routeGetProject, serviceTime),
+	}
+	c.bare.name, c.service.name = "bare chi+pgx "+string(routeBareProject), "service "+string(routeGetProject)
+	// 2xx only: a 429 is cheap, and counting it would flatter the service.
+	if c.bare.ok > 0 && serviceTime > 0 {
+		c.ratio = (float64(c.service.ok) / serviceTime.Seconds()) / (float64(c.bare.ok) / bareTime.Seconds())
+	}
+	return c, nil
+}
+
+// hammer sends cl from workers goroutines, each as soon as its last was answered, for d, and
+// answers how long that took, the requests in flight at the end included.
+func hammer(ctx context.Context, c *client, cl call, workers int, d time.Duration) time.Duration {
+	start := time.Now()
+	stop, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for stop.Err() == nil {
+				c.do(ctx, cl)
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start)
+}
