@@ -1,5 +1,9 @@
-// Package events is the event-driven core: the transactional outbox that every state change
-// writes its event into, and the tenant's event log read from it.
+// Package events is the event-driven core. Every state change writes its event into the
+// transactional outbox (Outbox.Append); the Relay publishes the outbox in commit order to a
+// Transport (InProcess by default, Kafka when brokers are configured); Consumers apply each
+// event once, in its tenant's transaction, retrying failures and dead-lettering poison
+// events. The tenant's event log (GET /v1/events) is read from the outbox too.
+// See docs/events.md.
 package events
 
 import (
@@ -22,6 +26,15 @@ type Event struct {
 	TenantID   *uuid.UUID      `json:"tenant_id"` // nil for platform events
 	OccurredAt time.Time       `json:"occurred_at"`
 	Data       json.RawMessage `json:"data"`
+}
+
+// Tenant is the tenant whose transaction the event belongs in: postgres.Platform for
+// platform events.
+func (e Event) Tenant() uuid.UUID {
+	if e.TenantID == nil {
+		return postgres.Platform
+	}
+	return *e.TenantID
 }
 
 // Outbox appends events inside the transaction that makes the change they describe, so an

@@ -18,6 +18,7 @@ import (
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/billing"
 	"github.com/saasbase/saasbase/internal/events"
+	"github.com/saasbase/saasbase/internal/events/webhook"
 	"github.com/saasbase/saasbase/internal/flags"
 	"github.com/saasbase/saasbase/internal/idempotency"
 	"github.com/saasbase/saasbase/internal/platform/clock"
@@ -45,6 +46,15 @@ type App struct {
 	Invoices    *billing.Invoices
 	Requests    *billing.Requests
 	Customers   *billing.Customers
+
+	// The event pipeline: the relay publishes the outbox to Transport, Consumers apply the
+	// events (webhook fan-out among them), Deliverer sends webhook deliveries.
+	Transport    events.Transport
+	Relay        *events.Relay
+	Consumers    *events.Consumers
+	EventsReaper *events.Reaper
+	Deliverer    *webhook.Deliverer
+	kafka        *events.Kafka // nil with the in-process transport
 
 	// Flags evaluates feature flags for the service's own code; FlagRefresher keeps its
 	// snapshot current and must be started (Start) to serve anything but defaults.
@@ -136,6 +146,12 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	a.Requests = &billing.Requests{Invoices: a.Invoices, Logger: a.Logger}
 	a.Customers = &billing.Customers{DB: a.DB, Stripe: a.Payments.Stripe, Clock: a.Clock}
 
+	endpoints, err := a.events(cfg, outbox)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+
 	r := routes{
 		app: a,
 		authn: &auth.Authenticator{
@@ -154,6 +170,7 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		usage:     &billing.UsageHandler{Usage: a.Usage, Meters: a.Usage.Meters, Invoices: a.Invoices},
 		webhooks:  &billing.Webhooks{Payments: a.Payments, Secret: cfg.StripeWebhookSecret},
 		events:    &events.Handler{Log: &events.Log{DB: a.DB}},
+		endpoints: &webhook.Handler{Endpoints: endpoints},
 		idem:      &idempotency.Middleware{Store: a.Idempotency},
 		flagEval:  &flags.Handler{Client: a.Flags},
 		flagAdmin: &flags.AdminHandler{Store: flagStore, Admin: flagAdmin},
@@ -175,6 +192,9 @@ func (a *App) Drain() { a.draining.Store(true) }
 // Close releases the connections.
 func (a *App) Close() {
 	a.FlagRefresher.Stop()
+	if a.kafka != nil {
+		a.kafka.Close()
+	}
 	if a.Redis != nil {
 		a.Redis.Close()
 	}

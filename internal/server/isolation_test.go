@@ -52,12 +52,24 @@ var isoIDRoutes = []isoIDRoute{
 	{Method: "GET", Pattern: "/v1/payments/{id}", Collection: "/v1/payments"},
 	{Method: "GET", Pattern: "/v1/invoices/{id}", Collection: "/v1/invoices"},
 	{Method: "POST", Pattern: "/v1/payments/{id}/refunds", Collection: "/v1/payments", Body: map[string]int{"amount": 100}, NeedsKey: true},
+	{Method: "GET", Pattern: "/v1/webhook-endpoints/{id}", Collection: "/v1/webhook-endpoints"},
+	{Method: "DELETE", Pattern: "/v1/webhook-endpoints/{id}", Collection: "/v1/webhook-endpoints"},
+	{Method: "POST", Pattern: "/v1/webhook-endpoints/{id}/enable", Collection: "/v1/webhook-endpoints"},
+	{Method: "GET", Pattern: "/v1/webhook-endpoints/{id}/deliveries", Collection: "/v1/webhook-endpoints"},
+	{Method: "POST", Pattern: "/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry", Collection: "/v1/webhook-deliveries"},
 }
 
-func (r isoIDRoute) path(id string) string { return strings.ReplaceAll(r.Pattern, "{id}", id) }
+// path fills the pattern in; a webhook delivery's "id" is "<endpoint id>/<delivery id>".
+func (r isoIDRoute) path(id string) string {
+	endpoint, delivery, ok := strings.Cut(id, "/")
+	if !ok {
+		delivery = id
+	}
+	return strings.NewReplacer("{id}", endpoint, "{delivery_id}", delivery).Replace(r.Pattern)
+}
 
 // isoLists are the tenant's list endpoints; none may show another tenant's rows.
-var isoLists = []string{"/v1/projects", "/v1/users", "/v1/api-keys", "/v1/events", "/v1/payments", "/v1/invoices"}
+var isoLists = []string{"/v1/projects", "/v1/users", "/v1/api-keys", "/v1/events", "/v1/payments", "/v1/invoices", "/v1/webhook-endpoints"}
 
 // isoTenant is a signed-up tenant with one of each resource, by collection.
 type isoTenant struct {
@@ -97,6 +109,17 @@ func isoSetup(t *testing.T, s *servertest.Server, prefix string, projects int) i
 		t.Fatal(err)
 	}
 	ten.ids["/v1/payments"] = []string{payment}
+
+	endpoint := s.Create(t, ten.Token, "/v1/webhook-endpoints", map[string]any{"url": "https://hooks.example.com/" + prefix, "event_types": []string{"*"}})
+	ten.ids["/v1/webhook-endpoints"] = []string{endpoint}
+	delivery := uuid.NewString()
+	_, err = pgtest.Owner(t).Exec(context.Background(), `
+		INSERT INTO webhook_deliveries (tenant_id, id, endpoint_id, event_id, event_type, body, status, next_attempt_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, 'test.iso', '{}', 'failed', now(), now(), now())`, ten.ID, delivery, endpoint, uuid.NewString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ten.ids["/v1/webhook-deliveries"] = []string{endpoint + "/" + delivery}
 
 	invoice := uuid.NewString()
 	_, err = pgtest.Owner(t).Exec(context.Background(), `

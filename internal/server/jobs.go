@@ -28,8 +28,19 @@ func (a *App) RunBackground(ctx context.Context) {
 		{"api-requests-flush", time.Second, a.Requests.Flush},
 		{"invoice-collector", time.Minute, (&billing.Collector{Invoices: a.Invoices, Keys: a.Idempotency, Customers: a.Customers, Logger: a.Logger}).Run},
 		{"stripe-usage-reporter", 5 * time.Minute, (&billing.Reporter{Invoices: a.Invoices, Customers: a.Customers, Logger: a.Logger}).Run},
+		{"event-retries", time.Second, a.Consumers.RetryDue},
+		{"events-reaper", time.Hour, a.EventsReaper.Run},
 	}
 	var wg sync.WaitGroup
+	// The event pipeline runs continuously rather than on a timer: the relay and the webhook
+	// deliverer poll as soon as they have caught up, and the consumers wait on their transport.
+	wg.Go(func() { a.Relay.Run(ctx) })
+	wg.Go(func() { a.Deliverer.Run(ctx) })
+	wg.Go(func() {
+		if err := a.Consumers.Run(ctx, a.Transport); err != nil {
+			a.Logger.ErrorContext(ctx, "event consumers stopped", slog.String("error", err.Error()))
+		}
+	})
 	for _, j := range jobs {
 		wg.Add(1)
 		go func() {

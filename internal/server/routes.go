@@ -11,6 +11,7 @@ import (
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/billing"
 	"github.com/saasbase/saasbase/internal/events"
+	"github.com/saasbase/saasbase/internal/events/webhook"
 	"github.com/saasbase/saasbase/internal/flags"
 	"github.com/saasbase/saasbase/internal/idempotency"
 	"github.com/saasbase/saasbase/internal/platform/errs"
@@ -30,6 +31,7 @@ type routes struct {
 	invoices  *billing.InvoicesHandler
 	webhooks  *billing.Webhooks
 	events    *events.Handler
+	endpoints *webhook.Handler
 	idem      *idempotency.Middleware
 	flagEval  *flags.Handler
 	flagAdmin *flags.AdminHandler
@@ -142,6 +144,15 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 					r.Method(http.MethodGet, "/api-keys", h(rt.auth.ListAPIKeys))
 					r.Method(http.MethodPost, "/api-keys", h(rt.auth.CreateAPIKey))
 					r.Method(http.MethodDelete, "/api-keys/{id}", h(rt.auth.DeleteAPIKey))
+
+					// Webhook endpoints. Creating one reveals its secret: never stored under a key.
+					r.Method(http.MethodGet, "/webhook-endpoints", h(rt.endpoints.List))
+					r.Method(http.MethodPost, "/webhook-endpoints", h(rt.endpoints.Create))
+					r.Method(http.MethodGet, "/webhook-endpoints/{id}", h(rt.endpoints.Get))
+					r.Method(http.MethodDelete, "/webhook-endpoints/{id}", h(rt.endpoints.Delete))
+					r.With(idem).Method(http.MethodPost, "/webhook-endpoints/{id}/enable", h(rt.endpoints.Enable))
+					r.Method(http.MethodGet, "/webhook-endpoints/{id}/deliveries", h(rt.endpoints.Deliveries))
+					r.With(idem).Method(http.MethodPost, "/webhook-endpoints/{id}/deliveries/{delivery_id}/retry", h(rt.endpoints.Retry))
 
 					// Payments call Stripe: phased keys, required, no transaction across the call.
 					pay := rt.idem.Handler(idempotency.Options{Required: true, Phased: true})

@@ -3,6 +3,8 @@
 package config
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -40,6 +42,9 @@ type Config struct {
 	StripeAPIURL         string        // STRIPE_API_URL ("": Stripe itself)
 	KafkaBrokers         []string      // KAFKA_BROKERS: comma-separated ("": in-process events)
 	KafkaTopic           string        // KAFKA_TOPIC (saasbase.events)
+	KafkaTopicPartitions int           // KAFKA_TOPIC_PARTITIONS: partitions when the service creates the topic (12)
+	KafkaGroupPrefix     string        // KAFKA_GROUP_PREFIX: consumer groups are named this + the consumer's name (saasbase.)
+	WebhookSecretKey     []byte        // WEBHOOK_SECRET_KEY: base64 of 32 bytes sealing webhook signing secrets (derived from the development seed in development; required in production)
 	TrustedProxies       []netip.Prefix
 	CORSAllowedOrigins   []string      // CORS_ALLOWED_ORIGINS ("": no CORS)
 	AuthRatePerMinute    int           // AUTH_RATE_LIMIT_PER_MINUTE (20)
@@ -79,6 +84,8 @@ func Load(getenv func(string) string) (Config, error) {
 		StripeAPIURL:         getenv("STRIPE_API_URL"),
 		KafkaBrokers:         r.list("KAFKA_BROKERS"),
 		KafkaTopic:           r.str("KAFKA_TOPIC", "saasbase.events"),
+		KafkaTopicPartitions: r.integer("KAFKA_TOPIC_PARTITIONS", 12, 1, 10000),
+		KafkaGroupPrefix:     r.str("KAFKA_GROUP_PREFIX", "saasbase."),
 		CORSAllowedOrigins:   r.list("CORS_ALLOWED_ORIGINS"),
 		AuthRatePerMinute:    r.integer("AUTH_RATE_LIMIT_PER_MINUTE", 20, 1, 1_000_000),
 		WebhooksAllowPrivate: r.boolean("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", false),
@@ -119,6 +126,7 @@ func Load(getenv func(string) string) (Config, error) {
 	if prod && c.StripeSecretKey != "" && c.StripeWebhookSecret == "" {
 		r.fail("STRIPE_WEBHOOK_SECRET", "is required in production when STRIPE_SECRET_KEY is set")
 	}
+	c.WebhookSecretKey = r.webhookSecretKey(prod)
 	if prod && c.WebhooksAllowPrivate {
 		r.fail("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "must not be true in production")
 	}
@@ -204,4 +212,29 @@ func (r *reader) list(name string) []string {
 		}
 	}
 	return out
+}
+
+// devWebhookSecretKey is the development key sealing webhook secrets: derived from the public
+// development JWT seed, so it is public too, and production refuses it.
+func devWebhookSecretKey() []byte {
+	sum := sha256.Sum256([]byte("saasbase webhook secret key, development only\x00" + DevJWTSigningKey))
+	return sum[:]
+}
+
+func (r *reader) webhookSecretKey(prod bool) []byte {
+	v := r.getenv("WEBHOOK_SECRET_KEY")
+	if v == "" {
+		if prod {
+			r.fail("WEBHOOK_SECRET_KEY", "must be set in production (base64 of 32 random bytes: openssl rand -base64 32)")
+		}
+		return devWebhookSecretKey()
+	}
+	key, err := base64.StdEncoding.DecodeString(v)
+	switch {
+	case err != nil || len(key) != 32:
+		r.fail("WEBHOOK_SECRET_KEY", "must be the base64 of exactly 32 bytes")
+	case prod && bytes.Equal(key, devWebhookSecretKey()):
+		r.fail("WEBHOOK_SECRET_KEY", "must be a secret of your own in production, not the development key")
+	}
+	return key
 }

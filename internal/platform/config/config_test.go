@@ -72,6 +72,7 @@ func TestLoadReadsValues(t *testing.T) {
 		"APP_ENV":                         "production",
 		"DATABASE_URL":                    "postgres://owner@db:5432/app",
 		"JWT_SIGNING_KEY":                 ownKey,
+		"WEBHOOK_SECRET_KEY":              ownKey,
 		"HTTP_ADDR":                       "127.0.0.1:9000",
 		"DATABASE_MAX_CONNS":              "7",
 		"ACCESS_TOKEN_TTL":                "5m",
@@ -174,7 +175,7 @@ func TestLoadReportsEveryBadValue(t *testing.T) {
 }
 
 func TestLoadProduction(t *testing.T) {
-	valid := map[string]string{"APP_ENV": "production", "DATABASE_URL": "postgres://owner@db/app", "JWT_SIGNING_KEY": ownKey}
+	valid := map[string]string{"APP_ENV": "production", "DATABASE_URL": "postgres://owner@db/app", "JWT_SIGNING_KEY": ownKey, "WEBHOOK_SECRET_KEY": ownKey}
 	with := func(changes map[string]string) map[string]string {
 		env := map[string]string{}
 		for k, v := range valid {

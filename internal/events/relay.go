@@ -1,0 +1,164 @@
+package events
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/saasbase/saasbase/internal/platform/clock"
+	"github.com/saasbase/saasbase/internal/platform/postgres"
+)
+
+// Relay publishes the outbox to a transport, at least once and in commit order.
+//
+// Each round is one transaction: take the relay lock, read a batch of unpublished events in
+// the order of their transactions (only those below the snapshot horizon, see
+// app.outbox_unpublished), publish it, mark it published, commit. Dying anywhere before the
+// commit leaves the batch unmarked, and the next round publishes it again: consumers
+// recognise the duplicates in their inbox. Several replicas may run a relay; the lock (a
+// transaction-scoped advisory lock, released by the commit or by a dead connection) lets one
+// publish at a time, which is what keeps each tenant's events in order.
+type Relay struct {
+	DB        *postgres.DB
+	Transport Transport
+	Clock     clock.Clock
+	Metrics   *Metrics
+	Logger    *slog.Logger
+	BatchSize int           // events per round (500)
+	Interval  time.Duration // pause when the outbox is drained, or another replica relays (200ms)
+
+	afterPublish func([]Event) error // fault hook for tests: runs between publish and mark
+}
+
+// relayLock names the advisory lock one relay at a time holds.
+const relayLock = "saasbase:outbox-relay"
+
+// Run relays until ctx ends. Errors are logged and retried with a growing pause; the outbox
+// keeps the events meanwhile, and the lag metric shows the delay.
+func (r *Relay) Run(ctx context.Context) {
+	interval := r.Interval
+	if interval <= 0 {
+		interval = 200 * time.Millisecond
+	}
+	pause, lagAt := interval, time.Time{}
+	for ctx.Err() == nil {
+		if now := time.Now(); now.Sub(lagAt) >= time.Second {
+			r.updateLag(ctx)
+			lagAt = now
+		}
+		n, err := r.RunOnce(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			r.logger().ErrorContext(ctx, "outbox relay failed", slog.String("error", err.Error()))
+			pause = min(pause*2, 30*time.Second)
+		case err == nil:
+			pause = interval
+		}
+		if err == nil && n == r.batchSize() {
+			continue // more waiting: no pause
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(pause):
+		}
+	}
+}
+
+func (r *Relay) batchSize() int {
+	if r.BatchSize <= 0 {
+		return 500
+	}
+	return r.BatchSize
+}
+
+func (r *Relay) logger() *slog.Logger {
+	if r.Logger == nil {
+		return slog.Default()
+	}
+	return r.Logger
+}
+
+// RunOnce relays one batch and answers how many events it published: 0 when there were none
+// or another relay holds the lock.
+func (r *Relay) RunOnce(ctx context.Context) (int, error) {
+	var evs []Event
+	locked := false
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	b.Queue("SELECT pg_try_advisory_xact_lock(hashtext($1))", relayLock).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&locked)
+	})
+	// Queued after the lock, so it reads what the previous holder committed.
+	b.Queue("SELECT tenant_id, id, type, occurred_at, data FROM app.outbox_unpublished($1)", r.batchSize()).
+		Query(func(rows pgx.Rows) (err error) {
+			evs, err = pgx.CollectRows(rows, scanOutboxRow)
+			return err
+		})
+	br := r.DB.Pool.SendBatch(ctx, b)
+	tx := br.Tx()
+	if tx == nil {
+		return 0, br.Close()
+	}
+	// A no-op after Commit; otherwise it ends the round's transaction, releasing the lock.
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := br.Close(); err != nil {
+		return 0, err
+	}
+	if !locked || len(evs) == 0 {
+		return 0, tx.Commit(ctx)
+	}
+
+	if err := r.Transport.Publish(ctx, evs); err != nil {
+		return 0, err
+	}
+	if r.afterPublish != nil {
+		if err := r.afterPublish(evs); err != nil {
+			return 0, err
+		}
+	}
+	tenants, ids := make([]uuid.UUID, len(evs)), make([]uuid.UUID, len(evs))
+	for i, e := range evs {
+		tenants[i], ids[i] = e.Tenant(), e.ID
+	}
+	now := r.Clock.Now()
+	if _, err := tx.Exec(ctx, "SELECT app.outbox_mark_published($1, $2, $3)", tenants, ids, now); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, err
+	}
+	r.Metrics.publishedEvents(evs, now)
+	return len(evs), nil
+}
+
+func scanOutboxRow(row pgx.CollectableRow) (Event, error) {
+	var (
+		e      Event
+		tenant uuid.UUID
+	)
+	err := row.Scan(&tenant, &e.ID, &e.Type, &e.OccurredAt, &e.Data)
+	if tenant != postgres.Platform {
+		e.TenantID = &tenant
+	}
+	e.OccurredAt = e.OccurredAt.UTC()
+	return e, err
+}
+
+// updateLag sets the outbox lag metric: the age of the oldest unpublished event.
+func (r *Relay) updateLag(ctx context.Context) {
+	if r.Metrics == nil {
+		return
+	}
+	var oldest *time.Time
+	if err := r.DB.Pool.QueryRow(ctx, "SELECT app.outbox_oldest_unpublished()").Scan(&oldest); err != nil {
+		return // the relay's own error path reports a database that does not answer
+	}
+	lag := time.Duration(0)
+	if oldest != nil {
+		lag = r.Clock.Now().Sub(*oldest)
+	}
+	r.Metrics.setOutboxLag(lag)
+}

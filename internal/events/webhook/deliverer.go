@@ -1,0 +1,319 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/saasbase/saasbase/internal/events"
+	"github.com/saasbase/saasbase/internal/platform/clock"
+	"github.com/saasbase/saasbase/internal/platform/errs"
+	"github.com/saasbase/saasbase/internal/platform/postgres"
+)
+
+// DefaultSchedule is the pause after each failed attempt: Standard Webhooks' reference
+// schedule, 8 attempts over about 27 hours.
+func DefaultSchedule() []time.Duration {
+	return []time.Duration{
+		5 * time.Second, 5 * time.Minute, 30 * time.Minute,
+		2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour,
+	}
+}
+
+// Deliverer sends pending deliveries. It claims a batch across tenants (a lease: a claim not
+// recorded in time lapses, and another replica sends it again with the same webhook-id),
+// sends them side by side, and records each attempt in the tenant's transaction.
+type Deliverer struct {
+	DB      *postgres.DB
+	Clock   clock.Clock
+	Secrets *SecretBox
+	Client  *http.Client // NewClient: refuses private addresses, follows no redirect
+	Outbox  *events.Outbox
+	Metrics *Metrics
+	Logger  *slog.Logger
+
+	Schedule     []time.Duration // pauses after each failed attempt (DefaultSchedule)
+	DisableAfter time.Duration   // an endpoint failing this long without a success is disabled (5 days)
+	Concurrency  int             // deliveries in flight (16)
+	Interval     time.Duration   // pause when nothing is due (1s)
+	Lease        time.Duration   // how long a claim holds (2m: longer than an attempt may take)
+}
+
+func (d *Deliverer) logger() *slog.Logger {
+	if d.Logger == nil {
+		return slog.Default()
+	}
+	return d.Logger
+}
+
+func (d *Deliverer) concurrency() int {
+	if d.Concurrency <= 0 {
+		return 16
+	}
+	return d.Concurrency
+}
+
+// Run delivers until ctx ends.
+func (d *Deliverer) Run(ctx context.Context) {
+	interval := d.Interval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	for ctx.Err() == nil {
+		n, err := d.RunOnce(ctx)
+		if err != nil && ctx.Err() == nil {
+			d.logger().ErrorContext(ctx, "webhook deliveries failed", slog.String("error", err.Error()))
+		}
+		if err == nil && n == d.concurrency() {
+			continue // a full claim: more may be due
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(interval):
+		}
+	}
+}
+
+// RunOnce claims the due deliveries (up to Concurrency), sends them, and answers how many.
+func (d *Deliverer) RunOnce(ctx context.Context) (int, error) {
+	lease := d.Lease
+	if lease <= 0 {
+		lease = 2 * time.Minute
+	}
+	rows, _ := d.DB.Pool.Query(ctx, "SELECT tenant_id, delivery_id FROM app.claim_webhook_deliveries($1, $2, $3)",
+		d.Clock.Now(), lease, d.concurrency())
+	claims, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (c claim, err error) {
+		err = r.Scan(&c.tenant, &c.delivery)
+		return c, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	var wg sync.WaitGroup
+	for _, c := range claims {
+		wg.Go(func() {
+			if err := d.deliver(ctx, c); err != nil && ctx.Err() == nil {
+				d.logger().ErrorContext(ctx, "webhook delivery not recorded; it will be sent again",
+					slog.String("tenant_id", c.tenant.String()), slog.String("delivery_id", c.delivery.String()),
+					slog.String("error", err.Error()))
+			}
+		})
+	}
+	wg.Wait()
+	return len(claims), nil
+}
+
+type claim struct {
+	tenant, delivery uuid.UUID
+}
+
+// message is what one attempt sends.
+type message struct {
+	eventID  uuid.UUID
+	endpoint uuid.UUID
+	url      string
+	body     []byte
+	key      []byte
+}
+
+// result is how one attempt went.
+type result struct {
+	at       time.Time
+	duration time.Duration
+	status   int    // 0 without an answer
+	outcome  string // outcome* constants
+	err      string // "" on success
+}
+
+// deliver makes one attempt of a claimed delivery and records it. Once begun, an attempt
+// runs to its end even while the service stops (the client's timeout bounds it), so that
+// what the receiver saw is recorded.
+func (d *Deliverer) deliver(ctx context.Context, c claim) error {
+	ctx = context.WithoutCancel(ctx)
+	m, ok, err := d.load(ctx, c)
+	if err != nil || !ok {
+		return err
+	}
+	return d.record(ctx, c, m, d.send(ctx, m))
+}
+
+// load reads what the attempt sends; ok is false if the delivery is no longer pending or its
+// endpoint was disabled or deleted since the claim.
+func (d *Deliverer) load(ctx context.Context, c claim) (m message, ok bool, err error) {
+	var sealed []byte
+	b := &pgx.Batch{}
+	b.Queue(`
+		SELECT d.event_id, e.id, e.url, d.body, e.secret_sealed
+		  FROM webhook_deliveries d JOIN webhook_endpoints e ON e.tenant_id = d.tenant_id AND e.id = d.endpoint_id
+		 WHERE d.id = $1 AND d.status = 'pending' AND e.status = 'enabled'`, c.delivery).
+		QueryRow(func(row pgx.Row) error {
+			err := row.Scan(&m.eventID, &m.endpoint, &m.url, &m.body, &sealed)
+			if postgres.IsNoRows(err) {
+				return nil
+			}
+			ok = err == nil
+			return err
+		})
+	if err := d.DB.InTenantRead(ctx, c.tenant, b); err != nil || !ok {
+		return m, false, err
+	}
+	m.key, err = d.Secrets.Open(sealed, aad(c.tenant, m.endpoint))
+	return m, err == nil, err
+}
+
+// send makes one attempt. The answer's body is read (a little of it) only so that the
+// connection can be reused.
+func (d *Deliverer) send(ctx context.Context, m message) result {
+	r := result{at: d.Clock.Now()}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.url, bytes.NewReader(m.body))
+	if err != nil {
+		r.outcome, r.err = outcomeNetwork, "bad endpoint URL"
+		return r
+	}
+	id := m.eventID.String()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "saasbase-webhooks/1")
+	req.Header.Set(HeaderID, id)
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(r.at.Unix(), 10))
+	req.Header.Set(HeaderSignature, Sign(m.key, id, r.at, m.body))
+
+	started := time.Now()
+	res, err := d.Client.Do(req)
+	if err == nil {
+		io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+		res.Body.Close()
+	}
+	r.duration = time.Since(started)
+	var netErr net.Error
+	switch {
+	case errors.Is(err, ErrForbiddenAddress):
+		r.outcome, r.err = outcomeRefused, "refused: the endpoint resolves to a private, loopback or link-local address"
+	case errors.As(err, &netErr) && netErr.Timeout():
+		r.outcome, r.err = outcomeTimeout, "timeout: no answer in time"
+	case err != nil:
+		r.outcome, r.err = outcomeNetwork, "network error: "+errorText(err)
+	case res.StatusCode >= 200 && res.StatusCode < 300:
+		r.status, r.outcome = res.StatusCode, outcomeSuccess
+	default:
+		r.status, r.outcome = res.StatusCode, outcomeHTTPError
+		r.err = fmt.Sprintf("answered %d; only 2xx counts as delivered (redirects are not followed)", res.StatusCode)
+	}
+	d.Metrics.attempt(r.outcome, r.duration)
+	return r
+}
+
+// errorText is the part of a client error worth showing a tenant: the cause, without our
+// request's method and URL around it.
+func errorText(err error) string {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		err = ue.Err
+	}
+	s := err.Error()
+	if len(s) > 500 {
+		s = s[:500]
+	}
+	return s
+}
+
+// record stores the attempt and what follows from it: the delivery succeeds, waits for its
+// next attempt, or fails for good; the endpoint's run of failures ends, grows, or has lasted
+// long enough to disable it.
+func (d *Deliverer) record(ctx context.Context, c claim, m message, r result) error {
+	var exhausted, disabled bool // for the metrics, once committed
+	err := d.DB.InTenantTx(ctx, c.tenant, func(tx pgx.Tx) (err error) {
+		var attempts, retryFrom int
+		err = tx.QueryRow(ctx, "SELECT attempts, retry_from FROM webhook_deliveries WHERE id = $1 FOR UPDATE", c.delivery).
+			Scan(&attempts, &retryFrom)
+		if postgres.IsNoRows(err) {
+			return nil // the endpoint was deleted meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		n := attempts + 1
+		var status *int
+		if r.status != 0 {
+			status = &r.status
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO webhook_attempts (tenant_id, delivery_id, attempt, attempted_at, duration_ms, status_code, error)
+			VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''))`,
+			c.tenant, c.delivery, n, r.at, int(r.duration.Milliseconds()), status, r.err); err != nil {
+			return err
+		}
+		now := d.Clock.Now()
+		if r.outcome == outcomeSuccess {
+			if _, err := tx.Exec(ctx, "UPDATE webhook_deliveries SET attempts = $2, status = 'succeeded', updated_at = $3 WHERE id = $1",
+				c.delivery, n, now); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL", m.endpoint)
+			return err
+		}
+
+		schedule := d.Schedule
+		if schedule == nil {
+			schedule = DefaultSchedule()
+		}
+		st, next := DeliveryPending, now
+		if k := n - retryFrom; k <= len(schedule) {
+			next = now.Add(schedule[k-1])
+		} else {
+			st, exhausted = DeliveryFailed, true
+		}
+		if _, err := tx.Exec(ctx, "UPDATE webhook_deliveries SET attempts = $2, status = $3, next_attempt_at = $4, updated_at = $5 WHERE id = $1",
+			c.delivery, n, st, next, now); err != nil {
+			return err
+		}
+		disabled, err = d.failing(ctx, tx, c.tenant, m.endpoint, r.at, now)
+		return err
+	})
+	if err == nil && exhausted {
+		d.Metrics.deliveryFailed()
+	}
+	if err == nil && disabled {
+		d.Metrics.endpointDisabled()
+	}
+	return err
+}
+
+// failing extends the endpoint's run of failures and disables it once the run has lasted
+// DisableAfter: a receiver that has been down that long is not coming back by itself, and
+// its queue would only grow.
+func (d *Deliverer) failing(ctx context.Context, tx pgx.Tx, tenant, endpoint uuid.UUID, at, now time.Time) (disabled bool, err error) {
+	after := d.DisableAfter
+	if after <= 0 {
+		after = 5 * 24 * time.Hour
+	}
+	var since time.Time
+	err = tx.QueryRow(ctx, `
+		UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, $2)
+		 WHERE id = $1 RETURNING failing_since`, endpoint, at).Scan(&since)
+	if err != nil || now.Sub(since) < after {
+		return false, err
+	}
+	e, err := scanEndpoint(tx.QueryRow(ctx, `
+		UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = 'failing', updated_at = $2
+		 WHERE id = $1 AND status = 'enabled' RETURNING `+endpointColumns, endpoint, now))
+	switch {
+	case errs.Is(err, errs.NotFound):
+		return false, nil // disabled already
+	case err != nil:
+		return false, err
+	}
+	d.logger().WarnContext(ctx, "webhook endpoint disabled after failing", slog.String("tenant_id", tenant.String()),
+		slog.String("endpoint_id", endpoint.String()), slog.Time("failing_since", since))
+	return true, d.Outbox.Append(ctx, tx, tenant, EventEndpointDisabled, e)
+}

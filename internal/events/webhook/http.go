@@ -1,0 +1,126 @@
+package webhook
+
+import (
+	"net/http"
+
+	"github.com/google/uuid"
+
+	"github.com/saasbase/saasbase/internal/auth"
+	"github.com/saasbase/saasbase/internal/platform/httpx"
+)
+
+// Handler serves /v1/webhook-endpoints. Each method decodes, calls Endpoints and encodes;
+// the routes are for tenant admins (the router checks the role).
+type Handler struct {
+	Endpoints *Endpoints
+}
+
+func tenantOf(r *http.Request) uuid.UUID { return auth.MustFromContext(r.Context()).TenantID }
+
+// Create is POST /v1/webhook-endpoints. The answer reveals the secret, so it is never
+// stored, neither by caches nor under an Idempotency-Key.
+func (h *Handler) Create(w http.ResponseWriter, r *http.Request) error {
+	var in EndpointInput
+	if err := httpx.Decode(r, &in, httpx.MaxBody); err != nil {
+		return err
+	}
+	e, err := h.Endpoints.Create(r.Context(), tenantOf(r), in)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	httpx.JSON(w, http.StatusCreated, e)
+	return nil
+}
+
+// List is GET /v1/webhook-endpoints.
+func (h *Handler) List(w http.ResponseWriter, r *http.Request) error {
+	page, err := httpx.ParsePage(r)
+	if err != nil {
+		return err
+	}
+	es, err := h.Endpoints.List(r.Context(), tenantOf(r), page)
+	if err != nil {
+		return err
+	}
+	httpx.JSON(w, http.StatusOK, httpx.NewList(es, page, func(e Endpoint) uuid.UUID { return e.ID }))
+	return nil
+}
+
+// Get is GET /v1/webhook-endpoints/{id}.
+func (h *Handler) Get(w http.ResponseWriter, r *http.Request) error {
+	id, err := httpx.PathUUID(r, "id")
+	if err != nil {
+		return err
+	}
+	e, err := h.Endpoints.Get(r.Context(), tenantOf(r), id)
+	if err != nil {
+		return err
+	}
+	httpx.JSON(w, http.StatusOK, e)
+	return nil
+}
+
+// Delete is DELETE /v1/webhook-endpoints/{id}.
+func (h *Handler) Delete(w http.ResponseWriter, r *http.Request) error {
+	id, err := httpx.PathUUID(r, "id")
+	if err != nil {
+		return err
+	}
+	if err := h.Endpoints.Delete(r.Context(), tenantOf(r), id); err != nil {
+		return err
+	}
+	httpx.NoContent(w)
+	return nil
+}
+
+// Enable is POST /v1/webhook-endpoints/{id}/enable.
+func (h *Handler) Enable(w http.ResponseWriter, r *http.Request) error {
+	id, err := httpx.PathUUID(r, "id")
+	if err != nil {
+		return err
+	}
+	e, err := h.Endpoints.Enable(r.Context(), tenantOf(r), id)
+	if err != nil {
+		return err
+	}
+	httpx.JSON(w, http.StatusOK, e)
+	return nil
+}
+
+// Deliveries is GET /v1/webhook-endpoints/{id}/deliveries: newest first, with attempts.
+func (h *Handler) Deliveries(w http.ResponseWriter, r *http.Request) error {
+	id, err := httpx.PathUUID(r, "id")
+	if err != nil {
+		return err
+	}
+	page, err := httpx.ParsePage(r)
+	if err != nil {
+		return err
+	}
+	ds, err := h.Endpoints.Deliveries(r.Context(), tenantOf(r), id, page)
+	if err != nil {
+		return err
+	}
+	httpx.JSON(w, http.StatusOK, httpx.NewList(ds, page, func(d Delivery) uuid.UUID { return d.ID }))
+	return nil
+}
+
+// Retry is POST /v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry: 202, the
+// delivery as it now stands, its next attempt due at once.
+func (h *Handler) Retry(w http.ResponseWriter, r *http.Request) error {
+	id, err := httpx.PathUUID(r, "id")
+	if err != nil {
+		return err
+	}
+	deliveryID, err := httpx.PathUUID(r, "delivery_id")
+	if err != nil {
+		return err
+	}
+	d, err := h.Endpoints.Retry(r.Context(), tenantOf(r), id, deliveryID)
+	if err != nil {
+		return err
+	}
+	httpx.JSON(w, http.StatusAccepted, d)
+	return nil
+}
