@@ -1,8 +1,15 @@
 package server_test
 
 import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -16,13 +23,26 @@ import (
 
 // TestJourney walks a newcomer's first hour through the public API, every answer checked
 // against openapi.yaml: signup → API key → projects → events → usage → upcoming invoice →
-// payment with a retried key → Stripe webhook → a flag flipped by the operator, seen over
-// OFREP.
+// payment with a retried key → Stripe webhook → the tenant's webhook received → a flag
+// flipped by the operator, seen over OFREP.
 func TestJourney(t *testing.T) {
 	fake := stripetest.NewFake(t)
 	s := servertest.New(t, func(c *config.Config) {
 		c.StripeSecretKey, c.StripeAPIURL, c.StripeWebhookSecret = "sk_test_123", fake.URL, "whsec_journey"
+		c.WebhooksAllowPrivate = true // the receiver below listens on loopback
 	})
+	ctx, stop := context.WithCancel(context.Background())
+	jobsDone := make(chan struct{})
+	go func() { defer close(jobsDone); s.App.RunBackground(ctx) }()
+	t.Cleanup(func() { stop(); <-jobsDone })
+
+	// The tenant's own webhook receiver.
+	received := make(chan receivedHook, 16)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		received <- receivedHook{r.Header.Clone(), body}
+	}))
+	t.Cleanup(receiver.Close)
 	do := func(method, path, token string, body any, header map[string]string, want int) *servertest.Response {
 		t.Helper()
 		res := s.Do(t, servertest.Request{Method: method, Path: path, Token: token, Body: body, Header: header})
@@ -76,6 +96,10 @@ func TestJourney(t *testing.T) {
 		t.Fatalf("upcoming invoice %+v", inv)
 	}
 
+	// A webhook endpoint for payment events; its secret is shown once.
+	var endpoint struct{ Secret string }
+	do("POST", "/v1/webhook-endpoints", owner.Token, map[string]any{"url": receiver.URL + "/hooks", "event_types": []string{"payment.succeeded"}}, nil, 201).Decode(t, &endpoint)
+
 	// A payment, retried with the same key: one PaymentIntent.
 	body := map[string]any{"amount": 4900, "currency": "usd"}
 	first := do("POST", "/v1/payments", owner.Token, body, map[string]string{"Idempotency-Key": "order-42"}, 201)
@@ -100,6 +124,16 @@ func TestJourney(t *testing.T) {
 		t.Fatalf("payment status %s after the webhook", got.Status)
 	}
 
+	// The tenant's receiver gets payment.succeeded, signed with the endpoint's secret.
+	select {
+	case hook := <-received:
+		if !verifyStandardWebhook(endpoint.Secret, hook) || !strings.Contains(string(hook.body), `"payment.succeeded"`) {
+			t.Fatalf("webhook %v %s does not verify or is not payment.succeeded", hook.header, hook.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no webhook reached the tenant's receiver")
+	}
+
 	// The operator flips a flag; the tenant sees it over OFREP.
 	flag := map[string]any{"type": "boolean", "variants": map[string]bool{"on": true, "off": false}, "default_variant": "off", "enabled": true}
 	do("PUT", "/v1/admin/flags/journey-beta", s.PlatformToken(t), flag, nil, 201)
@@ -120,4 +154,27 @@ func TestJourney(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+type receivedHook struct {
+	header http.Header
+	body   []byte
+}
+
+// verifyStandardWebhook checks a delivery as a receiver would, per Standard Webhooks:
+// base64 HMAC-SHA256 over "id.timestamp.body" with the secret after its whsec_ prefix.
+func verifyStandardWebhook(secret string, h receivedHook) bool {
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha256.New, key)
+	fmt.Fprintf(mac, "%s.%s.%s", h.header.Get("webhook-id"), h.header.Get("webhook-timestamp"), h.body)
+	want := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	for _, sig := range strings.Fields(h.header.Get("webhook-signature")) {
+		if hmac.Equal([]byte(sig), []byte(want)) {
+			return true
+		}
+	}
+	return false
 }
