@@ -92,6 +92,9 @@ type Plans struct {
 	DB     *postgres.DB
 	Outbox *events.Outbox
 	Meters *Meters
+
+	// OnChange, if set, hears of a changed plan on this replica at once (caches of limits).
+	OnChange func(code string)
 }
 
 // checkMeters refuses quotas and charges on meters that do not exist.
@@ -179,5 +182,8 @@ func (s *Plans) Put(ctx context.Context, code string, in PlanInput) (p Plan, cre
 		}
 		return s.Outbox.Append(ctx, tx, postgres.Platform, "plan.changed", p)
 	})
+	if err == nil && s.OnChange != nil {
+		s.OnChange(code)
+	}
 	return p, created, err
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,8 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/config"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
+	"github.com/saasbase/saasbase/internal/ratelimit"
+	"github.com/saasbase/saasbase/internal/ratelimit/tenantlimits"
 	"github.com/saasbase/saasbase/internal/tenant"
 )
 
@@ -45,6 +48,7 @@ type App struct {
 	Usage       *billing.Usage
 	Invoices    *billing.Invoices
 	Requests    *billing.Requests
+	Limiter     *ratelimit.Limiter
 	Customers   *billing.Customers
 
 	// The event pipeline: the relay publishes the outbox to Transport, Consumers apply the
@@ -144,6 +148,12 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		Tenants: tenantInfo{a.Directory}, Payments: a.Payments, Grace: cfg.BillingGrace, Logger: a.Logger,
 	}
 	a.Requests = &billing.Requests{Invoices: a.Invoices, Logger: a.Logger}
+	if a.Limiter, err = ratelimit.New(a.Redis, ratelimit.Options{Prefix: cfg.RedisKeyPrefix, Clock: a.Clock, Registerer: a.Registry}); err != nil {
+		a.Close()
+		return nil, err
+	}
+	limits := tenantlimits.New(plans, tenantlimits.Options{Clock: a.Clock, Routes: paymentsFailClosed})
+	plans.OnChange = limits.Invalidate
 	a.Customers = &billing.Customers{DB: a.DB, Stripe: a.Payments.Stripe, Clock: a.Clock}
 
 	endpoints, err := a.events(cfg, outbox)
@@ -153,7 +163,8 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	}
 
 	r := routes{
-		app: a,
+		app:    a,
+		limits: limits,
 		authn: &auth.Authenticator{
 			Keys: a.Keys, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
 			DB: a.DB, Clock: a.Clock, Live: cfg.Production(),
@@ -221,4 +232,16 @@ func (t tenantInfo) BillingInfo(ctx context.Context, id uuid.UUID) (billing.Tena
 func flagTenant(ctx context.Context) (flags.Tenant, bool) {
 	t, ok := tenant.FromContext(ctx)
 	return flags.Tenant{ID: t.ID, Plan: t.Plan, CreatedAt: t.CreatedAt}, ok
+}
+
+// paymentsFailClosed adds a route class to payment requests: the tenant's limit again, but
+// denied rather than decided locally while Redis is down, so an outage can never multiply
+// the rate of charges by the number of replicas.
+func paymentsFailClosed(r *http.Request, tenantLimit auth.RateLimit) []ratelimit.Limit {
+	if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, "/v1/payments") {
+		return nil
+	}
+	l := ratelimit.FromRateLimit("", "payments", "", auth.RateLimit{RequestsPerSecond: tenantLimit.RequestsPerSecond, Burst: tenantLimit.Burst})
+	l.Failure = ratelimit.FailClosed
+	return []ratelimit.Limit{l}
 }

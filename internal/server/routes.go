@@ -16,6 +16,8 @@ import (
 	"github.com/saasbase/saasbase/internal/idempotency"
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
+	"github.com/saasbase/saasbase/internal/ratelimit"
+	"github.com/saasbase/saasbase/internal/ratelimit/tenantlimits"
 	"github.com/saasbase/saasbase/internal/tenant"
 	"github.com/saasbase/saasbase/openapi"
 )
@@ -33,6 +35,7 @@ type routes struct {
 	events    *events.Handler
 	endpoints *webhook.Handler
 	idem      *idempotency.Middleware
+	limits    *tenantlimits.Resolver
 	flagEval  *flags.Handler
 	flagAdmin *flags.AdminHandler
 	metrics   *httpx.Metrics
@@ -73,8 +76,10 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 	r.Get("/.well-known/jwks.json", rt.auth.JWKS)
 
 	r.Route("/v1", func(r chi.Router) {
-		r.Method(http.MethodPost, "/signup", h(rt.tenant.Signup))
-		r.Method(http.MethodPost, "/auth/token", h(rt.auth.Token))
+		// Signup and the token endpoint share one budget per client address.
+		perIP := rt.perIP("auth", a.Config.AuthRatePerMinute)
+		r.With(perIP).Method(http.MethodPost, "/signup", h(rt.tenant.Signup))
+		r.With(perIP).Method(http.MethodPost, "/auth/token", h(rt.auth.Token))
 		r.Method(http.MethodPost, "/auth/revoke", h(rt.auth.Revoke))
 		r.Method(http.MethodGet, "/plans", h(rt.billing.ListPlans))
 		r.Method(http.MethodPost, "/webhooks/stripe", h(rt.webhooks.Handle))
@@ -104,7 +109,7 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 			// Tenant routes. POST and PATCH take Idempotency-Key (idem), except the answers that
 			// reveal a secret, which are never stored.
 			r.Group(func(r chi.Router) {
-				r.Use(auth.RequireRole(auth.RoleMember), a.Directory.RequireActive, a.Requests.Count, a.Flags.Middleware)
+				r.Use(auth.RequireRole(auth.RoleMember), a.Directory.RequireActive, rt.rateLimit, a.Requests.Count, a.Flags.Middleware)
 				idem := rt.idem.Handler(idempotency.Options{})
 
 				r.Method(http.MethodGet, "/me", h(rt.tenant.Me))
@@ -166,7 +171,7 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 	// OFREP, for OpenFeature SDKs: tenant credentials, as on the tenant routes. It answers
 	// in OFREP's own shapes.
 	r.Route("/ofrep/v1", func(r chi.Router) {
-		r.Use(rt.authn.Authenticate, auth.RequireRole(auth.RoleMember), a.Directory.RequireActive, a.Flags.Middleware)
+		r.Use(rt.authn.Authenticate, auth.RequireRole(auth.RoleMember), a.Directory.RequireActive, rt.rateLimit, a.Flags.Middleware)
 		r.Method(http.MethodPost, "/evaluate/flags", http.HandlerFunc(rt.flagEval.OFREPBulk))
 		r.Method(http.MethodPost, "/evaluate/flags/{key}", http.HandlerFunc(rt.flagEval.OFREPFlag))
 	})
@@ -195,4 +200,21 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 		status, code = "draining", http.StatusServiceUnavailable
 	}
 	httpx.JSON(w, code, map[string]any{"status": status, "checks": checks})
+}
+
+// rateLimit limits tenant requests by their tenant's, API key's and route class's limits, in
+// one Redis call, unless RATE_LIMIT_ENABLED is false.
+func (rt routes) rateLimit(next http.Handler) http.Handler {
+	if !rt.app.Config.RateLimitEnabled {
+		return next
+	}
+	return ratelimit.Middleware(rt.app.Limiter, rt.limits.Limits)(next)
+}
+
+// perIP limits unauthenticated routes per client address.
+func (rt routes) perIP(policy string, perMinute int) func(http.Handler) http.Handler {
+	if !rt.app.Config.RateLimitEnabled {
+		return func(next http.Handler) http.Handler { return next }
+	}
+	return ratelimit.PerIP(rt.app.Limiter, policy, perMinute, httpx.ClientIP{Trusted: rt.app.Config.TrustedProxies}.Of)
 }

@@ -48,6 +48,7 @@ type Config struct {
 	TrustedProxies       []netip.Prefix
 	CORSAllowedOrigins   []string      // CORS_ALLOWED_ORIGINS ("": no CORS)
 	AuthRatePerMinute    int           // AUTH_RATE_LIMIT_PER_MINUTE (20)
+	RateLimitEnabled     bool          // RATE_LIMIT_ENABLED: false turns rate limiting off, e.g. behind a gateway that does it (true)
 	WebhooksAllowPrivate bool          // WEBHOOKS_ALLOW_PRIVATE_NETWORKS (false)
 	ReadTimeout          time.Duration // HTTP_READ_TIMEOUT (15s)
 	WriteTimeout         time.Duration // HTTP_WRITE_TIMEOUT (30s)
@@ -88,6 +89,7 @@ func Load(getenv func(string) string) (Config, error) {
 		KafkaGroupPrefix:     r.str("KAFKA_GROUP_PREFIX", "saasbase."),
 		CORSAllowedOrigins:   r.list("CORS_ALLOWED_ORIGINS"),
 		AuthRatePerMinute:    r.integer("AUTH_RATE_LIMIT_PER_MINUTE", 20, 1, 1_000_000),
+		RateLimitEnabled:     r.boolean("RATE_LIMIT_ENABLED", true),
 		WebhooksAllowPrivate: r.boolean("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", false),
 		ReadTimeout:          r.duration("HTTP_READ_TIMEOUT", 15*time.Second),
 		WriteTimeout:         r.duration("HTTP_WRITE_TIMEOUT", 30*time.Second),

@@ -1,0 +1,120 @@
+package ratelimit
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// call is one decision being made: the limits, in the script's units, and their keys.
+type call struct {
+	limits []Limit
+	params []params
+	// keys holds the n buckets, then the in-flight set of each limit with a cap, in order:
+	// the layout the script reads.
+	keys   []string
+	states []state // what the decision read of each limit
+	capped int     // how many limits cap concurrency
+	// closedBy is the first limit that fails closed, by its own choice or by default, or
+	// -1: one limit that must not be guessed is enough to deny while Redis is away.
+	closedBy int
+	probes   []probe // the deny cache's waiters this call answers for
+
+	// Room for a request's usual few limits, so that a decision allocates all this at once.
+	paramsBuf [inline]params
+	keysBuf   [inline + 1]string
+	statesBuf [inline]state
+}
+
+// inline is how many limits a call holds without allocating more.
+const inline = 3
+
+// buf is buf[:n] when it has room, else a new slice.
+func buf[T any](b []T, n int) []T {
+	if n <= len(b) {
+		return b[:n]
+	}
+	return make([]T, n)
+}
+
+// prepare checks the limits of one decision and names their keys:
+// <prefix>{<scope>}:r:<policy>:<id> for a bucket, :c: for the in-flight set.
+func (l *Limiter) prepare(limits []Limit) (*call, error) {
+	n := len(limits)
+	if n == 0 || n > maxLimits {
+		return nil, fmt.Errorf("%w: %d limits in one decision, want 1 to %d", ErrInvalidLimit, n, maxLimits)
+	}
+	c := &call{limits: limits, closedBy: -1}
+	c.params, c.states = buf(c.paramsBuf[:], n), buf(c.statesBuf[:], n)
+	for i, lim := range limits {
+		p, err := lim.params()
+		if err != nil {
+			return nil, err
+		}
+		if lim.Scope != limits[0].Scope {
+			return nil, fmt.Errorf("%w: policy %q: scope %q differs from %q; one decision is one scope", ErrInvalidLimit, lim.Policy, lim.Scope, limits[0].Scope)
+		}
+		for _, prev := range limits[:i] {
+			if prev.Policy == lim.Policy && prev.ID == lim.ID {
+				return nil, fmt.Errorf("%w: policy %q, id %q twice in one decision", ErrInvalidLimit, lim.Policy, lim.ID)
+			}
+		}
+		mode := lim.Failure
+		if mode == FailDefault {
+			mode = l.opts.FailureMode
+		}
+		if mode == FailClosed && c.closedBy < 0 {
+			c.closedBy = i
+		}
+		if p.maxConc > 0 {
+			c.capped++
+		}
+		c.params[i] = p
+	}
+	c.keys = buf(c.keysBuf[:], n+c.capped)[:n]
+	for i, lim := range limits {
+		c.keys[i] = l.key(lim, ":r:")
+	}
+	for i, lim := range limits {
+		if c.params[i].maxConc > 0 {
+			c.keys = append(c.keys, l.key(lim, ":c:"))
+		}
+	}
+	return c, nil
+}
+
+func (l *Limiter) key(lim Limit, kind string) string {
+	return l.opts.Prefix + "{" + string(lim.Scope) + "}" + kind + lim.Policy + ":" + lim.ID
+}
+
+// args are the script's ARGV for this call; with a cap on requests in flight, member names
+// the request's lease, which expires after lease µs.
+func (c *call) args(lease int64, member string) []any {
+	args := make([]any, 0, 3+4*len(c.params))
+	args = append(args, len(c.params))
+	for _, p := range c.params {
+		args = append(args, p.interval, p.burst, p.cost, p.maxConc)
+	}
+	if c.capped > 0 {
+		args = append(args, lease, member)
+	}
+	return args
+}
+
+// concKeys are the in-flight sets of the capped limits.
+func (c *call) concKeys() []string { return c.keys[len(c.params):] }
+
+// parseReply reads the script's answer into one state per limit.
+func (c *call) parseReply(vals []int64) (allowed bool, st []state, err error) {
+	if len(vals) != 1+2*len(c.params) {
+		return false, nil, fmt.Errorf("ratelimit: script answered %d values for %d limits", len(vals), len(c.params))
+	}
+	for i := range c.states {
+		c.states[i] = state{used: vals[1+2*i], inflight: vals[2+2*i]}
+	}
+	return vals[0] == 1, c.states, nil
+}
+
+// memberID names one request's in-flight lease: unique per replica and request, cheap to make.
+func memberID(replica string, seq uint64) string {
+	return replica + ":" + strconv.FormatUint(seq, 36)
+}

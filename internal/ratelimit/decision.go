@@ -1,0 +1,140 @@
+package ratelimit
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Decision is the answer for one request.
+type Decision struct {
+	Allowed bool
+	// Policy names the limit that decided: the one that denied (with ".concurrency" when it
+	// was the cap on requests in flight), else the most restrictive, the one nearest denial.
+	Policy     string
+	Remaining  int64         // requests left under that limit, after this one
+	ResetAfter time.Duration // the draft's t: until the next request is allowed if it would be denied now, else until the limit is full
+	RetryAfter time.Duration // when denied, until this request could be allowed
+	Degraded   bool          // decided without Redis: in-process (fail open) or denied (fail closed)
+
+	call    *call
+	binding int    // the limit whose numbers the RateLimit header shows
+	lease   *lease // the in-flight slots this request holds, if any limit caps concurrency
+}
+
+const concurrencySuffix = ".concurrency"
+
+// decide turns what the limits' states were before the request into the decision.
+func (c *call) decide(allowed bool, st []state) Decision {
+	d := Decision{Allowed: allowed, call: c, binding: -1}
+	var b view
+	for i, p := range c.params {
+		v := p.viewOf(st[i].used, allowed)
+		switch {
+		case allowed:
+			// The most restrictive: the fewest remaining, then the longest to wait.
+			if d.binding < 0 || v.remaining < b.remaining || v.remaining == b.remaining && v.reset() > b.reset() {
+				d.binding, b = i, v
+			}
+		case !p.admits(st[i].used):
+			// Of the limits that deny, the one that makes the client wait the longest.
+			if d.binding < 0 || v.wait > b.wait {
+				d.binding, b = i, v
+			}
+		}
+	}
+	d.Remaining, d.ResetAfter = b.remaining, micros(b.reset())
+	if allowed {
+		d.Policy = c.limits[d.binding].Policy
+		return d
+	}
+	if d.binding >= 0 {
+		d.Policy, d.RetryAfter = c.limits[d.binding].Policy, micros(b.wait)
+		return d
+	}
+	// No bucket denied, so a cap on requests in flight did. When one frees is unknown: a
+	// second is the hint.
+	for i, p := range c.params {
+		if p.maxConc > 0 && st[i].inflight >= p.maxConc {
+			d.binding = i
+			break
+		}
+	}
+	if d.binding < 0 {
+		d.binding = 0 // not reached with a consistent reply; deny under the first limit
+	}
+	v := c.params[d.binding].viewOf(st[d.binding].used, false)
+	d.Policy = c.limits[d.binding].Policy + concurrencySuffix
+	d.Remaining, d.ResetAfter, d.RetryAfter = v.remaining, time.Second, time.Second
+	return d
+}
+
+// deniedClosed is the decision of a call that must not be guessed while Redis is away.
+func (c *call) deniedClosed() Decision {
+	return Decision{
+		Policy: c.limits[c.closedBy].Policy, ResetAfter: time.Second, RetryAfter: time.Second,
+		Degraded: true, call: c, binding: c.closedBy,
+	}
+}
+
+func micros(us int64) time.Duration { return time.Duration(us) * time.Microsecond }
+
+// ceilSeconds rounds up to whole seconds, as the headers count.
+func ceilSeconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// SetHeaders writes the IETF draft fields: RateLimit-Policy with every limit of the request,
+// q its burst and w the seconds an empty bucket takes to refill, and RateLimit with the
+// remaining requests r and the seconds t of the limit that decided.
+func (d Decision) SetHeaders(h http.Header) {
+	if d.call == nil {
+		return
+	}
+	buf := make([]byte, 0, 64)
+	for i, lim := range d.call.limits {
+		if i > 0 {
+			buf = append(buf, ", "...)
+		}
+		p := d.call.params[i]
+		buf = appendItem(buf, lim.Policy)
+		buf = append(buf, ";q="...)
+		buf = strconv.AppendInt(buf, p.burst, 10)
+		buf = append(buf, ";w="...)
+		buf = strconv.AppendInt(buf, ceilSeconds(micros(p.tau())), 10)
+	}
+	h.Set("RateLimit-Policy", string(buf))
+
+	buf = appendItem(buf[:0], d.call.limits[d.binding].Policy)
+	buf = append(buf, ";r="...)
+	buf = strconv.AppendInt(buf, d.Remaining, 10)
+	buf = append(buf, ";t="...)
+	buf = strconv.AppendInt(buf, ceilSeconds(d.ResetAfter), 10)
+	h.Set("RateLimit", string(buf))
+}
+
+// appendItem appends a policy name as a structured-field string; names are checked to need
+// no escaping.
+func appendItem(buf []byte, name string) []byte {
+	buf = append(buf, '"')
+	buf = append(buf, name...)
+	return append(buf, '"')
+}
+
+// Err is nil when the request is allowed, else the error to answer it with: a 429
+// rate_limited problem naming the policy, with Retry-After.
+func (d Decision) Err() error {
+	if d.Allowed {
+		return nil
+	}
+	return newDeniedError(d.Policy, d.RetryAfter, d.Degraded)
+}
+
+// Release gives back the request's in-flight slots; call it when the request is done.
+// Without a cap it does nothing; a second call does nothing either.
+func (d Decision) Release(ctx context.Context) {
+	if d.lease != nil {
+		d.lease.release(ctx)
+	}
+}

@@ -1,0 +1,147 @@
+// Package tenantlimits answers the limits of an authenticated tenant request, for the rate
+// limit middleware: the tenant's (the operator's override, else the plan's), the API key's
+// clamped to the tenant's, and any route class's.
+package tenantlimits
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/saasbase/saasbase/internal/auth"
+	"github.com/saasbase/saasbase/internal/billing"
+	"github.com/saasbase/saasbase/internal/platform/clock"
+	"github.com/saasbase/saasbase/internal/platform/errs"
+	"github.com/saasbase/saasbase/internal/ratelimit"
+	"github.com/saasbase/saasbase/internal/tenant"
+)
+
+// Policy names of the limits the Resolver answers.
+const (
+	PolicyTenant = "tenant"
+	PolicyKey    = "key"
+)
+
+// Plans is where the Resolver reads a plan's limit: *billing.Plans.
+type Plans interface {
+	Get(ctx context.Context, code string) (billing.Plan, error)
+}
+
+// Resolver answers the limits of an authenticated tenant request: the tenant's, the API
+// key's clamped to the tenant's, and any route class's. It caches a plan's limit for at most
+// PlanTTL (≤ 500 ms), which, added to the tenant directory's own 500 ms, holds a changed plan
+// or override on every replica within a second.
+type Resolver struct {
+	plans Plans
+	opts  Options
+
+	mu     sync.Mutex
+	cache  map[string]cachedPlan
+	gen    uint64 // bumped by Invalidate, so a load that raced a change is not cached
+	flight singleflight.Group
+}
+
+// Options tune a Resolver.
+type Options struct {
+	PlanTTL time.Duration // how long a plan's limit is cached, at most 500ms (500ms)
+	Clock   clock.Clock   // (clock.System)
+	// Routes answers a request's route-class limits (say, "writes" on mutations, failing
+	// closed on payments); their Scope is set to the tenant's. Nil: none.
+	Routes func(r *http.Request, tenantLimit auth.RateLimit) []ratelimit.Limit
+}
+
+type cachedPlan struct {
+	limit   auth.RateLimit
+	expires time.Time
+}
+
+const maxPlanTTL = 500 * time.Millisecond
+
+// New returns a Resolver reading plans from plans.
+func New(plans Plans, opts Options) *Resolver {
+	if opts.PlanTTL <= 0 || opts.PlanTTL > maxPlanTTL {
+		opts.PlanTTL = maxPlanTTL
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.System{}
+	}
+	return &Resolver{plans: plans, opts: opts, cache: make(map[string]cachedPlan)}
+}
+
+// Limits is the Middleware resolver of the tenant routes, behind authentication and
+// tenant.RequireActive. Platform operators are not limited.
+func (rs *Resolver) Limits(r *http.Request) ([]ratelimit.Limit, error) {
+	p := auth.MustFromContext(r.Context())
+	if p.Kind == auth.KindPlatform {
+		return nil, nil
+	}
+	t, ok := tenant.FromContext(r.Context())
+	if !ok {
+		panic("tenantlimits: no tenant in context: the rate limit middleware must follow tenant.RequireActive")
+	}
+	return rs.Resolve(r, t, p)
+}
+
+// Resolve answers the limits of a request by principal p of tenant t.
+func (rs *Resolver) Resolve(r *http.Request, t tenant.Tenant, p auth.Principal) ([]ratelimit.Limit, error) {
+	var plan auth.RateLimit
+	if t.RateLimit == nil {
+		var err error
+		if plan, err = rs.planLimit(r.Context(), t.Plan); err != nil {
+			// Whatever the store said, a tenant whose plan cannot be read is our failure.
+			return nil, errs.Wrap(err, errs.Internal, "internal", "the tenant's plan could not be read")
+		}
+	}
+	tl := ratelimit.TenantLimit(plan, t.RateLimit)
+	scope := ratelimit.Tenant(t.ID)
+	limits := make([]ratelimit.Limit, 0, 3)
+	limits = append(limits, ratelimit.FromRateLimit(scope, PolicyTenant, "", tl))
+	if p.Kind == auth.KindAPIKey && p.KeyLimit != nil {
+		limits = append(limits, ratelimit.FromRateLimit(scope, PolicyKey, p.ID.String(), ratelimit.KeyLimit(*p.KeyLimit, tl)))
+	}
+	if rs.opts.Routes != nil {
+		for _, l := range rs.opts.Routes(r, tl) {
+			l.Scope = scope
+			limits = append(limits, l)
+		}
+	}
+	return limits, nil
+}
+
+// planLimit answers a plan's limit, from the cache when fresh; concurrent misses share one
+// query.
+func (rs *Resolver) planLimit(ctx context.Context, code string) (auth.RateLimit, error) {
+	now := rs.opts.Clock.Now()
+	rs.mu.Lock()
+	e, ok := rs.cache[code]
+	gen := rs.gen
+	rs.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.limit, nil
+	}
+	v, err, _ := rs.flight.Do(code, func() (any, error) {
+		plan, err := rs.plans.Get(context.WithoutCancel(ctx), code)
+		if err != nil {
+			return auth.RateLimit{}, err
+		}
+		rs.mu.Lock()
+		if rs.gen == gen {
+			rs.cache[code] = cachedPlan{limit: plan.RateLimit, expires: now.Add(rs.opts.PlanTTL)}
+		}
+		rs.mu.Unlock()
+		return plan.RateLimit, nil
+	})
+	return v.(auth.RateLimit), err
+}
+
+// Invalidate drops a plan's cached limit, for the replica that changed it (plan.changed).
+func (rs *Resolver) Invalidate(code string) {
+	rs.mu.Lock()
+	delete(rs.cache, code)
+	rs.gen++
+	rs.mu.Unlock()
+	rs.flight.Forget(code)
+}
