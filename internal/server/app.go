@@ -104,6 +104,9 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		a.DB.Close()
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
+	// A stalled call gives its connection back at the caller's deadline (the rate limiter's
+	// 50 ms) rather than at the read timeout.
+	redisOpts.ContextTimeoutEnabled = true
 	a.Redis = goredis.NewClient(redisOpts)
 
 	previous, err := auth.ParsePublicKeys(cfg.JWTPreviousKeys)
