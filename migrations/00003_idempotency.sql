@@ -30,13 +30,15 @@ CREATE INDEX idempotency_keys_abandoned_idx ON idempotency_keys (created_at)
     WHERE response_status IS NULL;
 
 -- The reaper deletes expired keys of every tenant, a batch at a time; SKIP LOCKED lets
--- several replicas reap at once without waiting on each other.
+-- several replicas reap at once without waiting on each other. A key stopped mid-way (past a
+-- recovery point, unanswered) is kept: it is the completer's only trace of that work.
 -- +goose StatementBegin
 CREATE FUNCTION app.reap_idempotency_keys(p_before timestamptz, p_limit int) RETURNS int
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
     WITH doomed AS (
         SELECT tenant_id, principal_id, key FROM public.idempotency_keys
          WHERE expires_at < p_before
+           AND (response_status IS NOT NULL OR recovery_point IN ('started', 'finished'))
          ORDER BY expires_at
          LIMIT least(p_limit, 10000)
            FOR UPDATE SKIP LOCKED

@@ -118,7 +118,7 @@ func (s *Meters) List(ctx context.Context) ([]Meter, error) {
 	if time.Now().Before(s.expires) {
 		return s.cached, nil
 	}
-	rows, _ := s.DB.Pool.Query(ctx, "SELECT "+meterColumns+" FROM meters ORDER BY key")
+	rows, _ := s.DB.Platform(ctx).Query(ctx, "SELECT "+meterColumns+" FROM meters ORDER BY key")
 	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Meter, error) { return scanMeter(r) })
 	if err != nil {
 		return nil, err

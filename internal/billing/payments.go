@@ -312,8 +312,12 @@ func movable(from, to string) bool {
 		return to == StatusRefunded
 	case StatusCanceled, StatusRefunded:
 		return false
+	case StatusFailed:
+		return to == StatusProcessing || to == StatusSucceeded || to == StatusCanceled
+	case StatusProcessing:
+		return to != StatusPending
 	}
-	return true
+	return true // pending
 }
 
 func optional(s string) *string {

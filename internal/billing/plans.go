@@ -135,13 +135,13 @@ func scanPlan(row pgx.Row, extra ...any) (Plan, error) {
 
 // List answers every plan, by code.
 func (s *Plans) List(ctx context.Context) ([]Plan, error) {
-	rows, _ := s.DB.Pool.Query(ctx, "SELECT "+planColumns+" FROM plans ORDER BY code")
+	rows, _ := s.DB.Platform(ctx).Query(ctx, "SELECT "+planColumns+" FROM plans ORDER BY code")
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Plan, error) { return scanPlan(r) })
 }
 
 // Get answers one plan.
 func (s *Plans) Get(ctx context.Context, code string) (Plan, error) {
-	p, err := scanPlan(s.DB.Pool.QueryRow(ctx, "SELECT "+planColumns+" FROM plans WHERE code = $1", code))
+	p, err := scanPlan(s.DB.Platform(ctx).QueryRow(ctx, "SELECT "+planColumns+" FROM plans WHERE code = $1", code))
 	if postgres.IsNoRows(err) {
 		return Plan{}, errs.NotFoundf("no plan %q", code)
 	}

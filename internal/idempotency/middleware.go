@@ -168,11 +168,14 @@ func (m *Middleware) phased(w http.ResponseWriter, r *http.Request, next http.Ha
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		next.ServeHTTP(rec, r.WithContext(withKey(ctx, &Key{store: m.Store, rec: &stored})))
 	}()
+	// The work is done: record its outcome even if the client has gone, or the key would
+	// stay locked and its answer lost.
+	store := context.WithoutCancel(ctx)
 	if storable(rec.status) {
-		if err := m.Store.Complete(ctx, req, rec.response()); err != nil {
+		if err := m.Store.Complete(store, req, rec.response()); err != nil {
 			return err
 		}
-	} else if err := m.Store.Release(ctx, req); err != nil {
+	} else if err := m.Store.Release(store, req); err != nil {
 		return err
 	}
 	rec.writeTo(w)

@@ -77,20 +77,17 @@ WITH l AS (
 )
 SELECT l.locked, EXISTS (SELECT FROM ins) FROM l`
 
-// lookupSQL is the atomic mode's claim: it takes the same advisory lock and reads the key's
-// row if there is one. A new key's row is inserted only at the end, with its answer, in the
-// transaction that holds the lock, so it is written once and never seen unanswered.
-const lookupSQL = `
-WITH l AS (
-    SELECT pg_try_advisory_xact_lock(hashtextextended($1::uuid::text || '/' || $2::uuid::text || '/' || $3::text, 0)) AS locked
-)
-SELECT l.locked, k.key IS NOT NULL FROM l
-  LEFT JOIN idempotency_keys k ON l.locked AND k.principal_id = $2 AND k.key = $3`
-
-// queueLookup queues the atomic claim of req into b, reporting into locked and exists.
+// queueLookup queues the atomic mode's claim of req into b: the same advisory lock, then a
+// read of the key's row if there is one, as two statements, so the read's snapshot is taken
+// after the lock is held and sees a first request that committed meanwhile. A new key's row
+// is inserted only at the end, with its answer, in the transaction that holds the lock, so it
+// is written once and never seen unanswered.
 func queueLookup(b *pgx.Batch, req Request, locked, exists *bool) {
-	b.Queue(lookupSQL, req.TenantID, req.Principal, req.Key).
-		QueryRow(func(row pgx.Row) error { return row.Scan(locked, exists) })
+	b.Queue("SELECT pg_try_advisory_xact_lock(hashtextextended($1::uuid::text || '/' || $2::uuid::text || '/' || $3::text, 0))",
+		req.TenantID, req.Principal, req.Key).
+		QueryRow(func(row pgx.Row) error { return row.Scan(locked) })
+	b.Queue("SELECT EXISTS (SELECT FROM idempotency_keys WHERE principal_id = $1 AND key = $2)", req.Principal, req.Key).
+		QueryRow(func(row pgx.Row) error { return row.Scan(exists) })
 }
 
 // insertCompleted stores a new key with its answer, in the claiming transaction.

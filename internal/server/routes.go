@@ -171,7 +171,7 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 	// OFREP, for OpenFeature SDKs: tenant credentials, as on the tenant routes. It answers
 	// in OFREP's own shapes.
 	r.Route("/ofrep/v1", func(r chi.Router) {
-		r.Use(rt.authn.Authenticate, auth.RequireRole(auth.RoleMember), a.Directory.RequireActive, rt.rateLimit, a.Flags.Middleware)
+		r.Use(rt.authn.Authenticate, auth.RequireRole(auth.RoleMember), a.Directory.RequireActive, rt.rateLimit, a.Requests.Count, a.Flags.Middleware)
 		r.Method(http.MethodPost, "/evaluate/flags", http.HandlerFunc(rt.flagEval.OFREPBulk))
 		r.Method(http.MethodPost, "/evaluate/flags/{key}", http.HandlerFunc(rt.flagEval.OFREPFlag))
 	})

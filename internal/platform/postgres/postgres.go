@@ -140,6 +140,23 @@ func (db *DB) InTenantRead(ctx context.Context, tenantID uuid.UUID, b *pgx.Batch
 	return db.Pool.SendBatch(ctx, b).Close()
 }
 
+// Querier runs statements.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Platform answers where to read platform data (plans, meters: tables without tenants) in
+// ctx: the unit of work's transaction if there is one, else the pool. A request inside a unit
+// already holds a connection; taking a second from the pool could wait forever once every
+// connection is held by such a request.
+func (db *DB) Platform(ctx context.Context) Querier {
+	if u, ok := ctx.Value(unitKey{}).(unit); ok {
+		return u.tx
+	}
+	return db.Pool
+}
+
 // A unit of work is one tenant transaction that several steps of a request share, so that
 // they commit or roll back together: the idempotency middleware claims a key, runs the
 // handler and stores its answer in one.
