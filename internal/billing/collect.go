@@ -67,6 +67,10 @@ func (c *Collector) collect(ctx context.Context, tenantID, invoiceID uuid.UUID) 
 	if err != nil {
 		return false, err
 	}
+	if inv.PaymentID != nil {
+		// Charged already: follow that payment up, whatever became of the key.
+		return c.followUp(ctx, tenantID, invoiceID, *inv.PaymentID)
+	}
 	if ti.DefaultPaymentMethod == "" {
 		// Nothing to charge: the invoice fails now rather than wait on a method forever.
 		return true, c.Invoices.settle(ctx, tenantID, invoiceID, uuid.Nil, "payment_failed")
@@ -92,6 +96,11 @@ func (c *Collector) collect(ctx context.Context, tenantID, invoiceID uuid.UUID) 
 			return false, err
 		}
 	}
+	return c.followUp(ctx, tenantID, invoiceID, paymentID)
+}
+
+// followUp settles an invoice when its payment has an outcome.
+func (c *Collector) followUp(ctx context.Context, tenantID, invoiceID, paymentID uuid.UUID) (bool, error) {
 	pay, err := c.Invoices.Payments.Get(ctx, tenantID, paymentID)
 	if err != nil {
 		return false, err
@@ -122,6 +131,15 @@ func (c *Collector) charge(ctx context.Context, tenantID uuid.UUID, ti TenantInf
 	}
 	if pay.ID == uuid.Nil {
 		return uuid.Nil, errs.E(errs.Internal, "internal", "collection of invoice %s made no payment", inv.ID)
+	}
+	// The invoice remembers its payment from now on: a payment still pending when its key
+	// expires is followed up, never charged again.
+	err = c.Invoices.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "UPDATE invoices SET payment_id = $2 WHERE id = $1 AND payment_id IS NULL", inv.ID, pay.ID)
+		return err
+	})
+	if err != nil {
+		return uuid.Nil, err
 	}
 	body, _ := json.Marshal(collected{PaymentID: pay.ID})
 	return pay.ID, c.Keys.Finish(ctx, key, idempotency.Response{Status: http.StatusCreated, Header: map[string]string{}, Body: body})

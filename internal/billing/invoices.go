@@ -190,19 +190,28 @@ func (s *Invoices) closeTenant(ctx context.Context, tenantID uuid.UUID) (int, er
 	if now.Before(prev.End.Add(s.Grace)) || !prev.End.After(ti.CreatedAt) {
 		return 0, nil
 	}
-	inv, err := s.price(ctx, ti, prev)
-	if err != nil {
-		return 0, err
-	}
 	id := uuid.Must(uuid.NewV7())
 	created := false
+	var inv Invoice
 	err = s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+		// Ingestion takes this lock shared before it checks for finalized periods: usage is
+		// either in the invoice priced here, or refused as too late, never accepted and lost.
+		if _, err := tx.Exec(ctx, closeLock+"_xact_lock(hashtextextended('billing-close/' || $1::text, 0))", tenantID); err != nil {
+			return err
+		}
+		var err error
+		if inv, err = s.price(postgres.WithTx(ctx, tenantID, tx), ti, prev); err != nil {
+			return err
+		}
 		lines, _ := json.Marshal(inv.Lines)
+		// A period overlapping one already invoiced (the tenant changed its time zone) is not
+		// invoiced again.
 		tag, err := tx.Exec(ctx, `
 			INSERT INTO invoices (tenant_id, id, period_start, period_end, currency, plan_code, lines, subtotal, total, status, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $10)
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $10
+			 WHERE NOT EXISTS (SELECT FROM invoices WHERE period_start < $4 AND period_end > $3)
 			ON CONFLICT (tenant_id, period_start) DO NOTHING`,
-			tenantID, id, inv.Start, inv.End, inv.Currency, inv.Plan, lines, inv.Subtotal, inv.Total, now)
+			tenantID, id, prev.Start, prev.End, inv.Currency, inv.Plan, lines, inv.Subtotal, inv.Total, now)
 		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}
@@ -215,6 +224,10 @@ func (s *Invoices) closeTenant(ctx context.Context, tenantID uuid.UUID) (int, er
 	}
 	return 1, nil
 }
+
+// closeLock names the advisory lock between closing a tenant's period (exclusive) and
+// ingesting its usage (shared).
+const closeLock = "SELECT pg_advisory"
 
 const invoiceColumns = "id, period_start, period_end, currency, plan_code, lines, subtotal, total, status, payment_id, created_at"
 

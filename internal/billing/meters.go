@@ -159,9 +159,14 @@ func (s *Meters) Put(ctx context.Context, key string, in MeterInput) (m Meter, c
 			INSERT INTO meters AS m (key, event_type, aggregation, value_property, group_by)
 			VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (key) DO UPDATE
-			   SET event_type = excluded.event_type, aggregation = excluded.aggregation,
-			       value_property = excluded.value_property, group_by = excluded.group_by, updated_at = now()
+			   SET group_by = excluded.group_by, updated_at = now()
+			 WHERE m.event_type = excluded.event_type AND m.aggregation = excluded.aggregation
+			   AND m.value_property IS NOT DISTINCT FROM excluded.value_property
 			RETURNING `+meterColumns+`, (xmax = 0)`, key, in.EventType, in.Aggregation, in.ValueProperty, groups), &created)
+		if postgres.IsNoRows(err) {
+			// Its stored usage was measured under the old meaning: a new meaning is a new meter.
+			return errs.E(errs.Conflict, "conflict", "meter %q exists: its event_type, aggregation and value_property cannot change; define a new meter", key)
+		}
 		if err != nil {
 			return err
 		}

@@ -136,7 +136,12 @@ func (s *Payments) Create(ctx context.Context, tenantID uuid.UUID, in PaymentInp
 			Status: StatusPending, CreatedAt: now, UpdatedAt: now,
 		}
 		pr.PaymentID = pay.ID
-		err := key.Advance(ctx, pointPaymentCreated, pr, func(tx pgx.Tx) error { return insertPayment(ctx, tx, tenantID, pay) })
+		err := key.Advance(ctx, pointPaymentCreated, pr, func(tx pgx.Tx) error {
+			if err := ownCustomer(ctx, tx, in.Customer); err != nil {
+				return err
+			}
+			return insertPayment(ctx, tx, tenantID, pay)
+		})
 		if err != nil {
 			return Payment{}, err
 		}
@@ -332,4 +337,19 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// ownCustomer refuses a Stripe customer that is not the tenant's own: every tenant shares the
+// platform's Stripe account, so a customer id is the only thing between one tenant and
+// another's saved cards.
+func ownCustomer(ctx context.Context, tx pgx.Tx, customer string) error {
+	if customer == "" {
+		return nil
+	}
+	var ok bool
+	err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT FROM billing_customers WHERE stripe_customer_id = $1)", customer).Scan(&ok)
+	if err == nil && !ok {
+		return errs.Field("customer", "is not this tenant's Stripe customer")
+	}
+	return err
 }

@@ -155,6 +155,11 @@ func TestPaymentKeys(t *testing.T) {
 	if fake.Creates() != 2 {
 		t.Fatalf("%d PaymentIntents, want 2 (one per tenant)", fake.Creates())
 	}
+	// Another tenant's (or anyone's) Stripe customer is refused: the Stripe account is shared.
+	res = pay(t, s, a.Token, "foreign-customer", map[string]any{"amount": 100, "currency": "usd", "customer": "cus_someone_else"})
+	if p := res.Problem(t); res.Status != 400 || !p.Field("customer") {
+		t.Fatalf("foreign customer: %d %s", res.Status, res.Body)
+	}
 }
 
 // Test 5: a fault after Stripe answered and before our commit. The retry resumes, Stripe sees

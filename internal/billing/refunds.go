@@ -129,6 +129,9 @@ func (s *Payments) sendRefund(ctx context.Context, tenantID uuid.UUID, key *idem
 		outcome, pr.Rejected = refundFailed, "the payment provider refused the refund"
 	case err != nil:
 		return err // unavailable: resumed by a retry or the completer
+	case sr.Status == "failed" || sr.Status == "canceled":
+		outcome, pr.Rejected = refundFailed, "the payment provider could not make the refund ("+string(sr.Status)+")"
+		stripeID = &sr.ID
 	default:
 		stripeID = &sr.ID
 	}
@@ -141,11 +144,20 @@ func (s *Payments) sendRefund(ctx context.Context, tenantID uuid.UUID, key *idem
 		if outcome != refundSucceeded {
 			return nil
 		}
+		// The refunded total is the sum of our succeeded refunds, or what a charge.refunded
+		// webhook reported if that is more: never this refund added on top of a webhook that
+		// already counted it.
 		p, err := scanPayment(tx.QueryRow(ctx, `
-			UPDATE payments SET amount_refunded = amount_refunded + $2,
-			       status = CASE WHEN amount_refunded + $2 = amount THEN 'refunded' ELSE status END,
-			       updated_at = $3
-			 WHERE id = $1 RETURNING `+paymentColumns, r.PaymentID, r.Amount, now))
+			UPDATE payments p SET amount_refunded = least(p.amount, greatest(p.amount_refunded,
+			           (SELECT coalesce(sum(r.amount), 0) FROM refunds r WHERE r.payment_id = p.id AND r.status = 'succeeded'))),
+			       updated_at = $2
+			 WHERE p.id = $1 RETURNING `+paymentColumns, r.PaymentID, now))
+		if err != nil {
+			return err
+		}
+		p, err = scanPayment(tx.QueryRow(ctx, `
+			UPDATE payments SET status = CASE WHEN amount_refunded = amount AND status = 'succeeded' THEN 'refunded' ELSE status END
+			 WHERE id = $1 RETURNING `+paymentColumns, p.ID))
 		if err != nil {
 			return err
 		}

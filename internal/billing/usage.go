@@ -246,6 +246,9 @@ func (s *Usage) Ingest(ctx context.Context, tenantID uuid.UUID, evs []UsageEvent
 		if err != nil {
 			return err
 		}
+		if _, err := tx.Exec(ctx, closeLock+"_xact_lock_shared(hashtextextended('billing-close/' || $1::text, 0))", tenantID); err != nil {
+			return err
+		}
 		var finalizedUntil *time.Time
 		if err := tx.QueryRow(ctx, "SELECT max(period_end) FROM invoices").Scan(&finalizedUntil); err != nil {
 			return err
