@@ -2,7 +2,6 @@ package webhook_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -10,17 +9,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/events/webhook"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
-	"github.com/saasbase/saasbase/openapi"
+	"github.com/saasbase/saasbase/openapi/openapitest"
 )
 
 // api serves the webhook routes as internal/server mounts them, behind a stand-in for
@@ -62,19 +58,7 @@ func fakeAuth(next http.Handler) http.Handler {
 
 // mergedSpec is openapi.yaml, loaded and validated.
 func mergedSpec(t *testing.T) routers.Router {
-	t.Helper()
-	loader := openapi3.NewLoader()
-	spec, err := loader.LoadFromData(openapi.Spec)
-	if err != nil {
-		t.Fatalf("openapi.yaml: %v", err)
-	}
-	if err := spec.Validate(loader.Context); err != nil {
-		t.Fatalf("openapi.yaml: %v", err)
-	}
-	router, err := gorillamux.NewRouter(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, router := openapitest.Load(t)
 	return router
 }
 
@@ -103,22 +87,7 @@ func (a *api) do(t *testing.T, method, path, token string, body any) answer {
 	res.Body.Close()
 	ans := answer{status: res.StatusCode, header: res.Header, body: out}
 
-	req.Body = io.NopCloser(bytes.NewReader(raw))
-	route, params, err := a.router.FindRoute(req)
-	if err != nil {
-		t.Fatalf("%s %s: not in the spec: %v", method, path, err)
-	}
-	err = openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: &openapi3filter.RequestValidationInput{
-			Request: req, PathParams: params, Route: route,
-			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc},
-		},
-		Status: res.StatusCode, Header: res.Header, Body: io.NopCloser(bytes.NewReader(out)),
-		Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
-	})
-	if err != nil {
-		t.Errorf("%s %s → %d does not match the spec: %v\nbody: %s", method, path, res.StatusCode, err, out)
-	}
+	openapitest.Check(t, a.router, req, raw, res.StatusCode, res.Header, out)
 	return ans
 }
 

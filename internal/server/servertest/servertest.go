@@ -17,9 +17,7 @@ import (
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/google/uuid"
 
 	"github.com/saasbase/saasbase/internal/auth"
@@ -27,7 +25,7 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/config"
 	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
 	"github.com/saasbase/saasbase/internal/server"
-	"github.com/saasbase/saasbase/openapi"
+	"github.com/saasbase/saasbase/openapi/openapitest"
 )
 
 // Server is a running service.
@@ -85,22 +83,7 @@ func NewAt(t testing.TB, clk clock.Clock, configure ...func(*config.Config)) *Se
 }
 
 // Spec loads and validates openapi.yaml.
-func Spec(t testing.TB) (*openapi3.T, routers.Router) {
-	t.Helper()
-	loader := openapi3.NewLoader()
-	spec, err := loader.LoadFromData(openapi.Spec)
-	if err != nil {
-		t.Fatalf("openapi.yaml: %v", err)
-	}
-	if err := spec.Validate(loader.Context); err != nil {
-		t.Fatalf("openapi.yaml: %v", err)
-	}
-	router, err := gorillamux.NewRouter(spec)
-	if err != nil {
-		t.Fatalf("openapi.yaml: %v", err)
-	}
-	return spec, router
-}
+func Spec(t testing.TB) (*openapi3.T, routers.Router) { return openapitest.Load(t) }
 
 // Response is a finished exchange.
 type Response struct {
@@ -216,26 +199,7 @@ func (s *Server) validate(t testing.TB, hr *http.Request, body []byte, res *Resp
 			return // an unknown path: nothing to check against
 		}
 	}
-	hr.Body = io.NopCloser(bytes.NewReader(body))
-	route, params, err := s.router.FindRoute(hr)
-	if err != nil {
-		t.Errorf("%s %s: not described in openapi.yaml: %v", hr.Method, hr.URL.Path, err)
-		return
-	}
-	in := &openapi3filter.RequestValidationInput{
-		Request: hr, PathParams: params, Route: route,
-		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc},
-	}
-	err = openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: in,
-		Status:                 res.Status,
-		Header:                 res.Header,
-		Body:                   io.NopCloser(bytes.NewReader(res.Body)),
-		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
-	})
-	if err != nil {
-		t.Errorf("%s %s → %d does not match openapi.yaml: %v\nbody: %s", hr.Method, hr.URL.Path, res.Status, err, res.Body)
-	}
+	openapitest.Check(t, s.router, hr, body, res.Status, res.Header, res.Body)
 }
 
 // Tenant is a signed-up tenant and its owner.
