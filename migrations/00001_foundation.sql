@@ -38,6 +38,22 @@ END
 $$;
 -- +goose StatementEnd
 
+-- isolate_by_tenant puts a tenant table under the tenancy rule: row-level security enabled
+-- and forced (so even its owner's sessions obey it), with the one policy every tenant table
+-- has. For migrations only: the runtime role cannot call it.
+-- +goose StatementBegin
+CREATE FUNCTION app.isolate_by_tenant(t regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', t);
+    EXECUTE format('CREATE POLICY tenant_isolation ON %s'
+                   ' USING (tenant_id = app.current_tenant_id()) WITH CHECK (tenant_id = app.current_tenant_id())', t);
+END
+$$;
+-- +goose StatementEnd
+REVOKE ALL ON FUNCTION app.isolate_by_tenant(regclass) FROM PUBLIC;
+
 CREATE TABLE plans (
     code        text PRIMARY KEY CHECK (code ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
     name        text NOT NULL,
@@ -140,21 +156,12 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_type_idx ON outbox (tenant_id, type, id);
 CREATE INDEX outbox_unpublished_idx ON outbox (txid, id) WHERE published_at IS NULL;
 
--- +goose StatementBegin
-DO $$
-DECLARE
-    t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['users', 'refresh_tokens', 'api_keys', 'projects', 'outbox'] LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format('CREATE POLICY tenant_isolation ON %I USING (tenant_id = app.current_tenant_id())'
-                       ' WITH CHECK (tenant_id = app.current_tenant_id())', t);
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO app_runtime', t);
-    END LOOP;
-END
-$$;
--- +goose StatementEnd
+SELECT app.isolate_by_tenant('users'),
+       app.isolate_by_tenant('refresh_tokens'),
+       app.isolate_by_tenant('api_keys'),
+       app.isolate_by_tenant('projects'),
+       app.isolate_by_tenant('outbox');
+GRANT SELECT, INSERT, UPDATE, DELETE ON users, refresh_tokens, api_keys, projects, outbox TO app_runtime;
 
 -- Cross-tenant paths. Each is SECURITY DEFINER (it runs as the owner, which bypasses RLS),
 -- so each returns only the few columns its caller needs, for the one row asked for.
@@ -202,5 +209,6 @@ GRANT EXECUTE ON FUNCTION app.current_tenant_id(), app.tenant_by_slug(text),
     app.api_key_for_auth(uuid), app.platform_tenants(uuid, int) TO app_runtime;
 
 -- +goose Down
-DROP TABLE outbox, projects, api_keys, refresh_tokens, users, tenants, plans;
+-- The schema first: its functions depend on the tables' row types, the policies on them.
 DROP SCHEMA app CASCADE;
+DROP TABLE outbox, projects, api_keys, refresh_tokens, users, tenants, plans;

@@ -20,10 +20,7 @@ CREATE TABLE idempotency_keys (
     expires_at       timestamptz NOT NULL,
     PRIMARY KEY (tenant_id, principal_id, key)
 );
-ALTER TABLE idempotency_keys ENABLE ROW LEVEL SECURITY;
-ALTER TABLE idempotency_keys FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON idempotency_keys
-    USING (tenant_id = app.current_tenant_id()) WITH CHECK (tenant_id = app.current_tenant_id());
+SELECT app.isolate_by_tenant('idempotency_keys');
 GRANT SELECT, INSERT, UPDATE, DELETE ON idempotency_keys TO app_runtime;
 CREATE INDEX idempotency_keys_expires_idx ON idempotency_keys (expires_at);
 CREATE INDEX idempotency_keys_abandoned_idx ON idempotency_keys (created_at)

@@ -37,21 +37,9 @@ CREATE TABLE refunds (
 );
 CREATE INDEX refunds_payment_idx ON refunds (tenant_id, payment_id);
 
--- +goose StatementBegin
-DO $$
-DECLARE
-    t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['payments', 'refunds'] LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format('CREATE POLICY tenant_isolation ON %I USING (tenant_id = app.current_tenant_id())'
-                       ' WITH CHECK (tenant_id = app.current_tenant_id())', t);
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I TO app_runtime', t);
-    END LOOP;
-END
-$$;
--- +goose StatementEnd
+SELECT app.isolate_by_tenant('payments'),
+       app.isolate_by_tenant('refunds');
+GRANT SELECT, INSERT, UPDATE ON payments, refunds TO app_runtime;
 
 -- Stripe events that took effect, recorded in the transaction of their effect, so each
 -- takes effect once however often Stripe delivers it. Platform data: no tenant column.

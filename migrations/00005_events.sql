@@ -101,22 +101,13 @@ CREATE TABLE webhook_attempts (
     FOREIGN KEY (tenant_id, delivery_id) REFERENCES webhook_deliveries (tenant_id, id) ON DELETE CASCADE
 );
 
--- +goose StatementBegin
-DO $$
-DECLARE
-    t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['event_inbox', 'event_retries', 'event_dead_letters',
-                             'webhook_endpoints', 'webhook_deliveries', 'webhook_attempts'] LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format('CREATE POLICY tenant_isolation ON %I USING (tenant_id = app.current_tenant_id())'
-                       ' WITH CHECK (tenant_id = app.current_tenant_id())', t);
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO app_runtime', t);
-    END LOOP;
-END
-$$;
--- +goose StatementEnd
+SELECT app.isolate_by_tenant('event_inbox'),
+       app.isolate_by_tenant('event_retries'),
+       app.isolate_by_tenant('event_dead_letters'),
+       app.isolate_by_tenant('webhook_endpoints'),
+       app.isolate_by_tenant('webhook_deliveries'),
+       app.isolate_by_tenant('webhook_attempts');
+GRANT SELECT, INSERT, UPDATE, DELETE ON event_inbox, event_retries, event_dead_letters, webhook_endpoints, webhook_deliveries, webhook_attempts TO app_runtime;
 
 -- Cross-tenant paths. Each is SECURITY DEFINER (it runs as the owner, which bypasses RLS),
 -- returns only what its one caller needs, and is executable by the runtime role only.

@@ -95,21 +95,12 @@ CREATE TABLE stripe_usage_reports (
     PRIMARY KEY (tenant_id, meter_key, bucket_start)
 );
 
--- +goose StatementBegin
-DO $$
-DECLARE
-    t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['usage_events', 'usage_rollups', 'invoices', 'billing_customers', 'stripe_usage_reports'] LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format('CREATE POLICY tenant_isolation ON %I USING (tenant_id = app.current_tenant_id())'
-                       ' WITH CHECK (tenant_id = app.current_tenant_id())', t);
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I TO app_runtime', t);
-    END LOOP;
-END
-$$;
--- +goose StatementEnd
+SELECT app.isolate_by_tenant('usage_events'),
+       app.isolate_by_tenant('usage_rollups'),
+       app.isolate_by_tenant('invoices'),
+       app.isolate_by_tenant('billing_customers'),
+       app.isolate_by_tenant('stripe_usage_reports');
+GRANT SELECT, INSERT, UPDATE ON usage_events, usage_rollups, invoices, billing_customers, stripe_usage_reports TO app_runtime;
 
 -- The period closer's list of tenants, with what it needs to compute their periods.
 -- +goose StatementBegin

@@ -42,10 +42,7 @@ CREATE TABLE flag_overrides (
     updated_at timestamptz NOT NULL,
     PRIMARY KEY (tenant_id, flag_key)
 );
-ALTER TABLE flag_overrides ENABLE ROW LEVEL SECURITY;
-ALTER TABLE flag_overrides FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON flag_overrides
-    USING (tenant_id = app.current_tenant_id()) WITH CHECK (tenant_id = app.current_tenant_id());
+SELECT app.isolate_by_tenant('flag_overrides');
 CREATE INDEX flag_overrides_flag_idx ON flag_overrides (flag_key, tenant_id);
 
 -- The audit trail: one row per change that changed something, written in the change's
