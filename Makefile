@@ -33,7 +33,7 @@ TENANT ?= acme
 ROLE   ?= owner
 TTL    ?= 1h
 
-.PHONY: help run build test fuzz bench lint migrate token tools clean load
+.PHONY: help run build test fuzz bench lint migrate token tools clean chaos load
 
 help: ## list the targets
 	@echo 'Usage: make <target> [VAR=value ...]'
@@ -110,3 +110,6 @@ load: build ## run cmd/load against a fresh server on LOAD_ADDR (LOAD_FLAGS, def
 	echo "load: bin/api serve on $(LOAD_ADDR) (log: bin/load-api.log)"; \
 	$(GO) run ./cmd/load -url http://$(LOAD_ADDR) -admin-token "$$admin_token" \
 		-database-url "$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/saasbase?sslmode=disable}" $(LOAD_FLAGS)
+
+chaos: ## two API instances under load while Redis, then PostgreSQL, are cut (toxiproxy); prints the audit table (CHAOS_CALM=10s between faults)
+	CHAOS_CALM=$(or $(CHAOS_CALM),10s) $(GO) test -race -count=1 -run '^TestChaos$$' -v -timeout 10m ./internal/server/

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"text/tabwriter"
 	"time"
 
 	"github.com/Shopify/toxiproxy/v2"
@@ -49,6 +52,11 @@ type chaosLedger struct {
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos runs for about 15 seconds")
+	}
+	// CHAOS_CALM is the load between faults: short in make test, longer in make chaos.
+	calm := 1500 * time.Millisecond
+	if d, err := time.ParseDuration(os.Getenv("CHAOS_CALM")); err == nil && d > 0 {
+		calm = d
 	}
 	fake := stripetest.NewFake(t)
 	pg := newChaosProxy(t, "127.0.0.1:5432")
@@ -110,7 +118,7 @@ func TestChaos(t *testing.T) {
 		name  string
 		proxy *toxiproxy.Proxy
 	}{{"redis cut", rd}, {"postgres cut", pg}} {
-		time.Sleep(1500 * time.Millisecond)
+		time.Sleep(calm)
 		fault.proxy.Stop()
 		time.Sleep(time.Second)
 		if err := fault.proxy.Start(); err != nil {
@@ -125,29 +133,33 @@ func TestChaos(t *testing.T) {
 		}
 		recoveries[fault.name] = time.Since(ended)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(calm)
 	stopLoad()
 	wg.Wait()
 	t.Logf("chaos: %d requests answered 2xx, %d not; recovery after the fault ended: %v", ledger.ok.Load(), ledger.fail.Load(), recoveries)
 
-	// The audit.
+	// The audit, printed as a table whatever it finds.
 	owner := pgtest.Owner(t)
 	bg := context.Background()
-	if len(ledger.crossings) > 0 {
-		t.Errorf("a tenant was served another's data: %v", ledger.crossings)
-	}
+	audit := &chaosAudit{t: t}
+	defer audit.print()
+	audit.check("no tenant served another's data", len(ledger.crossings) == 0, fmt.Sprint(len(ledger.crossings), " crossings"))
+	lost := 0
 	for id, tenantID := range ledger.projects {
 		var n int
 		if err := owner.QueryRow(bg, "SELECT count(*) FROM projects WHERE id = $1 AND tenant_id = $2", id, tenantID).Scan(&n); err != nil || n != 1 {
-			t.Errorf("accepted project %s of tenant %s is not stored (%v)", id, tenantID, err)
+			lost++
 		}
 	}
+	audit.check("every 2xx project is stored", lost == 0, fmt.Sprintf("%d of %d lost", lost, len(ledger.projects)))
+	lost = 0
 	for id, tenantID := range ledger.events {
 		var n int
 		if err := owner.QueryRow(bg, "SELECT count(*) FROM usage_events WHERE id = $1 AND tenant_id = $2", id, tenantID).Scan(&n); err != nil || n != 1 {
-			t.Errorf("accepted usage event %s is stored %d times (%v)", id, n, err)
+			lost++
 		}
 	}
+	audit.check("every accepted usage event is stored once", lost == 0, fmt.Sprintf("%d of %d wrong", lost, len(ledger.events)))
 	var diff int
 	err := owner.QueryRow(bg, `
 		SELECT count(*) FROM (
@@ -155,31 +167,32 @@ func TestChaos(t *testing.T) {
 		  EXCEPT
 		  (SELECT tenant_id, date_bin('15 minutes', time, 'epoch'), count(*) FROM usage_events WHERE type = 'chaos.call' GROUP BY 1, 2)
 		) d`).Scan(&diff)
-	if err != nil || diff != 0 {
-		t.Errorf("usage rollups differ from the raw events in %d rows (%v): something was counted twice", diff, err)
-	}
+	audit.check("no usage counted twice (rollups = raw events)", err == nil && diff == 0, fmt.Sprintf("%d rows differ", diff))
 	perKey := map[string]int{}
 	for _, pi := range fake.PaymentIntents() {
 		perKey[pi.IdempotencyKey]++
 	}
-	for key, n := range perKey {
+	doubled := 0
+	for _, n := range perKey {
 		if n > 1 {
-			t.Errorf("payment key %s made %d PaymentIntents", key, n)
+			doubled++
 		}
 	}
+	audit.check("no payment key with two PaymentIntents", doubled == 0, fmt.Sprintf("%d of %d keys", doubled, len(perKey)))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var left int
 		if err := owner.QueryRow(bg, "SELECT count(*) FROM outbox WHERE published_at IS NULL").Scan(&left); err != nil {
 			t.Fatal(err)
 		}
-		if left == 0 {
+		if left == 0 || time.Now().After(deadline) {
+			audit.check("every outbox event published", left == 0, fmt.Sprint(left, " unpublished"))
 			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d outbox events never published", left)
-		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	for name, d := range recoveries {
+		audit.check("back to normal after "+name, d < 5*time.Second, "in "+d.Round(time.Millisecond).String())
 	}
 	if ledger.ok.Load() == 0 {
 		t.Fatal("no request succeeded: the load never ran")
@@ -229,4 +242,31 @@ func chaosStep(t *testing.T, rng *rand.Rand, s *servertest.Server, ten servertes
 			}
 		}
 	}
+}
+
+// chaosAudit collects the audit's findings and prints them as a table.
+type chaosAudit struct {
+	t    *testing.T
+	rows [][3]string
+}
+
+// check records a finding; a failed one fails the test.
+func (a *chaosAudit) check(what string, ok bool, detail string) {
+	verdict := "ok"
+	if !ok {
+		verdict = "VIOLATED"
+		a.t.Errorf("chaos audit: %s: %s", what, detail)
+	}
+	a.rows = append(a.rows, [3]string{what, verdict, detail})
+}
+
+func (a *chaosAudit) print() {
+	var b strings.Builder
+	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "CHECK\tVERDICT\tDETAIL")
+	for _, r := range a.rows {
+		fmt.Fprintf(w, "%s\t%s\t%s\n", r[0], r[1], r[2])
+	}
+	w.Flush()
+	a.t.Logf("chaos audit:\n%s", b.String())
 }
