@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"os"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/saasbase/saasbase/internal/platform/config"
 	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
 	"github.com/saasbase/saasbase/internal/server/servertest"
 	"github.com/saasbase/saasbase/internal/tenant"
@@ -26,10 +28,14 @@ import (
 // logging, metrics, recovery, JWT authentication, tenant status, InTenantTx) against a bare
 // chi + pgx handler that runs the same SELECT with no middleware, in alternating rounds of
 // one run. It reports both throughputs and their ratio: the baseline that later middleware
-// (rate limit, quota, idempotency) must not wreck.
+// (rate limit, quota, idempotency) must not wreck. BENCH_LIMITER=1 runs it with the rate
+// limiter on (a tenant limit far above the load: every request allowed, each decided in Redis).
 func BenchmarkGetProject(b *testing.B) {
-	s := servertest.New(b)
+	s := servertest.New(b, func(c *config.Config) { c.RateLimitEnabled = os.Getenv("BENCH_LIMITER") != "" })
 	a := s.Signup(b, "bench")
+	// Limits far above the load: every request is allowed, and pays for its decision.
+	s.Do(b, servertest.Request{Method: "PATCH", Path: "/v1/admin/tenants/" + a.ID, Token: s.PlatformToken(b),
+		Body: map[string]any{"rate_limit": map[string]any{"requests_per_second": 1e6, "burst": 1000000, "max_concurrent": 0}}})
 	id := s.Create(b, a.Token, "/v1/projects", map[string]string{"name": "bench", "description": "a project"})
 
 	bare := bareServer(b)
