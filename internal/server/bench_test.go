@@ -2,12 +2,12 @@ package server_test
 
 import (
 	"context"
-	"os"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
