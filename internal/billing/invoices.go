@@ -246,29 +246,13 @@ func scanInvoice(row pgx.Row) (Invoice, error) {
 
 // Get answers one invoice.
 func (s *Invoices) Get(ctx context.Context, tenantID, id uuid.UUID) (Invoice, error) {
-	var inv Invoice
-	b := &pgx.Batch{}
-	b.Queue("SELECT "+invoiceColumns+" FROM invoices WHERE id = $1", id).QueryRow(func(row pgx.Row) (err error) {
-		inv, err = scanInvoice(row)
-		return err
-	})
-	return inv, s.DB.InTenantRead(ctx, tenantID, b)
+	return postgres.ReadRow(ctx, s.DB, tenantID, scanInvoice, "SELECT "+invoiceColumns+" FROM invoices WHERE id = $1", id)
 }
 
 // List answers the tenant's invoices, newest first.
 func (s *Invoices) List(ctx context.Context, tenantID uuid.UUID, page httpx.Page) ([]Invoice, error) {
-	cursor := page.Cursor
-	if cursor == uuid.Nil {
-		cursor = uuid.Max
-	}
-	var out []Invoice
-	b := &pgx.Batch{}
-	b.Queue("SELECT "+invoiceColumns+" FROM invoices WHERE id < $1 ORDER BY id DESC LIMIT $2", cursor, page.Limit+1).
-		Query(func(rows pgx.Rows) (err error) {
-			out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Invoice, error) { return scanInvoice(r) })
-			return err
-		})
-	return out, s.DB.InTenantRead(ctx, tenantID, b)
+	return postgres.ReadRows(ctx, s.DB, tenantID, scanInvoice,
+		"SELECT "+invoiceColumns+" FROM invoices WHERE id < $1 ORDER BY id DESC LIMIT $2", page.Before(), page.Limit+1)
 }
 
 // CheckQuotas emits the threshold events of the given meters' quotas, after usage of them

@@ -280,29 +280,13 @@ func insertPayment(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, p Payment
 
 // Get answers one payment.
 func (s *Payments) Get(ctx context.Context, tenantID, id uuid.UUID) (Payment, error) {
-	var p Payment
-	b := &pgx.Batch{}
-	b.Queue("SELECT "+paymentColumns+" FROM payments WHERE id = $1", id).QueryRow(func(row pgx.Row) (err error) {
-		p, err = scanPayment(row)
-		return err
-	})
-	return p, s.DB.InTenantRead(ctx, tenantID, b)
+	return postgres.ReadRow(ctx, s.DB, tenantID, scanPayment, "SELECT "+paymentColumns+" FROM payments WHERE id = $1", id)
 }
 
 // List answers the tenant's payments, newest first.
 func (s *Payments) List(ctx context.Context, tenantID uuid.UUID, page httpx.Page) ([]Payment, error) {
-	cursor := page.Cursor
-	if cursor == uuid.Nil {
-		cursor = uuid.Max
-	}
-	var out []Payment
-	b := &pgx.Batch{}
-	b.Queue("SELECT "+paymentColumns+" FROM payments WHERE id < $1 ORDER BY id DESC LIMIT $2", cursor, page.Limit+1).
-		Query(func(rows pgx.Rows) (err error) {
-			out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Payment, error) { return scanPayment(r) })
-			return err
-		})
-	return out, s.DB.InTenantRead(ctx, tenantID, b)
+	return postgres.ReadRows(ctx, s.DB, tenantID, scanPayment,
+		"SELECT "+paymentColumns+" FROM payments WHERE id < $1 ORDER BY id DESC LIMIT $2", page.Before(), page.Limit+1)
 }
 
 // movable reports whether a payment may go from one status to another. Final states stay

@@ -169,17 +169,17 @@ func (s *Payments) sendRefund(ctx context.Context, tenantID uuid.UUID, key *idem
 	})
 }
 
-func (s *Payments) getRefund(ctx context.Context, tenantID, id uuid.UUID) (Refund, error) {
+func scanRefund(row pgx.Row) (Refund, error) {
 	var r Refund
-	b := &pgx.Batch{}
-	b.Queue("SELECT id, payment_id, amount, status, stripe_refund_id, created_at FROM refunds WHERE id = $1", id).
-		QueryRow(func(row pgx.Row) error {
-			err := row.Scan(&r.ID, &r.PaymentID, &r.Amount, &r.Status, &r.StripeRefundID, &r.CreatedAt)
-			if postgres.IsNoRows(err) {
-				return errs.NotFoundf("no such refund")
-			}
-			r.CreatedAt = r.CreatedAt.UTC()
-			return err
-		})
-	return r, s.DB.InTenantRead(ctx, tenantID, b)
+	err := row.Scan(&r.ID, &r.PaymentID, &r.Amount, &r.Status, &r.StripeRefundID, &r.CreatedAt)
+	if postgres.IsNoRows(err) {
+		return Refund{}, errs.NotFoundf("no such refund")
+	}
+	r.CreatedAt = r.CreatedAt.UTC()
+	return r, err
+}
+
+func (s *Payments) getRefund(ctx context.Context, tenantID, id uuid.UUID) (Refund, error) {
+	return postgres.ReadRow(ctx, s.DB, tenantID, scanRefund,
+		"SELECT id, payment_id, amount, status, stripe_refund_id, created_at FROM refunds WHERE id = $1", id)
 }

@@ -62,10 +62,7 @@ type Log struct {
 
 // List answers a tenant's events, newest first, optionally of one type.
 func (l *Log) List(ctx context.Context, tenantID uuid.UUID, typ string, page httpx.Page) ([]Event, error) {
-	cursor := page.Cursor
-	if cursor == uuid.Nil {
-		cursor = uuid.Max
-	}
+	cursor := page.Before()
 	var out []Event
 	err := l.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
 		rows, _ := tx.Query(ctx, `

@@ -78,10 +78,7 @@ type AuditEntry struct {
 
 // Audit answers a page of a flag's audit trail, newest first. The trail outlives the flag.
 func (s *Store) Audit(ctx context.Context, key string, page httpx.Page) ([]AuditEntry, error) {
-	cursor := page.Cursor
-	if cursor == uuid.Nil {
-		cursor = uuid.Max
-	}
+	cursor := page.Before()
 	rows, _ := s.DB.Pool.Query(ctx, `
 		SELECT id, flag_key, action, actor, request_id, version, before, after, created_at
 		  FROM flag_audit

@@ -121,13 +121,7 @@ func (s *Projects) Create(ctx context.Context, tenantID uuid.UUID, in ProjectInp
 
 // Get answers one project, in one round trip.
 func (s *Projects) Get(ctx context.Context, tenantID, id uuid.UUID) (Project, error) {
-	var p Project
-	b := &pgx.Batch{}
-	b.Queue("SELECT "+projectColumns+" FROM projects WHERE id = $1", id).QueryRow(func(row pgx.Row) (err error) {
-		p, err = scanProject(row)
-		return err
-	})
-	return p, s.DB.InTenantRead(ctx, tenantID, b)
+	return postgres.ReadRow(ctx, s.DB, tenantID, scanProject, "SELECT "+projectColumns+" FROM projects WHERE id = $1", id)
 }
 
 // List answers the tenant's projects in creation order.

@@ -14,10 +14,7 @@ import (
 
 // Deliveries answers an endpoint's deliveries, newest first, each with its attempts.
 func (s *Endpoints) Deliveries(ctx context.Context, tenantID, endpointID uuid.UUID, page httpx.Page) ([]Delivery, error) {
-	cursor := page.Cursor
-	if cursor == uuid.Nil {
-		cursor = uuid.Max
-	}
+	cursor := page.Before()
 	var out []Delivery
 	err := s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
 		var exists bool

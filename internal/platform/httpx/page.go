@@ -61,3 +61,11 @@ func NewList[T any](items []T, p Page, id func(T) uuid.UUID) List[T] {
 	}
 	return l
 }
+
+// Before is the id a newest-first page reads below: the cursor, or above every id.
+func (p Page) Before() uuid.UUID {
+	if p.Cursor == uuid.Nil {
+		return uuid.Max
+	}
+	return p.Cursor
+}

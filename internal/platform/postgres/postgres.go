@@ -198,3 +198,25 @@ func IsUniqueViolation(err error, constraint string) bool {
 
 // IsNoRows reports whether err says a query returned no row.
 func IsNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
+
+// ReadRow reads one row of a tenant in one round trip (InTenantRead), turned into a T by scan.
+func ReadRow[T any](ctx context.Context, db *DB, tenantID uuid.UUID, scan func(pgx.Row) (T, error), sql string, args ...any) (T, error) {
+	var out T
+	b := &pgx.Batch{}
+	b.Queue(sql, args...).QueryRow(func(row pgx.Row) (err error) {
+		out, err = scan(row)
+		return err
+	})
+	return out, db.InTenantRead(ctx, tenantID, b)
+}
+
+// ReadRows reads rows of a tenant in one round trip (InTenantRead), each turned into a T by scan.
+func ReadRows[T any](ctx context.Context, db *DB, tenantID uuid.UUID, scan func(pgx.Row) (T, error), sql string, args ...any) ([]T, error) {
+	var out []T
+	b := &pgx.Batch{}
+	b.Queue(sql, args...).Query(func(rows pgx.Rows) (err error) {
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (T, error) { return scan(r) })
+		return err
+	})
+	return out, db.InTenantRead(ctx, tenantID, b)
+}
