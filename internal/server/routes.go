@@ -105,11 +105,10 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 				r.Method(http.MethodPut, "/meters/{key}", h(rt.usage.PutMeter))
 			})
 
-			// Tenant routes.
 			// Tenant routes. POST and PATCH take Idempotency-Key (idem), except the answers that
 			// reveal a secret, which are never stored.
 			r.Group(func(r chi.Router) {
-				r.Use(auth.RequireRole(auth.RoleMember), a.Directory.RequireActive, rt.rateLimit, a.Requests.Count, a.Flags.Middleware)
+				r.Use(rt.tenantChain()...)
 				idem := rt.idem.Handler(idempotency.Options{})
 
 				r.Method(http.MethodGet, "/me", h(rt.tenant.Me))
@@ -171,7 +170,8 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 	// OFREP, for OpenFeature SDKs: tenant credentials, as on the tenant routes. It answers
 	// in OFREP's own shapes.
 	r.Route("/ofrep/v1", func(r chi.Router) {
-		r.Use(rt.authn.Authenticate, auth.RequireRole(auth.RoleMember), a.Directory.RequireActive, rt.rateLimit, a.Requests.Count, a.Flags.Middleware)
+		r.Use(rt.authn.Authenticate)
+		r.Use(rt.tenantChain()...)
 		r.Method(http.MethodPost, "/evaluate/flags", http.HandlerFunc(rt.flagEval.OFREPBulk))
 		r.Method(http.MethodPost, "/evaluate/flags/{key}", http.HandlerFunc(rt.flagEval.OFREPFlag))
 	})
@@ -217,4 +217,14 @@ func (rt routes) perIP(policy string, perMinute int) func(http.Handler) http.Han
 		return func(next http.Handler) http.Handler { return next }
 	}
 	return ratelimit.PerIP(rt.app.Limiter, policy, perMinute, httpx.ClientIP{Trusted: rt.app.Config.TrustedProxies}.Of)
+}
+
+// tenantChain is the way of every tenant request after authentication: a tenant role, the
+// tenant's status, rate limits, the api_requests count and quota, one flag snapshot. The
+// tenant routes and OFREP share it, so neither can drift from the other.
+func (rt routes) tenantChain() []func(http.Handler) http.Handler {
+	a := rt.app
+	return []func(http.Handler) http.Handler{
+		auth.RequireRole(auth.RoleMember), a.Directory.RequireActive, rt.rateLimit, a.Requests.Count, a.Flags.Middleware,
+	}
 }
