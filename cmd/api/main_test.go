@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
 )
 
 // The tests run the command as a process of its own: the test binary re-executes itself
@@ -31,7 +33,8 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	pgtest.Main(m) // the chaos test's database; the others create their own, to migrate it
+
 }
 
 // configNames are the variables the command reads; the parent's values never reach a child.
@@ -184,10 +187,9 @@ func (b *lockedBuffer) String() string {
 // `api serve` on it, waiting until /readyz answers 200.
 func migratedService(t *testing.T) *service {
 	t.Helper()
-	addr := freeAddr(t)
 	env := map[string]string{
 		"DATABASE_URL":         freshDatabase(t),
-		"HTTP_ADDR":            addr,
+		"HTTP_ADDR":            freeAddr(t),
 		"REDIS_KEY_PREFIX":     "cmdtest:" + randomHex(4) + ":",
 		"SHUTDOWN_DRAIN_DELAY": "1500ms",
 		"LOG_LEVEL":            "warn",
@@ -195,8 +197,14 @@ func migratedService(t *testing.T) *service {
 	if r := runAPI(t, env, "migrate", "up"); r.code != 0 {
 		t.Fatalf("api migrate up: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	return startService(t, env)
+}
 
-	s := &service{url: "http://" + addr, env: env, output: newLockedBuffer(), done: make(chan struct{})}
+// startService starts `api serve` with env, which names its HTTP_ADDR, and waits until
+// /readyz answers 200. The process is killed when the test ends, if it still runs.
+func startService(t *testing.T, env map[string]string) *service {
+	t.Helper()
+	s := &service{url: "http://" + env["HTTP_ADDR"], env: env, output: newLockedBuffer(), done: make(chan struct{})}
 	s.cmd = command(context.Background(), env, "serve")
 	s.cmd.Stdout, s.cmd.Stderr = s.output, s.output
 	if err := s.cmd.Start(); err != nil {

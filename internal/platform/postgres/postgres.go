@@ -6,12 +6,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/saasbase/saasbase/internal/platform/errs"
 )
 
 // RuntimeRole is the database role requests run as: not superuser, not BYPASSRLS and not
@@ -111,6 +115,10 @@ func (db *DB) InTenantTxBatch(ctx context.Context, tenantID uuid.UUID, b *pgx.Ba
 }
 
 func (db *DB) beginBatch(ctx context.Context, b *pgx.Batch, fn func(pgx.Tx) error) error {
+	return unreachable(db.runBatch(ctx, b, fn))
+}
+
+func (db *DB) runBatch(ctx context.Context, b *pgx.Batch, fn func(pgx.Tx) error) error {
 	br := db.Pool.SendBatch(ctx, b)
 	tx := br.Tx()
 	// A no-op after Commit; otherwise it ends the transaction on an error or a panic and
@@ -137,7 +145,25 @@ func (db *DB) InTenantRead(ctx context.Context, tenantID uuid.UUID, b *pgx.Batch
 		return tx.SendBatch(ctx, b).Close()
 	}
 	b.QueuedQueries = append([]*pgx.QueuedQuery{{SQL: setTenant, Arguments: []any{tenantID.String()}}}, b.QueuedQueries...)
-	return db.Pool.SendBatch(ctx, b).Close()
+	return unreachable(db.Pool.SendBatch(ctx, b).Close())
+}
+
+// errUnreachable is what a client hears when the database cannot be reached: a 503 to retry,
+// not a 500 to report.
+var errUnreachable = errs.E(errs.Unavailable, "database_unavailable", "the database cannot be reached; retry shortly")
+
+// unreachable gives err the kind Unavailable when it says the database could not be reached
+// or the connection was lost, and answers any other error as it is.
+func unreachable(err error) error {
+	var connect *pgconn.ConnectError
+	var netErr net.Error
+	if err == nil || errs.KindOf(err) != errs.Internal || errors.Is(err, context.Canceled) {
+		return err
+	}
+	if errors.As(err, &connect) || errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err) {
+		return errs.Wrap(err, errUnreachable.Kind, errUnreachable.Code, errUnreachable.Detail)
+	}
+	return err
 }
 
 // Querier runs statements.

@@ -82,6 +82,15 @@ func NewAt(t testing.TB, clk clock.Clock, configure ...func(*config.Config)) *Se
 	return &Server{URL: ts.URL, App: app, Config: cfg, spec: spec, router: router}
 }
 
+// At answers a view of s that sends its requests to url: another instance of the same
+// service (same database, Redis prefix and signing key), such as a process of its own. The
+// view mints tokens and checks answers as s does.
+func (s *Server) At(url string) *Server {
+	view := *s
+	view.URL = url
+	return &view
+}
+
 // Spec loads and validates openapi.yaml.
 func Spec(t testing.TB) (*openapi3.T, routers.Router) { return openapitest.Load(t) }
 

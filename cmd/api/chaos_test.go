@@ -1,7 +1,8 @@
-package server_test
+package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -18,7 +20,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/saasbase/saasbase/internal/billing/stripetest"
-	"github.com/saasbase/saasbase/internal/platform/config"
 	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
 	"github.com/saasbase/saasbase/internal/server/servertest"
 )
@@ -41,17 +42,19 @@ type chaosLedger struct {
 	projects  map[string]string // project id → tenant id, for every 201
 	events    map[string]string // usage event id → tenant id, for every accepted batch
 	crossings []string          // answers that showed a tenant another's data
-	ok, fail  atomic.Int64
+	failures  map[string]int    // requests not accepted, by status or "no answer"
+	ok        atomic.Int64
 }
 
-// TestChaos is the short version of `make chaos`: two API instances under load while Redis
-// and then PostgreSQL are cut (toxiproxy, never the shared servers), then an audit: no
+// TestChaos is the short version of `make chaos`: two `api serve` processes under load
+// while toxiproxy (never the shared servers) cuts Redis, cuts PostgreSQL, slows each, and
+// the instances are restarted, one after SIGTERM and one after SIGKILL. Then an audit: no
 // accepted write lost, no usage event counted twice, no payment key with two
 // PaymentIntents, no tenant served another's data, every outbox event published, and the
-// service answering again after each fault.
+// service answering again within 5 s of each fault's end.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
-		t.Skip("chaos runs for about 15 seconds")
+		t.Skip("chaos runs for about half a minute")
 	}
 	// CHAOS_CALM is the load between faults: short in make test, longer in make chaos.
 	calm := 1500 * time.Millisecond
@@ -61,34 +64,46 @@ func TestChaos(t *testing.T) {
 	fake := stripetest.NewFake(t)
 	pg := newChaosProxy(t, "127.0.0.1:5432")
 	rd := newChaosProxy(t, "127.0.0.1:6379")
-	viaProxies := func(c *config.Config) {
-		u, _ := url.Parse(pgtest.OwnerURL(t))
-		u.Host = pg.Listen
-		c.DatabaseURL = u.String()
-		c.RedisURL = "redis://" + rd.Listen + "/0"
-		c.RateLimitEnabled = true
-		c.StripeSecretKey, c.StripeAPIURL, c.StripeWebhookSecret = "sk_test_123", fake.URL, "whsec_chaos"
+
+	// An instance in this process, straight to the servers, signs tenants up, mints their
+	// tokens and checks answers against openapi.yaml; the load goes to the two processes,
+	// which reach PostgreSQL and Redis through the proxies.
+	local := servertest.New(t)
+	dbURL, err := url.Parse(pgtest.OwnerURL(t))
+	if err != nil {
+		t.Fatal(err)
 	}
-	var servers []*servertest.Server
-	for range 2 {
-		s := servertest.New(t, viaProxies)
-		ctx, stop := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); s.App.RunBackground(ctx) }()
-		t.Cleanup(func() { stop(); <-done })
-		servers = append(servers, s)
+	dbURL.Host = pg.Listen
+	var procs [2]*service
+	for i := range procs {
+		procs[i] = startService(t, map[string]string{
+			"HTTP_ADDR":                  freeAddr(t),
+			"DATABASE_URL":               dbURL.String(),
+			"DATABASE_MAX_CONNS":         "8",
+			"REDIS_URL":                  "redis://" + rd.Listen + "/0",
+			"REDIS_KEY_PREFIX":           local.Config.RedisKeyPrefix,
+			"STRIPE_SECRET_KEY":          "sk_test_123",
+			"STRIPE_API_URL":             fake.URL,
+			"STRIPE_WEBHOOK_SECRET":      "whsec_chaos",
+			"AUTH_RATE_LIMIT_PER_MINUTE": "100000",
+			"SHUTDOWN_DRAIN_DELAY":       "200ms",
+			"SHUTDOWN_TIMEOUT":           "5s",
+			"LOG_LEVEL":                  "error",
+		})
 	}
-	op := servers[0].PlatformToken(t)
-	servers[0].Do(t, servertest.Request{Method: "PUT", Path: "/v1/admin/meters/chaos_calls", Token: op,
+	servers := []*servertest.Server{local.At(procs[0].url), local.At(procs[1].url)}
+
+	op := local.PlatformToken(t)
+	local.Do(t, servertest.Request{Method: "PUT", Path: "/v1/admin/meters/chaos_calls", Token: op,
 		Body: map[string]any{"event_type": "chaos.call", "aggregation": "count"}})
 	var tenants []servertest.Tenant
 	for i := range 4 {
-		ten := servers[0].Signup(t, fmt.Sprint("chaos-", i))
-		servers[0].Do(t, servertest.Request{Method: "PATCH", Path: "/v1/admin/tenants/" + ten.ID, Token: op, Body: map[string]string{"plan": "enterprise"}})
+		ten := local.Signup(t, fmt.Sprint("chaos-", i))
+		local.Do(t, servertest.Request{Method: "PATCH", Path: "/v1/admin/tenants/" + ten.ID, Token: op, Body: map[string]string{"plan": "enterprise"}})
 		tenants = append(tenants, ten)
 	}
 
-	ledger := &chaosLedger{projects: map[string]string{}, events: map[string]string{}}
+	ledger := &chaosLedger{projects: map[string]string{}, events: map[string]string{}, failures: map[string]int{}}
 	ctx, stopLoad := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var seq atomic.Int64
@@ -103,7 +118,8 @@ func TestChaos(t *testing.T) {
 		}()
 	}
 
-	// The faults, each a second long, and the time until both instances answer again.
+	// The faults, each about a second long, and the time from each one's end until both
+	// instances answer again.
 	probe := func() bool {
 		for _, s := range servers {
 			res, err := s.TryDo(servertest.Request{Method: "GET", Path: "/v1/projects", Token: s.TokenFor(t, tenants[0])})
@@ -113,18 +129,63 @@ func TestChaos(t *testing.T) {
 		}
 		return true
 	}
-	recoveries := map[string]time.Duration{}
-	for _, fault := range []struct {
-		name  string
-		proxy *toxiproxy.Proxy
-	}{{"redis cut", rd}, {"postgres cut", pg}} {
-		time.Sleep(calm)
-		fault.proxy.Stop()
-		time.Sleep(time.Second)
-		if err := fault.proxy.Start(); err != nil {
-			t.Fatal(err)
+	cut := func(p *toxiproxy.Proxy) func() func() {
+		return func() func() {
+			p.Stop()
+			return func() {
+				if err := p.Start(); err != nil {
+					t.Fatal(err)
+				}
+			}
 		}
+	}
+	slow := func(p *toxiproxy.Proxy) func() func() {
+		return func() func() {
+			toxic := `{"name":"slow","type":"latency","stream":"downstream","attributes":{"latency":300,"jitter":100}}`
+			if _, err := p.Toxics.AddToxicJson(strings.NewReader(toxic)); err != nil {
+				t.Fatal(err)
+			}
+			return func() {
+				if err := p.Toxics.RemoveToxic(context.Background(), "slow"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	exits := map[string]string{}
+	restart := func(i int, sig syscall.Signal) func() func() {
+		return func() func() {
+			old := procs[i]
+			if err := old.cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-old.done:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("api serve did not exit within 30s of %v", sig)
+			}
+			exits[sig.String()] = old.cmd.ProcessState.String()
+			return func() { procs[i] = startService(t, old.env) }
+		}
+	}
+	recoveries := map[string]time.Duration{}
+	faults := []struct {
+		name   string
+		inject func() (end func())
+	}{
+		{"redis cut", cut(rd)},
+		{"postgres cut", cut(pg)},
+		{"redis slow (300±100 ms)", slow(rd)},
+		{"postgres slow (300±100 ms)", slow(pg)},
+		{"restart after SIGTERM", restart(0, syscall.SIGTERM)},
+		{"restart after SIGKILL", restart(1, syscall.SIGKILL)},
+	}
+	for _, fault := range faults {
+		time.Sleep(calm)
+		end := fault.inject()
+		time.Sleep(time.Second)
 		ended := time.Now()
+		end()
 		for !probe() {
 			if time.Since(ended) > 30*time.Second {
 				t.Fatalf("%s: the service did not recover", fault.name)
@@ -132,17 +193,19 @@ func TestChaos(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		recoveries[fault.name] = time.Since(ended)
+		t.Logf("chaos: %s: back in %v", fault.name, recoveries[fault.name].Round(time.Millisecond))
 	}
 	time.Sleep(calm)
 	stopLoad()
 	wg.Wait()
-	t.Logf("chaos: %d requests answered 2xx, %d not; recovery after the fault ended: %v", ledger.ok.Load(), ledger.fail.Load(), recoveries)
+	t.Logf("chaos: %d requests answered 2xx; the others, by route and answer: %v", ledger.ok.Load(), ledger.failures)
 
 	// The audit, printed as a table whatever it finds.
 	owner := pgtest.Owner(t)
 	bg := context.Background()
 	audit := &chaosAudit{t: t}
 	defer audit.print()
+	audit.check("SIGTERM: a clean exit", exits["terminated"] == "exit status 0", exits["terminated"])
 	audit.check("no tenant served another's data", len(ledger.crossings) == 0, fmt.Sprint(len(ledger.crossings), " crossings"))
 	lost := 0
 	for id, tenantID := range ledger.projects {
@@ -160,14 +223,16 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	audit.check("every accepted usage event is stored once", lost == 0, fmt.Sprintf("%d of %d wrong", lost, len(ledger.events)))
-	var diff int
-	err := owner.QueryRow(bg, `
-		SELECT count(*) FROM (
-		  (SELECT tenant_id, bucket_start, value FROM usage_rollups WHERE meter_key = 'chaos_calls')
-		  EXCEPT
-		  (SELECT tenant_id, date_bin('15 minutes', time, 'epoch'), count(*) FROM usage_events WHERE type = 'chaos.call' GROUP BY 1, 2)
-		) d`).Scan(&diff)
-	audit.check("no usage counted twice (rollups = raw events)", err == nil && diff == 0, fmt.Sprintf("%d rows differ", diff))
+	// Each batch writes its events and their rollups in one transaction: the two must agree
+	// exactly, both ways, whatever crashed.
+	var diff, rolled int
+	err = owner.QueryRow(bg, `
+		WITH rolled AS (SELECT tenant_id, bucket_start, value FROM usage_rollups WHERE meter_key = 'chaos_calls'),
+		     raw AS (SELECT tenant_id, date_bin('15 minutes', time, 'epoch'), count(*) FROM usage_events WHERE type = 'chaos.call' GROUP BY 1, 2)
+		SELECT (SELECT count(*) FROM ((TABLE rolled EXCEPT TABLE raw) UNION ALL (TABLE raw EXCEPT TABLE rolled)) d),
+		       (SELECT coalesce(sum(value), 0) FROM rolled)`).Scan(&diff, &rolled)
+	audit.check("no usage counted twice (rollups = raw events)", err == nil && diff == 0 && rolled >= len(ledger.events),
+		fmt.Sprintf("%d rows differ; %d events rolled up, %d accepted (err %v)", diff, rolled, len(ledger.events), err))
 	perKey := map[string]int{}
 	for _, pi := range fake.PaymentIntents() {
 		perKey[pi.IdempotencyKey]++
@@ -220,7 +285,13 @@ func chaosStep(t *testing.T, rng *rand.Rand, s *servertest.Server, ten servertes
 	}
 	res, err := s.TryDo(req)
 	if err != nil || res.Status >= 300 {
-		l.fail.Add(1)
+		why := "no answer"
+		if err == nil {
+			why = fmt.Sprint(res.Status, " ", problemCode(res.Body))
+		}
+		l.mu.Lock()
+		l.failures[req.Method+" "+strings.SplitN(req.Path, "?", 2)[0]+": "+why]++
+		l.mu.Unlock()
 		return
 	}
 	l.ok.Add(1)
@@ -242,6 +313,13 @@ func chaosStep(t *testing.T, rng *rand.Rand, s *servertest.Server, ten servertes
 			}
 		}
 	}
+}
+
+// problemCode answers the code of a problem+json body, or "" for any other.
+func problemCode(body []byte) string {
+	var p struct{ Code string }
+	json.Unmarshal(body, &p)
+	return p.Code
 }
 
 // chaosAudit collects the audit's findings and prints them as a table.
