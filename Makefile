@@ -111,5 +111,5 @@ load: build ## run cmd/load against a fresh server on LOAD_ADDR (LOAD_FLAGS, def
 	$(GO) run ./cmd/load -url http://$(LOAD_ADDR) -admin-token "$$admin_token" \
 		-database-url "$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/saasbase?sslmode=disable}" $(LOAD_FLAGS)
 
-chaos: ## two API instances under load while Redis, then PostgreSQL, are cut (toxiproxy); prints the audit table (CHAOS_CALM=10s between faults)
+chaos: ## two api serve processes under load; Redis and PostgreSQL cut and slowed (toxiproxy), restarts after SIGTERM and SIGKILL; prints the audit table (CHAOS_CALM=10s between faults)
 	CHAOS_CALM=$(or $(CHAOS_CALM),10s) $(GO) test -race -count=1 -run '^TestChaos$$' -v -timeout 10m ./cmd/api/

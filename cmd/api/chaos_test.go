@@ -92,6 +92,7 @@ func TestChaos(t *testing.T) {
 		})
 	}
 	servers := []*servertest.Server{local.At(procs[0].url), local.At(procs[1].url)}
+	all := []*service{procs[0], procs[1]}
 
 	op := local.PlatformToken(t)
 	local.Do(t, servertest.Request{Method: "PUT", Path: "/v1/admin/meters/chaos_calls", Token: op,
@@ -165,7 +166,7 @@ func TestChaos(t *testing.T) {
 				t.Fatalf("api serve did not exit within 30s of %v", sig)
 			}
 			exits[sig.String()] = old.cmd.ProcessState.String()
-			return func() { procs[i] = startService(t, old.env) }
+			return func() { procs[i] = startService(t, old.env); all = append(all, procs[i]) }
 		}
 	}
 	recoveries := map[string]time.Duration{}
@@ -198,6 +199,11 @@ func TestChaos(t *testing.T) {
 	time.Sleep(calm)
 	stopLoad()
 	wg.Wait()
+	if os.Getenv("CHAOS_LOGS") != "" {
+		for _, p := range all {
+			t.Logf("LOGS %s", p.output.String())
+		}
+	}
 	t.Logf("chaos: %d requests answered 2xx; the others, by route and answer: %v", ledger.ok.Load(), ledger.failures)
 
 	// The audit, printed as a table whatever it finds.
@@ -206,6 +212,13 @@ func TestChaos(t *testing.T) {
 	audit := &chaosAudit{t: t}
 	defer audit.print()
 	audit.check("SIGTERM: a clean exit", exits["terminated"] == "exit status 0", exits["terminated"])
+	internal := 0
+	for why, n := range ledger.failures {
+		if strings.Contains(why, ": 500 ") {
+			internal += n
+		}
+	}
+	audit.check("faults answer 503 or 429, never 500", internal == 0, fmt.Sprint(internal, " answers 500"))
 	audit.check("no tenant served another's data", len(ledger.crossings) == 0, fmt.Sprint(len(ledger.crossings), " crossings"))
 	lost := 0
 	for id, tenantID := range ledger.projects {

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -338,6 +340,22 @@ func TestError(t *testing.T) {
 				if strings.Contains(w.Body.String(), leak) {
 					t.Errorf("the 500 answer leaks %q: %s", leak, w.Body)
 				}
+			}
+		}
+	})
+
+	t.Run("a dependency out of reach is a 503 to retry, its cause kept from the client", func(t *testing.T) {
+		refused := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused 10.0.0.7:5432")}
+		for _, err := range []error{
+			fmt.Errorf("failed to connect to `user=app_runtime`: %w", refused),
+			errs.Wrap(io.ErrUnexpectedEOF, errs.Internal, "internal", "the tenant's plan could not be read"),
+		} {
+			w, p := serve(err)
+			if w.Code != http.StatusServiceUnavailable || p.Code != "dependency_unavailable" || w.Header().Get("Retry-After") == "" {
+				t.Errorf("%v: %d %q Retry-After %q, want 503 dependency_unavailable with Retry-After", err, w.Code, p.Code, w.Header().Get("Retry-After"))
+			}
+			if strings.Contains(w.Body.String(), "10.0.0.7") || strings.Contains(w.Body.String(), "app_runtime") {
+				t.Errorf("the 503 leaks its cause: %s", w.Body)
 			}
 		}
 	})

@@ -5,7 +5,9 @@ package httpx
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 
@@ -68,6 +70,9 @@ func Error(w http.ResponseWriter, r *http.Request, err error) {
 	if !errors.As(err, &e) {
 		e = &errs.Error{Kind: errs.Internal, Code: "internal", Err: err}
 	}
+	if e.Kind == errs.Internal && lostConnection(err) {
+		e = &errs.Error{Kind: errs.Unavailable, Code: "dependency_unavailable", Detail: "a service this request needs cannot be reached; retry shortly", Err: err}
+	}
 	status := Status(e.Kind)
 	p := Problem{
 		Type:      "about:blank",
@@ -82,6 +87,12 @@ func Error(w http.ResponseWriter, r *http.Request, err error) {
 		p.Code, p.Detail = "internal", "an internal error occurred; quote the request id when reporting it"
 		Logger(r.Context()).ErrorContext(r.Context(), "request failed", slog.String("error", err.Error()))
 	}
+	if status == http.StatusServiceUnavailable {
+		Logger(r.Context()).WarnContext(r.Context(), "request failed", slog.String("error", err.Error()))
+		if w.Header().Get("Retry-After") == "" {
+			w.Header().Set("Retry-After", "1")
+		}
+	}
 	var hs HeaderSetter
 	if errors.As(err, &hs) {
 		hs.SetHeaders(w.Header())
@@ -94,6 +105,13 @@ func Error(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="api"`)
 	}
 	writeJSON(w, status, "application/problem+json", p)
+}
+
+// lostConnection reports whether err says a connection was refused, timed out or dropped: a
+// dependency down, which a retry may get past, rather than a bug.
+func lostConnection(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // JSON writes v with the given status.
