@@ -1,9 +1,6 @@
 package ratelimit
 
-import (
-	"fmt"
-	"strconv"
-)
+import "fmt"
 
 // call is one decision being made: the limits, in the script's units, and their keys.
 type call struct {
@@ -18,11 +15,13 @@ type call struct {
 	// -1: one limit that must not be guessed is enough to deny while Redis is away.
 	closedBy int
 	probes   []probe // the deny cache's waiters this call answers for
+	uses     []use   // the claims of the capped limits, in order
 
 	// Room for a request's usual few limits, so that a decision allocates all this at once.
 	paramsBuf [inline]params
 	keysBuf   [inline + 1]string
 	statesBuf [inline]state
+	usesBuf   [inline]use
 }
 
 // inline is how many limits a call holds without allocating more.
@@ -37,7 +36,8 @@ func buf[T any](b []T, n int) []T {
 }
 
 // prepare checks the limits of one decision and names their keys:
-// <prefix>{<scope>}:r:<policy>:<id> for a bucket, :c: for the in-flight set.
+// <prefix>{<scope>}:r:<policy>:<id> for a bucket, :cl: for the claims of in-flight slots
+// (a hash; :c: was the sorted set of requests before claims).
 func (l *Limiter) prepare(limits []Limit) (*call, error) {
 	n := len(limits)
 	if n == 0 || n > maxLimits {
@@ -76,7 +76,7 @@ func (l *Limiter) prepare(limits []Limit) (*call, error) {
 	}
 	for i, lim := range limits {
 		if c.params[i].maxConc > 0 {
-			c.keys = append(c.keys, l.key(lim, ":c:"))
+			c.keys = append(c.keys, l.key(lim, ":cl:"))
 		}
 	}
 	return c, nil
@@ -86,16 +86,17 @@ func (l *Limiter) key(lim Limit, kind string) string {
 	return l.opts.Prefix + "{" + string(lim.Scope) + "}" + kind + lim.Policy + ":" + lim.ID
 }
 
-// args are the script's ARGV for this call; with a cap on requests in flight, member names
-// the request's lease, which expires after lease µs.
-func (c *call) args(lease int64, member string) []any {
-	args := make([]any, 0, 3+4*len(c.params))
-	args = append(args, len(c.params))
+// args are the script's ARGV for this call, asking for units from each bucket (1 unless
+// the call takes a lease), and for the claims in c.uses.
+func (c *call) args(units int64, replica string, lease int64) []any {
+	args := make([]any, 0, 4+4*len(c.params)+2*len(c.uses))
+	args = append(args, len(c.params), units)
 	for _, p := range c.params {
 		args = append(args, p.interval, p.burst, p.cost, p.maxConc)
 	}
-	if c.capped > 0 {
-		args = append(args, lease, member)
+	args = append(args, replica, lease)
+	for _, u := range c.uses {
+		args = append(args, u.need, u.want)
 	}
 	return args
 }
@@ -103,18 +104,15 @@ func (c *call) args(lease int64, member string) []any {
 // concKeys are the in-flight sets of the capped limits.
 func (c *call) concKeys() []string { return c.keys[len(c.params):] }
 
-// parseReply reads the script's answer into one state per limit.
-func (c *call) parseReply(vals []int64) (allowed bool, st []state, err error) {
-	if len(vals) != 1+2*len(c.params) {
-		return false, nil, fmt.Errorf("ratelimit: script answered %d values for %d limits", len(vals), len(c.params))
+// parseReply reads the script's answer: the units spent from each bucket, one state per
+// limit, and per capped limit the claim's slots, version and µs to live.
+func (c *call) parseReply(vals []int64) (allowed bool, units int64, st []state, claims []int64, err error) {
+	n := len(c.params)
+	if len(vals) != 2+2*n+3*len(c.uses) {
+		return false, 0, nil, nil, fmt.Errorf("ratelimit: script answered %d values for %d limits", len(vals), n)
 	}
 	for i := range c.states {
-		c.states[i] = state{used: vals[1+2*i], inflight: vals[2+2*i]}
+		c.states[i] = state{used: vals[2+2*i], inflight: vals[3+2*i]}
 	}
-	return vals[0] == 1, c.states, nil
-}
-
-// memberID names one request's in-flight lease: unique per replica and request, cheap to make.
-func memberID(replica string, seq uint64) string {
-	return replica + ":" + strconv.FormatUint(seq, 36)
+	return vals[0] == 1, vals[1], c.states, vals[2+2*n:], nil
 }

@@ -19,8 +19,8 @@ type Decision struct {
 	Degraded   bool          // decided without Redis: in-process (fail open) or denied (fail closed)
 
 	call    *call
-	binding int    // the limit whose numbers the RateLimit header shows
-	lease   *lease // the in-flight slots this request holds, if any limit caps concurrency
+	binding int   // the limit whose numbers the RateLimit header shows
+	hold    *hold // the in-flight slots this request holds, if any limit caps concurrency
 }
 
 const concurrencySuffix = ".concurrency"
@@ -132,9 +132,10 @@ func (d Decision) Err() error {
 }
 
 // Release gives back the request's in-flight slots; call it when the request is done.
-// Without a cap it does nothing; a second call does nothing either.
+// Without a cap it does nothing; a second call does nothing either. It never waits: the
+// slots go back to this replica's claim, and to Redis in the background.
 func (d Decision) Release(ctx context.Context) {
-	if d.lease != nil {
-		d.lease.release(ctx)
+	if d.hold != nil {
+		d.hold.release()
 	}
 }

@@ -149,9 +149,10 @@ func (dc *denyCache) settle(c *call) {
 }
 
 // remember keeps the buckets of a Redis answer that leave no room for the next request, and
-// forgets those that do. sent is when the call left, before Redis read its clock: draining
-// the snapshot from then on keeps it a lower bound.
-func (dc *denyCache) remember(c *call, allowed bool, st []state, sent time.Time) {
+// forgets those that do; allowed, the call spent units of its cost from each. sent is when
+// the call left, before Redis read its clock: draining the snapshot from then on keeps it a
+// lower bound.
+func (dc *denyCache) remember(c *call, allowed bool, units int64, st []state, sent time.Time) {
 	if dc == nil {
 		return
 	}
@@ -159,7 +160,7 @@ func (dc *denyCache) remember(c *call, allowed bool, st []state, sent time.Time)
 	for i, p := range c.params {
 		used := st[i].used
 		if allowed {
-			used += p.interval * p.cost
+			used += p.interval * p.cost * units
 		}
 		if p.admits(used) {
 			if dc.size.Load() > 0 {

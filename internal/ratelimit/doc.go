@@ -23,10 +23,21 @@
 // # Concurrency
 //
 // A limit with MaxConcurrent > 0 also caps the requests in flight, as Stripe runs a
-// concurrency limiter beside its rate limiter. The in-flight requests are a Redis sorted set
-// of request ids scored by the lease's expiry: the same script call drops expired leases,
-// counts the rest and adds the request, and Decision.Release removes it. A replica that dies
-// mid-request leaks its slot only until the lease (Options.ConcurrencyLease) expires.
+// concurrency limiter beside its rate limiter. Redis holds, per limit, each replica's claim
+// of slots (a hash field per replica: slots, expiry in Redis TIME, version), and the replica
+// admits locally while its own in-flight count F fits in its claim: neither admission nor
+// release costs a call then. A request that does not fit asks, in the same script call as
+// its rate, for a claim of at least F+1, granted only if the unexpired claims of the other
+// replicas S leave room (S+F+1 ≤ max), plus bonus slots out of half the headroom left,
+// min(wanted−1, ⌊(max−S−F−1)/2⌋), where wanted follows the replica's recent peak: near the
+// cap the claims are exact per request, so a cap of 2 over two replicas still admits 2.
+// Claims only grow in the request path; a maintainer, running while the replica holds
+// claims, renews them and gives back (off the request path, its calls pipelined together)
+// what the in-flight requests no longer need, and all of it once idle, within two ticks
+// (100 ms). A shrink is a compare-and-set on the claim's version, so it never undoes a
+// growth it did not see, and the replica admits within the smaller of the two until it is
+// answered. A claim lives Options.ConcurrencyLease unrenewed, so a dead replica leaks at
+// most its claim until then; a request never released stops counting after the same lease.
 //
 // # One round trip, shared
 //

@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,32 +26,28 @@ type Options struct {
 	BreakerThreshold int                   // Redis failures in a row that open the circuit (5)
 	BreakerCooldown  time.Duration         // how long the circuit stays open before a probe (1s)
 	DenyCache        time.Duration         // the longest a denial is answered locally, at most 1s (1s); negative turns the cache off
-	ConcurrencyLease time.Duration         // how long an unreleased in-flight slot lives: longer than the slowest request (1m)
+	ConcurrencyLease time.Duration         // how long a claim of in-flight slots lives unrenewed, and an unreleased slot: longer than the slowest request (1m)
 	Clock            clock.Clock           // the clock of local decisions (clock.System); shared decisions use Redis TIME
 	Registerer       prometheus.Registerer // where the metrics go (nil: a registry of their own)
 }
 
 // Limiter decides requests against their limits, in one Redis round trip each.
 type Limiter struct {
-	redis   *pipeliner
-	script  *redis.Script
-	release *redis.Script
-	opts    Options
+	redis  *pipeliner
+	script *redis.Script
+	opts   Options
 
 	breaker *breaker
 	local   *local
 	denies  *denyCache // nil when off
 	metrics *metrics
+	hot     *hot // claims of in-flight slots, rate leases
 
-	replica string // names this replica's in-flight leases
-	seq     atomic.Uint64
+	replica string // names this replica's claims
 }
 
 //go:embed gcra.lua
 var gcraScript string
-
-// releaseScript removes a request's leases from the in-flight sets in KEYS.
-const releaseScript = `for _, k in ipairs(KEYS) do redis.call('ZREM', k, ARGV[1]) end return {}`
 
 // New returns a Limiter on client. Timeout holds whatever the client's configuration; with
 // ContextTimeoutEnabled set on the client, a stalled call also gives its connection back at
@@ -71,7 +66,6 @@ func New(client redis.UniversalClient, opts Options) (*Limiter, error) {
 			direct: boundsByContext(client), lanes: 4 * runtime.GOMAXPROCS(0),
 		},
 		script:  redis.NewScript(gcraScript),
-		release: redis.NewScript(releaseScript),
 		opts:    opts,
 		local:   newLocal(opts.Clock),
 		metrics: m,
@@ -90,6 +84,7 @@ func New(client redis.UniversalClient, opts Options) (*Limiter, error) {
 	if opts.DenyCache > 0 {
 		l.denies = newDenyCache(opts.Clock, opts.DenyCache)
 	}
+	l.hot = newHot(l)
 	return l, nil
 }
 
@@ -171,18 +166,26 @@ func (l *Limiter) Allow(ctx context.Context, limits ...Limit) (Decision, error) 
 
 // ask decides the call in Redis.
 func (l *Limiter) ask(ctx, deadline context.Context, c *call) (Decision, error) {
-	var member string
 	if c.capped > 0 {
-		member = memberID(l.replica, l.seq.Add(1))
+		sh := l.hot.shard(c.limits[0].Scope)
+		sh.mu.Lock()
+		l.hot.acquire(sh, c, mono(), false)
+		sh.mu.Unlock()
 	}
 	start := time.Now()
 	sent := l.opts.Clock.Now() // before Redis reads its TIME: the deny cache's bound holds
-	vals, err := l.redis.do(ctx, deadline, l.script, c.keys, c.args(l.opts.ConcurrencyLease.Microseconds(), member))
+	sentMono := mono()         // likewise for the claims' expiry
+	vals, err := l.redis.do(ctx, deadline, l.script, c.keys, c.args(1, l.replica, l.hot.lease))
 	l.metrics.redis.Observe(time.Since(start).Seconds())
 	var allowed bool
+	var units int64
 	var st []state
+	var claims []int64
 	if err == nil {
-		allowed, st, err = c.parseReply(vals)
+		allowed, units, st, claims, err = c.parseReply(vals)
+	}
+	if err != nil {
+		l.hot.settle(c, false, nil, sentMono)
 	}
 	switch {
 	case err == nil:
@@ -198,11 +201,12 @@ func (l *Limiter) ask(ctx, deadline context.Context, c *call) (Decision, error) 
 		return l.degrade(c, reasonError), nil
 	}
 
+	l.hot.settle(c, allowed, claims, sentMono)
 	d := c.decide(allowed, st)
 	if allowed && c.capped > 0 {
-		d.lease = &lease{l: l, scope: c.limits[0].Scope, keys: c.concKeys(), member: member}
+		d.hold = &hold{l: l, scope: c.limits[0].Scope, uses: c.uses}
 	}
-	l.denies.remember(c, allowed, st, sent)
+	l.denies.remember(c, allowed, units, st, sent)
 	l.metrics.record(d)
 	return d, nil
 }
@@ -217,7 +221,7 @@ func (l *Limiter) degrade(c *call, reason string) Decision {
 		d = c.decide(allowed, st)
 		d.Degraded = true
 		if allowed && c.capped > 0 {
-			d.lease = &lease{l: l, scope: c.limits[0].Scope, keys: c.concKeys(), local: true}
+			d.hold = &hold{l: l, scope: c.limits[0].Scope, keys: c.concKeys(), local: true}
 		}
 	}
 	l.metrics.recordDegraded(reason, d)
