@@ -281,8 +281,12 @@ func TestChaos(t *testing.T) {
 func chaosStep(t *testing.T, rng *rand.Rand, s *servertest.Server, ten servertest.Tenant, l *chaosLedger, seq *atomic.Int64) {
 	tok := s.TokenFor(t, ten)
 	var req servertest.Request
-	kind := rng.IntN(10)
+	kind := rng.IntN(12)
 	switch {
+	case kind >= 10:
+		req = servertest.Request{Method: "POST", Path: "/ofrep/v1/evaluate/flags", Token: tok, Body: map[string]any{
+			"context": map[string]any{"targetingKey": fmt.Sprint("user-", rng.IntN(100))},
+		}}
 	case kind < 4:
 		req = servertest.Request{Method: "POST", Path: "/v1/projects", Token: tok, Body: map[string]string{"name": "chaos"}}
 	case kind < 7:
@@ -292,7 +296,7 @@ func chaosStep(t *testing.T, rng *rand.Rand, s *servertest.Server, ten servertes
 		req = servertest.Request{Method: "POST", Path: "/v1/usage/events", Token: tok, Body: []map[string]any{
 			{"specversion": "1.0", "id": fmt.Sprint("c-", n), "source": "chaos", "type": "chaos.call", "data": map[string]any{}},
 		}}
-	default:
+	case kind == 9:
 		req = servertest.Request{Method: "POST", Path: "/v1/payments", Token: tok, Body: map[string]any{"amount": 1000, "currency": "usd"},
 			Header: map[string]string{"Idempotency-Key": fmt.Sprint("pay-", seq.Add(1)%20)}}
 	}
