@@ -87,8 +87,9 @@ func (b *bareServer) getProject(w http.ResponseWriter, r *http.Request) {
 
 // comparison is the outcome of the baseline rounds.
 type comparison struct {
-	bare, service summary
-	ratio         float64 // service/bare, of 2xx answers a second
+	bare, service       summary
+	ratio               float64  // service/bare, of 2xx answers a second
+	bareCPU, serviceCPU cpuTimes // by process, nil where /proc cannot tell
 }
 
 // compareBaseline reads one of t's projects, from workers goroutines on keep-alive
@@ -107,11 +108,19 @@ func compareBaseline(ctx context.Context, cfg config, bare *bareServer, t *tenan
 	hammer(ctx, serviceClient.unrecorded(), serviceCall, cfg.workers, baselineWarmUp)
 
 	var bareTime, serviceTime time.Duration
+	bareCPU, serviceCPU := cpuTimes{}, cpuTimes{}
 	for i := range baselineRounds {
 		b0, _, _ := bareRec.progress()
 		s0, _, _ := serviceRec.progress()
+		cpu0 := readCPU()
 		bt := hammer(ctx, bareClient, bareCall, cfg.workers, baselineRound)
+		cpu1 := readCPU()
 		st := hammer(ctx, serviceClient, serviceCall, cfg.workers, baselineRound)
+		cpu2 := readCPU()
+		if cpu0 != nil {
+			bareCPU.add(cpu0, cpu1)
+			serviceCPU.add(cpu1, cpu2)
+		}
 		b1, _, _ := bareRec.progress()
 		s1, _, _ := serviceRec.progress()
 		bareTime, serviceTime = bareTime+bt, serviceTime+st
@@ -124,6 +133,9 @@ func compareBaseline(ctx context.Context, cfg config, bare *bareServer, t *tenan
 	c := comparison{
 		bare:    bareRec.summaryOf(routeBareProject, bareTime),
 		service: serviceRec.summaryOf(routeGetProject, serviceTime),
+	}
+	if len(serviceCPU) > 0 && serviceCPU["api"]+serviceCPU["postgres"] > 0 {
+		c.bareCPU, c.serviceCPU = bareCPU, serviceCPU
 	}
 	c.bare.name, c.service.name = "bare chi+pgx "+string(routeBareProject), "service "+string(routeGetProject)
 	// 2xx only: a 429 is cheap, and counting it would flatter the service.

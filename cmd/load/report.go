@@ -26,6 +26,7 @@ func writeComparison(w io.Writer, c comparison, workers int) {
 		baselineRounds, baselineRound, workers)
 	writeTable(w, c.bare, c.service)
 	fmt.Fprintf(w, "\nservice/bare: %.2fx (of 2xx req/s; the target is at least 0.6x)\n", c.ratio)
+	writeCPU(w, c.serviceCPU, c.bareCPU, c.service.ok, c.bare.ok)
 }
 
 func ms(d time.Duration) string {

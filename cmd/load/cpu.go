@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"text/tabwriter"
+	"time"
+)
+
+// userHZ is the unit of the CPU times in /proc/<pid>/stat: USER_HZ, 100 on every Linux ABI.
+const userHZ = 100
+
+// cpuGroups are the processes whose CPU time the baseline rounds account for, by the name
+// the kernel knows them by; this process is "load" whatever its binary is called.
+var cpuGroups = []string{"api", "postgres", "redis-server", "load"}
+
+// cpuTimes is the CPU time (user + system) each group of processes has used so far.
+type cpuTimes map[string]time.Duration
+
+// readCPU sums the CPU time of the running processes by group, from /proc. It answers nil
+// where there is no /proc. A process that ends between two readings takes its time with it:
+// short-lived PostgreSQL backends are missed, pooled ones are not.
+func readCPU() cpuTimes {
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil || len(stats) == 0 {
+		return nil
+	}
+	self := os.Getpid()
+	out := cpuTimes{}
+	for _, path := range stats {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			continue // it ended meanwhile
+		}
+		// pid (comm) state ppid ... field 14 utime, 15 stime; comm may hold spaces and
+		// parentheses, so the fields are counted from the last ')'.
+		open, end := bytes.IndexByte(raw, '('), bytes.LastIndexByte(raw, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		pid, _ := strconv.Atoi(string(bytes.TrimSpace(raw[:open])))
+		name := string(raw[open+1 : end])
+		if pid == self {
+			name = "load"
+		}
+		fields := bytes.Fields(raw[end+1:])
+		if len(fields) < 13 {
+			continue
+		}
+		utime, _ := strconv.ParseInt(string(fields[11]), 10, 64)
+		stime, _ := strconv.ParseInt(string(fields[12]), 10, 64)
+		out[name] += time.Duration(utime+stime) * time.Second / userHZ
+	}
+	return out
+}
+
+// add accumulates the time used between before and after.
+func (c cpuTimes) add(before, after cpuTimes) {
+	for _, g := range cpuGroups {
+		c[g] += after[g] - before[g]
+	}
+}
+
+// writeCPU prints where the CPU went in the baseline rounds, in microseconds per answered
+// request, by process: the service's requests against the bare handler's.
+func writeCPU(w io.Writer, service, bare cpuTimes, serviceOK, bareOK int) {
+	if service == nil || serviceOK == 0 || bareOK == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nwhere the CPU goes in the baseline rounds, µs per answered request (the bare handler runs inside load):\n\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "ROUNDS")
+	for _, g := range cpuGroups {
+		fmt.Fprintf(tw, "\t%s", g)
+	}
+	fmt.Fprintln(tw, "\ttotal")
+	row := func(name string, t cpuTimes, n int) {
+		fmt.Fprint(tw, name)
+		var total time.Duration
+		for _, g := range cpuGroups {
+			fmt.Fprintf(tw, "\t%.0f", float64(t[g].Microseconds())/float64(n))
+			total += t[g]
+		}
+		fmt.Fprintf(tw, "\t%.0f\n", float64(total.Microseconds())/float64(n))
+	}
+	row("service", service, serviceOK)
+	row("bare", bare, bareOK)
+	tw.Flush()
+}
