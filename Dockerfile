@@ -1,5 +1,7 @@
 # The api binary in a distroless image. Build: docker build -t saasbase .
-# Run:   docker run --rm -p 8080:8080 -e DATABASE_URL=... -e REDIS_URL=... saasbase [serve|migrate up|token ...]
+# Run:   docker run --rm -p 8080:8080 -e DATABASE_URL=... -e APP_DATABASE_URL=... -e REDIS_URL=... saasbase [serve|migrate up|token ...]
+# (run `migrate up` once first; APP_DATABASE_URL names app_runtime with its password, which `migrate up` sets.
+# docker compose does all this: see docker-compose.yml.)
 
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
