@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 	_ "time/tzdata" // IANA zones for tenants, whatever the image ships
@@ -97,9 +98,12 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	jobsDone := make(chan struct{})
 	go func() {
 		defer close(jobsDone)
+		var wg sync.WaitGroup
+		wg.Go(func() { app.RunReplica(jobsCtx) })
 		if cfg.JobsEnabled {
-			app.RunBackground(jobsCtx)
+			wg.Go(func() { app.RunBackground(jobsCtx) })
 		}
+		wg.Wait()
 	}()
 	defer func() {
 		stopJobs()

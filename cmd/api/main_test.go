@@ -520,3 +520,51 @@ func TestBadConfigurationExits(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestsCountedWithoutJobs: a replica with JOBS_ENABLED=false still writes the API
+// request counts it holds in memory, the last of them when it stops on SIGTERM.
+func TestRequestsCountedWithoutJobs(t *testing.T) {
+	env := map[string]string{
+		"DATABASE_URL":         freshDatabase(t),
+		"HTTP_ADDR":            freeAddr(t),
+		"REDIS_KEY_PREFIX":     "cmdtest:" + randomHex(4) + ":",
+		"SHUTDOWN_DRAIN_DELAY": "100ms",
+		"LOG_LEVEL":            "warn",
+		"JOBS_ENABLED":         "false",
+	}
+	if r := runAPI(t, env, "migrate", "up"); r.code != 0 {
+		t.Fatalf("api migrate up: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	s := startService(t, env)
+	tn := signup(t, s)
+	const calls = 5
+	for range calls {
+		if status, body, err := get(s.url+"/v1/me", tn.AccessToken); err != nil || status != http.StatusOK {
+			t.Fatalf("GET /v1/me: %d %s %v", status, body, err)
+		}
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("api serve did not stop within 30s of SIGTERM")
+	}
+
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, env["DATABASE_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	var counted int
+	err = db.QueryRow(ctx, "SELECT coalesce(sum(value), 0)::int FROM usage_rollups WHERE tenant_id = $1 AND meter_key = 'api_requests'",
+		tn.Tenant.ID).Scan(&counted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counted != calls {
+		t.Fatalf("api_requests counted %d requests, want %d", counted, calls)
+	}
+}

@@ -25,7 +25,6 @@ func (a *App) RunBackground(ctx context.Context) {
 		{"idempotency-reaper", 10 * time.Minute, a.Idempotency.Reap},
 		{"payment-completer", 30 * time.Second, completer.Run},
 		{"billing-period-closer", time.Minute, a.Invoices.Close},
-		{"api-requests-flush", time.Second, a.Requests.Flush},
 		{"invoice-collector", time.Minute, (&billing.Collector{Invoices: a.Invoices, Keys: a.Idempotency, Customers: a.Customers, Logger: a.Logger}).Run},
 		{"stripe-usage-reporter", 5 * time.Minute, (&billing.Reporter{Invoices: a.Invoices, Customers: a.Customers, Logger: a.Logger}).Run},
 		{"event-retries", time.Second, a.Consumers.RetryDue},
@@ -49,8 +48,17 @@ func (a *App) RunBackground(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
-	// The last second of request counts, so a clean stop loses none.
-	a.Requests.Flush(context.WithoutCancel(ctx))
+}
+
+// RunReplica runs what every serving replica needs whatever JOBS_ENABLED says: the flush of
+// its API request counts, which live in this process's memory until written, so no other
+// replica can write them. It returns when ctx ends, after a last flush, so a clean stop
+// loses no count.
+func (a *App) RunReplica(ctx context.Context) {
+	a.every(ctx, job{"api-requests-flush", time.Second, a.Requests.Flush})
+	if _, err := a.Requests.Flush(context.WithoutCancel(ctx)); err != nil {
+		a.Logger.ErrorContext(ctx, "job failed", slog.String("job", "api-requests-flush"), slog.String("error", err.Error()))
+	}
 }
 
 // every runs j at its interval, with jitter so replicas do not run in step.

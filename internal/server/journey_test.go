@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,7 +34,13 @@ func TestJourney(t *testing.T) {
 	})
 	ctx, stop := context.WithCancel(context.Background())
 	jobsDone := make(chan struct{})
-	go func() { defer close(jobsDone); s.App.RunBackground(ctx) }()
+	go func() {
+		defer close(jobsDone)
+		var wg sync.WaitGroup
+		wg.Go(func() { s.App.RunReplica(ctx) })
+		wg.Go(func() { s.App.RunBackground(ctx) })
+		wg.Wait()
+	}()
 	t.Cleanup(func() { stop(); <-jobsDone })
 
 	// The tenant's own webhook receiver.
