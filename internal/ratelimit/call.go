@@ -16,6 +16,10 @@ type call struct {
 	closedBy int
 	probes   []probe // the deny cache's waiters this call answers for
 	uses     []use   // the claims of the capped limits, in order
+	// leasable: every cost is 1, so the limit set can be admitted from a rate lease.
+	leasable  bool
+	lease     *rateLease // the limit set's, once looked up
+	refilling bool       // this call asks for the lease's units
 
 	// Room for a request's usual few limits, so that a decision allocates all this at once.
 	paramsBuf [inline]params
@@ -43,7 +47,7 @@ func (l *Limiter) prepare(limits []Limit) (*call, error) {
 	if n == 0 || n > maxLimits {
 		return nil, fmt.Errorf("%w: %d limits in one decision, want 1 to %d", ErrInvalidLimit, n, maxLimits)
 	}
-	c := &call{limits: limits, closedBy: -1}
+	c := &call{limits: limits, closedBy: -1, leasable: true}
 	c.params, c.states = buf(c.paramsBuf[:], n), buf(c.statesBuf[:], n)
 	for i, lim := range limits {
 		p, err := lim.params()
@@ -67,6 +71,9 @@ func (l *Limiter) prepare(limits []Limit) (*call, error) {
 		}
 		if p.maxConc > 0 {
 			c.capped++
+		}
+		if p.cost != 1 {
+			c.leasable = false
 		}
 		c.params[i] = p
 	}

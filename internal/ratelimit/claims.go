@@ -29,6 +29,7 @@ type hot struct {
 type hotShard struct {
 	mu     sync.Mutex
 	claims map[string]*claim
+	leases map[string]*rateLease
 	sweep  int
 }
 
@@ -68,6 +69,7 @@ func newHot(l *Limiter) *hot {
 	h.epoch = max(h.lease/8, 1)
 	for i := range h.shards {
 		h.shards[i].claims = make(map[string]*claim)
+		h.shards[i].leases = make(map[string]*rateLease)
 		h.shards[i].sweep = minSweep
 	}
 	return h
@@ -162,15 +164,16 @@ func (h *hot) acquire(sh *hotShard, c *call, now int64, tryLocal bool) bool {
 	return true
 }
 
-// settle applies Redis's answer to the claims the call asked about; denied or unanswered
-// (vals nil), the request counts in none of them.
-func (h *hot) settle(c *call, allowed bool, claims []int64, sent int64) {
-	if len(c.uses) == 0 {
+// settle applies Redis's answer to the claims the call asked about and to its lease; denied
+// or unanswered (claims nil), the request counts in none of the claims.
+func (h *hot) settle(c *call, allowed bool, units int64, st []state, claims []int64, sent int64) {
+	if len(c.uses) == 0 && c.lease == nil {
 		return
 	}
 	sh := h.shard(c.limits[0].Scope)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	c.settleLease(allowed, units, st, sent)
 	for j, u := range c.uses {
 		if u.need > 0 {
 			u.cl.pending--

@@ -39,19 +39,46 @@
 // answered. A claim lives Options.ConcurrencyLease unrenewed, so a dead replica leaks at
 // most its claim until then; a request never released stops counting after the same lease.
 //
+// # Rate leases
+//
+// A tenant far below its limit would still pay a call per request. So when a limit set
+// (the limits of one request, decided and spent together; every cost 1) is hot on a
+// replica, the call that decides a request may spend g ≥ 1 units from every bucket of the
+// set at once, and the replica admits the other g−1 requests locally, with no call:
+// g = 1 + min(wanted−1, ⌊(available−1)/2⌋), where available is the whole units the
+// tightest bucket holds, so near exhaustion every request is decided in Redis, exactly as
+// before. wanted follows the set's local rate (its 20 ms worth, measured over 100 ms
+// windows; at most 64 and a quarter of the smallest burst) and starts at 1, so a cold
+// tenant, or a short burst of requests, is decided per request. One call asks for units at
+// a time; the requests that find the lease empty meanwhile wait for its answer. Units live
+// 100 ms: the rest is dropped, not refunded, since a refund is a second write racing the
+// other replicas' spends, for a fraction of a second of the rate. Costs other than 1 never
+// lease.
+//
+// What this keeps and what it costs: a replica admits only units Redis has spent, so from
+// a full bucket the tenant gets at most the burst plus the rate times the time, across
+// replicas. A unit may be admitted up to 100 ms after it was spent, so over a window W the
+// bound is the burst plus the rate times W+100 ms. The cost is under-admission: each
+// replica may strand up to its lease (≤ 64 units, and never more than half of what was
+// left) for 100 ms when its requests stop. Remaining in the headers of a request admitted
+// from a lease is an estimate: what Redis held at the grant, refilled since, counting the
+// lease's units as this client's, blind to other replicas' spends since.
+//
 // # One round trip, shared
 //
-// Up to four round trips per core are out at once, each a decision's own call; decisions
-// that find them all busy wait for the next, which carries them as one pipeline. A decision
-// still costs one round trip, and under load the system calls of a whole batch cost what
-// one call's would (see pipeliner).
+// A request that is not admitted from a lease and a claim costs one round trip: its rate
+// and, if it does not fit its replica's claim, the claim's growth, in one script call. Up to
+// four round trips per core are out at once, each a decision's own call; decisions that find
+// them all busy wait for the next, which carries them as one pipeline, so under load the
+// system calls of a whole batch cost what one call's would (see pipeliner).
 //
 // # When Redis is slow or down
 //
 // Every decision is bounded by Options.Timeout (50 ms), whatever the client's settings. A
 // failed call is answered by the failure mode (FailOpen by default, FailClosed per limit):
 // open decides in an in-process limiter with the same limits, so during an outage a tenant
-// gets at most its limit per replica; closed denies. A circuit breaker stops calling a Redis
+// gets at most its limit per replica; closed denies. Units already leased are still
+// admitted: Redis spent them. A circuit breaker stops calling a Redis
 // that keeps failing and lets one probe through after a cooldown, so recovery needs nobody.
 // Every such decision is counted in ratelimit_degraded_total.
 //

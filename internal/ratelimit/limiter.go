@@ -148,6 +148,29 @@ func (l *Limiter) Allow(ctx context.Context, limits ...Limit) (Decision, error) 
 		return Decision{}, err
 	}
 	deadline := l.redis.deadlines.get()
+	if c.leasable {
+		// Units already spent in Redis come first: the deny cache may deny what Redis
+		// would deny a new request, not what it has granted. A refill out is worth a wait.
+		for try := 0; ; try++ {
+			d, ok, wait := l.hot.fromLease(c)
+			if ok {
+				l.metrics.leased.Inc()
+				l.metrics.record(d)
+				return d, nil
+			}
+			if wait == nil || try > 0 {
+				break
+			}
+			select {
+			case <-wait:
+				continue
+			case <-deadline.Done():
+			case <-ctx.Done():
+				return Decision{}, ctx.Err()
+			}
+			break
+		}
+	}
 	d, denied, err := l.denies.answer(ctx, deadline, c)
 	switch {
 	case err != nil:
@@ -166,26 +189,29 @@ func (l *Limiter) Allow(ctx context.Context, limits ...Limit) (Decision, error) 
 
 // ask decides the call in Redis.
 func (l *Limiter) ask(ctx, deadline context.Context, c *call) (Decision, error) {
-	if c.capped > 0 {
+	units := int64(1)
+	if c.capped > 0 || c.lease != nil {
 		sh := l.hot.shard(c.limits[0].Scope)
 		sh.mu.Lock()
-		l.hot.acquire(sh, c, mono(), false)
+		if c.capped > 0 {
+			l.hot.acquire(sh, c, mono(), false)
+		}
+		units = c.refill()
 		sh.mu.Unlock()
 	}
 	start := time.Now()
 	sent := l.opts.Clock.Now() // before Redis reads its TIME: the deny cache's bound holds
 	sentMono := mono()         // likewise for the claims' expiry
-	vals, err := l.redis.do(ctx, deadline, l.script, c.keys, c.args(1, l.replica, l.hot.lease))
+	vals, err := l.redis.do(ctx, deadline, l.script, c.keys, c.args(units, l.replica, l.hot.lease))
 	l.metrics.redis.Observe(time.Since(start).Seconds())
 	var allowed bool
-	var units int64
 	var st []state
 	var claims []int64
 	if err == nil {
 		allowed, units, st, claims, err = c.parseReply(vals)
 	}
 	if err != nil {
-		l.hot.settle(c, false, nil, sentMono)
+		l.hot.settle(c, false, 0, nil, nil, sentMono)
 	}
 	switch {
 	case err == nil:
@@ -201,7 +227,7 @@ func (l *Limiter) ask(ctx, deadline context.Context, c *call) (Decision, error) 
 		return l.degrade(c, reasonError), nil
 	}
 
-	l.hot.settle(c, allowed, claims, sentMono)
+	l.hot.settle(c, allowed, units, st, claims, sentMono)
 	d := c.decide(allowed, st)
 	if allowed && c.capped > 0 {
 		d.hold = &hold{l: l, scope: c.limits[0].Scope, uses: c.uses}

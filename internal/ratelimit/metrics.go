@@ -13,6 +13,7 @@ type metrics struct {
 	denied      *prometheus.CounterVec // by policy
 	degraded    *prometheus.CounterVec // by reason and outcome
 	denyCache   prometheus.Counter     // denials answered by the deny cache
+	leased      prometheus.Counter     // admissions from a rate lease
 	redis       prometheus.Histogram   // Redis call latency, timeouts included
 	circuitOpen prometheus.Gauge       // 1 while decisions skip Redis
 }
@@ -42,6 +43,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ratelimit_deny_cache_hits_total",
 			Help: "Denials answered from the local deny cache, without Redis.",
 		}),
+		leased: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ratelimit_lease_admitted_total",
+			Help: "Requests admitted from units a rate lease had already spent in Redis, without a call.",
+		}),
 		redis: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "ratelimit_redis_duration_seconds",
 			Help:    "Latency of the rate limiter's Redis calls, timeouts included.",
@@ -53,7 +58,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	var errsOut []error
-	for _, c := range []prometheus.Collector{m.allowed, m.denied, m.degraded, m.denyCache, m.redis, m.circuitOpen} {
+	for _, c := range []prometheus.Collector{m.allowed, m.denied, m.degraded, m.denyCache, m.leased, m.redis, m.circuitOpen} {
 		errsOut = append(errsOut, reg.Register(c))
 	}
 	return m, errors.Join(errsOut...)
