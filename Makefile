@@ -40,7 +40,7 @@ help: ## list the targets
 	@echo
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-run: build ## migrate (creating the database and roles) and serve on :8080 against local PostgreSQL and Redis
+run: build ## migrate (creating the database and roles) and serve on HTTP_ADDR (:8080) against local PostgreSQL and Redis
 	$(BIN) migrate up
 	exec $(BIN) serve
 

@@ -317,6 +317,56 @@ func TestStaleLockIsTakenOver(t *testing.T) {
 	}
 }
 
+// TestTakenOverRequestCannotWrite: a request that outlives its lock, and whose key a retry
+// took over and answered, can neither record a recovery point nor store its answer: it gets
+// 409, and the key keeps answering the retry's outcome.
+func TestTakenOverRequestCannotWrite(t *testing.T) {
+	f := newFixture(t)
+	started, proceed := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int64
+	ts := f.server(t, idempotency.Options{Phased: true}, func(w http.ResponseWriter, r *http.Request) error {
+		k, _ := idempotency.FromContext(r.Context())
+		if calls.Add(1) == 1 {
+			close(started)
+			<-proceed // the first request stalls past its lock's lifetime
+		}
+		if err := k.Advance(r.Context(), "charge_created", map[string]int64{"call": calls.Load()}, nil); err != nil {
+			return err
+		}
+		httpx.JSON(w, http.StatusCreated, map[string]string{"by": r.Header.Get("X-Attempt")})
+		return nil
+	})
+	send := func(attempt string) answer {
+		req, _ := http.NewRequest("POST", ts.URL+"/v1/payments", strings.NewReader("{}"))
+		req.Header.Set(idempotency.Header, "k-fenced")
+		req.Header.Set("X-Attempt", attempt)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return answer{}
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return answer{res.StatusCode, res.Header, string(b)}
+	}
+
+	first := make(chan answer, 1)
+	go func() { first <- send("first") }()
+	<-started
+	f.clock.Advance(2 * time.Minute) // the first request's lock is stale now
+	if res := send("retry"); res.status != http.StatusCreated || !strings.Contains(res.body, `"by":"retry"`) {
+		t.Fatalf("the retry that took over: %d %s, want 201 by retry", res.status, res.body)
+	}
+	close(proceed)
+	if res := <-first; res.status != http.StatusConflict || !strings.Contains(res.body, "idempotency_key_in_use") {
+		t.Fatalf("the request that lost its lock: %d %s, want 409 idempotency_key_in_use", res.status, res.body)
+	}
+	if res := send("later"); res.status != http.StatusCreated || !strings.Contains(res.body, `"by":"retry"`) ||
+		res.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("a later retry: %d %s (replayed %q), want the retry's answer replayed", res.status, res.body, res.header.Get("Idempotent-Replayed"))
+	}
+}
+
 // The reaper deletes expired keys only.
 func TestReaperDeletesExpiredKeys(t *testing.T) {
 	f := newFixture(t)

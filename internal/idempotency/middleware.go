@@ -101,7 +101,7 @@ func (m *Middleware) atomic(w http.ResponseWriter, r *http.Request, next http.Ha
 		stored         Record
 		locked, exists bool
 		rec            = newRecorder()
-		now            = m.Store.Clock.Now()
+		now            = lockTime(m.Store.Clock)
 	)
 	b := &pgx.Batch{}
 	queueLookup(b, req, &locked, &exists)
@@ -121,7 +121,7 @@ func (m *Middleware) atomic(w http.ResponseWriter, r *http.Request, next http.Ha
 			return notStored{rec}
 		}
 		if exists {
-			err = complete(ctx, tx, req, rec.response())
+			err = complete(ctx, tx, &stored, rec.response())
 		} else {
 			err = m.Store.insertCompleted(ctx, tx, req, now, rec.response())
 		}
@@ -161,7 +161,7 @@ func (m *Middleware) phased(w http.ResponseWriter, r *http.Request, next http.Ha
 		defer func() {
 			if v := recover(); v != nil {
 				// Let a retry run: the key must not stay locked by a request that died.
-				m.Store.Release(context.WithoutCancel(ctx), req)
+				m.Store.Release(context.WithoutCancel(ctx), &stored)
 				panic(v)
 			}
 		}()
@@ -172,10 +172,10 @@ func (m *Middleware) phased(w http.ResponseWriter, r *http.Request, next http.Ha
 	// stay locked and its answer lost.
 	store := context.WithoutCancel(ctx)
 	if storable(rec.status) {
-		if err := m.Store.Complete(store, req, rec.response()); err != nil {
+		if err := m.Store.Complete(store, &stored, rec.response()); err != nil {
 			return err
 		}
-	} else if err := m.Store.Release(store, req); err != nil {
+	} else if err := m.Store.Release(store, &stored); err != nil {
 		return err
 	}
 	rec.writeTo(w)

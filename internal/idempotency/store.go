@@ -9,8 +9,10 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/saasbase/saasbase/internal/platform/clock"
+	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
 )
 
@@ -27,8 +29,8 @@ type Request struct {
 // Record is a key's row.
 type Record struct {
 	Request
-	ID            uuid.UUID // stable across retries: derive keys for other systems from it
-	LockedAt      *time.Time
+	ID            uuid.UUID  // stable across retries: derive keys for other systems from it
+	LockedAt      *time.Time // when the holder took or last renewed the lock: its fencing token
 	RecoveryPoint string
 	RecoveryData  json.RawMessage
 	CreatedAt     time.Time
@@ -51,6 +53,24 @@ type Store struct {
 	Clock       clock.Clock
 	TTL         time.Duration // how long a key is kept (at least 24 h)
 	LockTimeout time.Duration // a lock older than this is abandoned and may be taken over
+}
+
+// ErrLockLost answers a request whose lock on its key went stale and was taken over by a
+// retry: what it did since is not recorded, and the retry's outcome stands.
+var ErrLockLost = errs.E(errs.Conflict, "idempotency_key_in_use",
+	"another request under this Idempotency-Key took it over while this one was running; retry to get its answer")
+
+// lockTime is now as PostgreSQL stores it, to the microsecond, so that the holder's copy of
+// locked_at matches the row's exactly: the lock's time is the fencing token every later
+// write of the holder must present.
+func lockTime(c clock.Clock) time.Time { return c.Now().Truncate(time.Microsecond) }
+
+// fenced answers ErrLockLost when a holder's write found its lock gone.
+func fenced(tag pgconn.CommandTag, err error) error {
+	if err == nil && tag.RowsAffected() == 0 {
+		return ErrLockLost
+	}
+	return err
 }
 
 // outcome is what claiming a key found.
@@ -173,7 +193,7 @@ func (s *Store) Claim(ctx context.Context, req Request) (outcome, Record, error)
 		rec              Record
 		locked, inserted bool
 	)
-	now := s.Clock.Now()
+	now := lockTime(s.Clock)
 	id := uuid.Must(uuid.NewV7())
 	b := &pgx.Batch{}
 	s.queueClaim(b, req, id, now, &locked, &inserted)
@@ -184,63 +204,66 @@ func (s *Store) Claim(ctx context.Context, req Request) (outcome, Record, error)
 	return out, rec, err
 }
 
-// complete stores the answer and releases the lock.
-func complete(ctx context.Context, tx pgx.Tx, req Request, res Response) error {
+// complete stores the answer and releases the lock, if rec still holds it.
+func complete(ctx context.Context, tx pgx.Tx, rec *Record, res Response) error {
 	header, err := json.Marshal(res.Header)
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `
+	return fenced(tx.Exec(ctx, `
 		UPDATE idempotency_keys
 		   SET response_status = $3, response_headers = $4, response_body = $5, locked_at = NULL
-		 WHERE principal_id = $1 AND key = $2`, req.Principal, req.Key, res.Status, header, res.Body)
-	return err
+		 WHERE principal_id = $1 AND key = $2 AND locked_at = $6`,
+		rec.Principal, rec.Key, res.Status, header, res.Body, rec.LockedAt))
 }
 
 // Complete stores the answer of a phased request.
-func (s *Store) Complete(ctx context.Context, req Request, res Response) error {
-	return s.DB.InTenantTx(ctx, req.TenantID, func(tx pgx.Tx) error { return complete(ctx, tx, req, res) })
+func (s *Store) Complete(ctx context.Context, rec *Record, res Response) error {
+	return s.DB.InTenantTx(ctx, rec.TenantID, func(tx pgx.Tx) error { return complete(ctx, tx, rec, res) })
 }
 
 // Release lets a retry run again after an answer that is not stored (a 5xx, a 409, a 429). A
 // key that has done nothing yet is deleted; one past a recovery point is only unlocked, so a
 // retry resumes instead of repeating effects.
-func (s *Store) Release(ctx context.Context, req Request) error {
-	return s.DB.InTenantTx(ctx, req.TenantID, func(tx pgx.Tx) error {
+func (s *Store) Release(ctx context.Context, rec *Record) error {
+	return s.DB.InTenantTx(ctx, rec.TenantID, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `
 			DELETE FROM idempotency_keys
-			 WHERE principal_id = $1 AND key = $2 AND recovery_point = 'started' AND response_status IS NULL`,
-			req.Principal, req.Key)
+			 WHERE principal_id = $1 AND key = $2 AND locked_at = $3 AND recovery_point = 'started' AND response_status IS NULL`,
+			rec.Principal, rec.Key, rec.LockedAt)
 		if err != nil || tag.RowsAffected() > 0 {
 			return err
 		}
-		_, err = tx.Exec(ctx, `
+		return fenced(tx.Exec(ctx, `
 			UPDATE idempotency_keys SET locked_at = NULL
-			 WHERE principal_id = $1 AND key = $2 AND response_status IS NULL`, req.Principal, req.Key)
-		return err
+			 WHERE principal_id = $1 AND key = $2 AND locked_at = $3 AND response_status IS NULL`,
+			rec.Principal, rec.Key, rec.LockedAt))
 	})
 }
 
 // Advance records that a phased request reached point, in the same transaction as fn's work
-// on the way there, so the point is recorded exactly when that work is done.
+// on the way there, so the point is recorded exactly when that work is done. It renews the
+// lock; a request whose lock was taken over meanwhile gets ErrLockLost, and fn's work is
+// rolled back with it.
 func (s *Store) Advance(ctx context.Context, rec *Record, point string, data any, fn func(pgx.Tx) error) error {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return err
 	}
+	renewed := lockTime(s.Clock)
 	err = s.DB.InTenantTx(ctx, rec.TenantID, func(tx pgx.Tx) error {
 		if fn != nil {
 			if err := fn(tx); err != nil {
 				return err
 			}
 		}
-		_, err := tx.Exec(ctx, `
+		return fenced(tx.Exec(ctx, `
 			UPDATE idempotency_keys SET recovery_point = $3, recovery_data = $4, locked_at = $5
-			 WHERE principal_id = $1 AND key = $2`, rec.Principal, rec.Key, point, raw, s.Clock.Now())
-		return err
+			 WHERE principal_id = $1 AND key = $2 AND locked_at = $6`,
+			rec.Principal, rec.Key, point, raw, renewed, rec.LockedAt))
 	})
 	if err == nil {
-		rec.RecoveryPoint, rec.RecoveryData = point, raw
+		rec.RecoveryPoint, rec.RecoveryData, rec.LockedAt = point, raw, &renewed
 	}
 	return err
 }
@@ -287,7 +310,7 @@ func (s *Store) Resume(ctx context.Context, req Request) (*Key, error) {
 		}
 		req.Method, req.Path = method, path
 		copy(req.BodyHash[:], hash)
-		out, rec, err := s.resolve(ctx, tx, req, s.Clock.Now())
+		out, rec, err := s.resolve(ctx, tx, req, lockTime(s.Clock))
 		if err == nil && out == claimed {
 			key = &Key{store: s, rec: &rec}
 		}
@@ -303,9 +326,8 @@ func (s *Store) Resume(ctx context.Context, req Request) (*Key, error) {
 // retry of the request answers from the finished work.
 func (s *Store) Unlock(ctx context.Context, k *Key) error {
 	return s.DB.InTenantTx(ctx, k.rec.TenantID, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "UPDATE idempotency_keys SET locked_at = NULL WHERE principal_id = $1 AND key = $2",
-			k.rec.Principal, k.rec.Key)
-		return err
+		return fenced(tx.Exec(ctx, "UPDATE idempotency_keys SET locked_at = NULL WHERE principal_id = $1 AND key = $2 AND locked_at = $3",
+			k.rec.Principal, k.rec.Key, k.rec.LockedAt))
 	})
 }
 
@@ -329,10 +351,10 @@ func (s *Store) Internal(ctx context.Context, req Request) (*Key, *Response, err
 
 // Finish stores an internal run's answer and releases its key.
 func (s *Store) Finish(ctx context.Context, k *Key, res Response) error {
-	return s.Complete(ctx, k.rec.Request, res)
+	return s.Complete(ctx, k.rec, res)
 }
 
 // Abandon releases an internal run's key without an answer, for a retry later.
 func (s *Store) Abandon(ctx context.Context, k *Key) error {
-	return s.Release(ctx, k.rec.Request)
+	return s.Release(ctx, k.rec)
 }
