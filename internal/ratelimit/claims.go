@@ -37,6 +37,7 @@ type hotShard struct {
 // replica admits locally while its in-flight requests fit in them.
 type claim struct {
 	slots    int64 // what Redis last said the claim is (the newest version seen)
+	limit    int64 // the cap it was granted under: under another, it admits nothing locally
 	version  int64
 	expires  int64 // local µs, no later than Redis's expiry: the call was sent before Redis read its clock
 	shrinkTo int64 // while a shrink is out, admission stays within it; -1 when none
@@ -54,6 +55,7 @@ type epochCount struct{ epoch, n int64 }
 // use is one capped limit of a call: the claim it counts in, and what it asks of Redis.
 type use struct {
 	cl         *claim
+	limit      int64 // the cap
 	epoch      int64
 	need, want int64 // slots needed with this request, and wanted; 0 when it fits the claim
 }
@@ -79,9 +81,9 @@ func (h *hot) shard(s Scope) *hotShard {
 	return &h.shards[maphash.String(h.seed, string(s))%uint64(len(h.shards))]
 }
 
-// room is how many requests the claim admits now.
-func (cl *claim) room(now int64) int64 {
-	if now >= cl.expires {
+// room is how many requests the claim admits now under the cap limit.
+func (cl *claim) room(now, limit int64) int64 {
+	if now >= cl.expires || limit != cl.limit {
 		return 0
 	}
 	if cl.shrinkTo >= 0 {
@@ -144,19 +146,24 @@ func (h *hot) claimFor(sh *hotShard, key string) *claim {
 func (h *hot) acquire(sh *hotShard, c *call, now int64, tryLocal bool) bool {
 	conc := c.concKeys()
 	c.uses = buf(c.usesBuf[:], len(conc))
-	for j, key := range conc {
-		cl := h.claimFor(sh, key)
+	j := 0
+	for _, p := range c.params {
+		if p.maxConc == 0 {
+			continue
+		}
+		cl := h.claimFor(sh, conc[j])
 		cl.expire(now, h.epoch, h.lease)
-		if tryLocal && cl.inflight >= cl.room(now) {
+		if tryLocal && cl.inflight >= cl.room(now, p.maxConc) {
 			c.uses = c.uses[:0]
 			return false
 		}
-		c.uses[j] = use{cl: cl}
+		c.uses[j] = use{cl: cl, limit: p.maxConc}
+		j++
 	}
 	for j := range c.uses {
 		u := &c.uses[j]
 		u.epoch = u.cl.add(now, h.epoch)
-		if u.cl.inflight > u.cl.room(now) {
+		if u.cl.inflight > u.cl.room(now, u.limit) {
 			u.need, u.want = u.cl.inflight, u.cl.inflight+u.cl.bonus()
 			u.cl.pending++
 		}
@@ -178,7 +185,7 @@ func (h *hot) settle(c *call, allowed bool, units int64, st []state, claims []in
 		if u.need > 0 {
 			u.cl.pending--
 			if allowed && claims != nil {
-				u.cl.update(claims[3*j], claims[3*j+1], claims[3*j+2], sent)
+				u.cl.update(claims[3*j], claims[3*j+1], claims[3*j+2], sent, u.limit)
 			}
 		}
 		if !allowed {
@@ -188,9 +195,9 @@ func (h *hot) settle(c *call, allowed bool, units int64, st []state, claims []in
 }
 
 // update takes an answer from Redis about the claim, if it is newer than what it knows.
-func (cl *claim) update(slots, version, ttl, sent int64) {
+func (cl *claim) update(slots, version, ttl, sent, limit int64) {
 	if version > cl.version {
-		cl.slots, cl.version, cl.expires = slots, version, sent+ttl
+		cl.slots, cl.version, cl.expires, cl.limit = slots, version, sent+ttl, limit
 	}
 }
 
@@ -347,7 +354,7 @@ func (h *hot) run(ops []maintenance) {
 					op.cl.slots = op.slots
 				}
 			case vals[0] == 1 || vals[2] > op.cl.version:
-				op.cl.update(vals[1], vals[2], vals[3], sent)
+				op.cl.update(vals[1], vals[2], vals[3], sent, op.cl.limit)
 			default:
 				// Gone or expired in Redis, and not grown since: nothing is held.
 				op.cl.slots = 0

@@ -169,3 +169,27 @@ func TestReleaseCostsNoCall(t *testing.T) {
 		t.Fatalf("%d Redis calls for 20 requests and their releases, want 20 (and a maintenance call or two)", n)
 	}
 }
+
+// A cap lowered below the replica's claim holds at once: the claim is not admitted from
+// under a cap it was not granted for.
+func TestLoweredCapHolds(t *testing.T) {
+	ctx := context.Background()
+	l, _ := newLimiter(t, newClient(t, redisAddr), newPrefix(t), ratelimit.Options{})
+	lim := tenantLimit(perHour(1000), 1000)
+	lim.MaxConcurrent = 10
+	var held []ratelimit.Decision
+	for range 6 {
+		d, _ := l.Allow(ctx, lim)
+		held = append(held, d)
+	}
+	for _, d := range held {
+		d.Release(ctx)
+	}
+	lim.MaxConcurrent = 2
+	for i := range 3 {
+		d, _ := l.Allow(ctx, lim)
+		if d.Allowed != (i < 2) {
+			t.Fatalf("request %d in flight under a cap lowered to 2: allowed %t", i+1, d.Allowed)
+		}
+	}
+}

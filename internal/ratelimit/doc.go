@@ -36,8 +36,11 @@
 // what the in-flight requests no longer need, and all of it once idle, within two ticks
 // (100 ms). A shrink is a compare-and-set on the claim's version, so it never undoes a
 // growth it did not see, and the replica admits within the smaller of the two until it is
-// answered. A claim lives Options.ConcurrencyLease unrenewed, so a dead replica leaks at
-// most its claim until then; a request never released stops counting after the same lease.
+// answered. A claim admits locally only under the cap it was granted for: a lowered cap
+// holds at once, the next call cutting the claim to fit (another replica's claim beyond it
+// denies until that replica shrinks it or asks again, within two ticks). A claim lives
+// Options.ConcurrencyLease unrenewed, so a dead replica leaks at most its claim until then;
+// a request never released stops counting after the same lease (less up to an eighth).
 //
 // # Rate leases
 //

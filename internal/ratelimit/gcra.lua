@@ -75,8 +75,10 @@ for i = 1, n do
           redis.call('HDEL', KEYS[k], fields[f]) -- a claim its replica let expire
         end
       end
+      -- A claim that fits beside the others stands; one that does not (the cap was
+      -- lowered) is cut to what this request needs, if that fits.
       local grant = own
-      if own < need then
+      if own < need or others + own > cap then
         if others + need > cap then
           out[1] = 0
         else
