@@ -32,6 +32,8 @@ import (
 //
 // The limits admit everything, so both do their whole work (read and write every bucket) on
 // every call and ours gets no help from its deny cache; BenchmarkFlood measures that cache.
+// A hot key is the exception: ours leases its units, and asks Redis once per many decisions
+// (BenchmarkHotTenant counts the calls).
 
 const (
 	benchTenants = 10_000
@@ -250,6 +252,36 @@ func BenchmarkFlood(b *testing.B) {
 				b.ReportMetric(float64(admitted.Load())/elapsed, "admitted/s")
 			})
 		}
+	}
+}
+
+// A hot tenant far below its limit, with and without a cap on requests in flight: the Redis
+// calls each decision costs, once its leases and claims are warm.
+func BenchmarkHotTenant(b *testing.B) {
+	for _, capped := range []bool{false, true} {
+		b.Run(fmt.Sprintf("max_concurrent=%t", capped), func(b *testing.B) {
+			client := newClient(b, redisAddr)
+			calls := countCalls(client)
+			l, _ := newLimiter(b, client, newPrefix(b), ratelimit.Options{Timeout: 50 * time.Millisecond})
+			lim := tenantLimit(1e6, 1e6)
+			if capped {
+				lim.MaxConcurrent = 200
+			}
+			before := calls.n.Load()
+			b.ResetTimer()
+			b.SetParallelism(8) // 16 callers on two cores
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					d, err := l.Allow(context.Background(), lim)
+					if err != nil || !d.Allowed {
+						b.Errorf("%+v, %v", d, err)
+						return
+					}
+					d.Release(context.Background())
+				}
+			})
+			b.ReportMetric(float64(calls.n.Load()-before)/float64(b.N), "redis-calls/op")
+		})
 	}
 }
 

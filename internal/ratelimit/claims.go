@@ -224,7 +224,7 @@ func (h *hot) kick() {
 // tick is how often claims are looked after: a claim no longer needed is given back within
 // two ticks.
 func (h *hot) tick() time.Duration {
-	return min(100*time.Millisecond, time.Duration(h.lease)*time.Microsecond/4)
+	return max(min(100*time.Millisecond, time.Duration(h.lease)*time.Microsecond/4), time.Millisecond)
 }
 
 // claimScript shrinks or renews a claim, if it is still the version the replica knows: a

@@ -150,7 +150,8 @@ func (l *Limiter) Allow(ctx context.Context, limits ...Limit) (Decision, error) 
 	deadline := l.redis.deadlines.get()
 	if c.leasable {
 		// Units already spent in Redis come first: the deny cache may deny what Redis
-		// would deny a new request, not what it has granted. A refill out is worth a wait.
+		// would deny a new request, not what it has granted. A refill out is worth a wait, or
+		// a few: each answer is fresh units.
 		for try := 0; ; try++ {
 			d, ok, wait := l.hot.fromLease(c)
 			if ok {
@@ -158,7 +159,7 @@ func (l *Limiter) Allow(ctx context.Context, limits ...Limit) (Decision, error) 
 				l.metrics.record(d)
 				return d, nil
 			}
-			if wait == nil || try > 0 {
+			if wait == nil || try == 3 {
 				break
 			}
 			select {
