@@ -302,6 +302,11 @@ func (h *hot) collect() []maintenance {
 			if cl.busy || cl.pending > 0 {
 				continue
 			}
+			if cl.slots == 0 {
+				// Expired or given back, so gone from Redis too: whatever version Redis
+				// writes next is news (a Redis whose clock went back included).
+				cl.version = 0
+			}
 			if cl.slots == 0 && cl.inflight == 0 {
 				delete(sh.claims, key)
 				h.claims.Add(-1)
