@@ -34,7 +34,7 @@
 // Claims only grow in the request path; a maintainer, running while the replica holds
 // claims, renews them and gives back (off the request path, its calls pipelined together)
 // what the in-flight requests no longer need, and all of it once idle, within two ticks
-// (100 ms). A shrink is a compare-and-set on the claim's version, so it never undoes a
+// of 100 ms. A shrink is a compare-and-set on the claim's version, so it never undoes a
 // growth it did not see, and the replica admits within the smaller of the two until it is
 // answered. A claim admits locally only under the cap it was granted for: a lowered cap
 // holds at once, the next call cutting the claim to fit (another replica's claim beyond it
@@ -53,10 +53,11 @@
 // before. wanted follows the set's local rate (its 20 ms worth, measured over 100 ms
 // windows; at most 64 and a quarter of the smallest burst) and starts at 1, so a cold
 // tenant, or a short burst of requests, is decided per request. One call asks for units at
-// a time; the requests that find the lease empty meanwhile wait for its answer. Units live
-// 100 ms: the rest is dropped, not refunded, since a refund is a second write racing the
-// other replicas' spends, for a fraction of a second of the rate. Costs other than 1 never
-// lease.
+// a time; the requests that find the lease empty meanwhile wait for its answer (up to three
+// answers) rather than call. Units live 100 ms: the rest is dropped, not refunded, since a
+// refund is a second write racing the other replicas' spends, for a fraction of a second of
+// the rate. Costs other than 1 never lease. Requests admitted from a lease are counted in
+// ratelimit_lease_admitted_total.
 //
 // What this keeps and what it costs: a replica admits only units Redis has spent, so from
 // a full bucket the tenant gets at most the burst plus the rate times the time, across
@@ -81,9 +82,9 @@
 // failed call is answered by the failure mode (FailOpen by default, FailClosed per limit):
 // open decides in an in-process limiter with the same limits, so during an outage a tenant
 // gets at most its limit per replica; closed denies. Units already leased are still
-// admitted: Redis spent them. A circuit breaker stops calling a Redis
-// that keeps failing and lets one probe through after a cooldown, so recovery needs nobody.
-// Every such decision is counted in ratelimit_degraded_total.
+// admitted: Redis spent them. A circuit breaker stops calling a Redis that keeps failing
+// and lets one probe through after a cooldown, so recovery needs nobody. Every such
+// decision is counted in ratelimit_degraded_total.
 //
 // # The deny cache
 //
@@ -91,5 +92,6 @@
 // request on a key would be denied (for at most a second, Options.DenyCache), the limiter
 // answers it locally; when it runs out, one request asks Redis and the others wait for its
 // answer. A tenant flooding at ten times its limit costs Redis a call or two per request it
-// is allowed. The cache can only deny what Redis would deny, never admit.
+// is allowed. The cache can only deny what Redis would deny, never admit; a lease's units
+// are looked at before it, since Redis has spent them already.
 package ratelimit
