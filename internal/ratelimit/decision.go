@@ -13,7 +13,7 @@ type Decision struct {
 	// Policy names the limit that decided: the one that denied (with ".concurrency" when it
 	// was the cap on requests in flight), else the most restrictive, the one nearest denial.
 	Policy     string
-	Remaining  int64         // requests left under that limit, after this one
+	Remaining  int64         // requests left under that limit, after this one; an estimate when admitted from a rate lease
 	ResetAfter time.Duration // the draft's t: until the next request is allowed if it would be denied now, else until the limit is full
 	RetryAfter time.Duration // when denied, until this request could be allowed
 	Degraded   bool          // decided without Redis: in-process (fail open) or denied (fail closed)
