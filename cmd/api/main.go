@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync"
@@ -94,6 +95,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if cfg.MetricsAddr != "" {
 		servers = append(servers, newHTTPServer(cfg, cfg.MetricsAddr, app.MetricsHandler()))
 	}
+	if cfg.DebugAddr != "" {
+		debug := newHTTPServer(cfg, cfg.DebugAddr, profiler())
+		debug.WriteTimeout = 0 // a CPU profile takes as long as it is asked to
+		servers = append(servers, debug)
+	}
 	jobsCtx, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
 	jobsDone := make(chan struct{})
 	go func() {
@@ -137,6 +143,18 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	logger.Info("stopped", slog.Any("error", errShutdown))
 	return errShutdown
+}
+
+// profiler serves the runtime's profiles on their own mux, so they are reachable only on
+// DEBUG_ADDR and never on the public listener.
+func profiler() http.Handler {
+	m := http.NewServeMux()
+	m.HandleFunc("/debug/pprof/", pprof.Index)
+	m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return m
 }
 
 func newHTTPServer(cfg config.Config, addr string, h http.Handler) *http.Server {

@@ -568,3 +568,25 @@ func TestRequestsCountedWithoutJobs(t *testing.T) {
 		t.Fatalf("api_requests counted %d requests, want %d", counted, calls)
 	}
 }
+
+// TestProfilesOnlyOnDebugAddr: with DEBUG_ADDR set, Go's profiles answer there and never on
+// the public listener.
+func TestProfilesOnlyOnDebugAddr(t *testing.T) {
+	env := map[string]string{
+		"DATABASE_URL":     freshDatabase(t),
+		"HTTP_ADDR":        freeAddr(t),
+		"DEBUG_ADDR":       freeAddr(t),
+		"REDIS_KEY_PREFIX": "cmdtest:" + randomHex(4) + ":",
+		"LOG_LEVEL":        "warn",
+	}
+	if r := runAPI(t, env, "migrate", "up"); r.code != 0 {
+		t.Fatalf("api migrate up: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	s := startService(t, env)
+	if status, body, err := get("http://"+env["DEBUG_ADDR"]+"/debug/pprof/heap?debug=1", ""); err != nil || status != http.StatusOK || !strings.Contains(body, "heap profile") {
+		t.Errorf("GET /debug/pprof/heap on DEBUG_ADDR: %d %.80q %v, want 200 and a heap profile", status, body, err)
+	}
+	if status, _, err := get(s.url+"/debug/pprof/heap?debug=1", ""); err != nil || status != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/heap on HTTP_ADDR: %d %v, want 404", status, err)
+	}
+}

@@ -25,6 +25,7 @@ type Config struct {
 	Env                  string        // APP_ENV: development | production (development)
 	HTTPAddr             string        // HTTP_ADDR (:8080)
 	MetricsAddr          string        // METRICS_ADDR: serve /metrics here instead ("")
+	DebugAddr            string        // DEBUG_ADDR: serve /debug/pprof/ here; keep it off public networks ("": off)
 	DatabaseURL          string        // DATABASE_URL: the schema owner (postgres://postgres@127.0.0.1:5432/saasbase?sslmode=disable in development)
 	AppDatabaseURL       string        // APP_DATABASE_URL: the runtime role ("": DATABASE_URL as app_runtime)
 	DatabaseMaxConns     int32         // DATABASE_MAX_CONNS (20)
@@ -70,6 +71,7 @@ func Load(getenv func(string) string) (Config, error) {
 		Env:                  r.oneOf("APP_ENV", "development", "development", "production"),
 		HTTPAddr:             r.str("HTTP_ADDR", ":8080"),
 		MetricsAddr:          r.str("METRICS_ADDR", ""),
+		DebugAddr:            r.str("DEBUG_ADDR", ""),
 		AppDatabaseURL:       getenv("APP_DATABASE_URL"),
 		DatabaseMaxConns:     int32(r.integer("DATABASE_MAX_CONNS", 20, 1, 10000)),
 		StatementTimeout:     r.duration("DATABASE_STATEMENT_TIMEOUT", 5*time.Second),

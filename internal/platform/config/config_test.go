@@ -29,6 +29,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"APP_ENV", c.Env, "development"},
 		{"HTTP_ADDR", c.HTTPAddr, ":8080"},
 		{"METRICS_ADDR", c.MetricsAddr, ""},
+		{"DEBUG_ADDR", c.DebugAddr, ""},
 		{"DATABASE_URL", c.DatabaseURL, "postgres://postgres@127.0.0.1:5432/saasbase?sslmode=disable"},
 		{"APP_DATABASE_URL", c.AppDatabaseURL, ""},
 		{"DATABASE_MAX_CONNS", c.DatabaseMaxConns, int32(20)},
