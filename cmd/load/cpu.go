@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -18,19 +19,26 @@ const userHZ = 100
 // the kernel knows them by; this process is "load" whatever its binary is called.
 var cpuGroups = []string{"api", "postgres", "redis-server", "load"}
 
-// cpuTimes is the CPU time (user + system) each group of processes has used so far.
+// cpuTimes is the CPU time (user + system) each group of processes used.
 type cpuTimes map[string]time.Duration
 
-// readCPU sums the CPU time of the running processes by group, from /proc. It answers nil
-// where there is no /proc. A process that ends between two readings takes its time with it:
-// short-lived PostgreSQL backends are missed, pooled ones are not.
-func readCPU() cpuTimes {
+// cpuReading is the CPU time each running process of a group has used so far, by pid.
+type cpuReading map[int]procCPU
+
+type procCPU struct {
+	group string
+	used  time.Duration
+}
+
+// readCPU reads the CPU time of the running processes of every group, from /proc. It answers
+// nil where there is no /proc.
+func readCPU() cpuReading {
 	stats, err := filepath.Glob("/proc/[0-9]*/stat")
 	if err != nil || len(stats) == 0 {
 		return nil
 	}
 	self := os.Getpid()
-	out := cpuTimes{}
+	out := cpuReading{}
 	for _, path := range stats {
 		raw, err := os.ReadFile(path)
 		if err != nil {
@@ -47,21 +55,30 @@ func readCPU() cpuTimes {
 		if pid == self {
 			name = "load"
 		}
+		if !slices.Contains(cpuGroups, name) {
+			continue
+		}
 		fields := bytes.Fields(raw[end+1:])
 		if len(fields) < 13 {
 			continue
 		}
 		utime, _ := strconv.ParseInt(string(fields[11]), 10, 64)
 		stime, _ := strconv.ParseInt(string(fields[12]), 10, 64)
-		out[name] += time.Duration(utime+stime) * time.Second / userHZ
+		out[pid] = procCPU{group: name, used: time.Duration(utime+stime) * time.Second / userHZ}
 	}
 	return out
 }
 
-// add accumulates the time used between before and after.
-func (c cpuTimes) add(before, after cpuTimes) {
-	for _, g := range cpuGroups {
-		c[g] += after[g] - before[g]
+// add accumulates the time each process used between two readings. A process that started
+// in between counts all its time; one that ended in between takes its time with it (short-lived
+// PostgreSQL backends are missed, pooled ones are not), so no group ever goes negative.
+func (c cpuTimes) add(before, after cpuReading) {
+	for pid, p := range after {
+		if b, ok := before[pid]; ok && b.group == p.group {
+			c[p.group] += p.used - b.used
+		} else {
+			c[p.group] += p.used
+		}
 	}
 }
 
