@@ -1,13 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,6 +70,84 @@ func (b *bareServer) close() {
 	b.pool.Close()
 }
 
+// bareCommand is the first argument that makes this program the bare server (serveBare).
+const bareCommand = "bare"
+
+// serveBare is `load bare -database-url URL`: the bare server as a process of its own. It
+// prints its origin on a line to stdout and serves until stdin closes (its parent ended, however
+// it ended) or it is interrupted.
+func serveBare(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("load bare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	databaseURL := fs.String("database-url", "", "owner `URL` of the service's database")
+	if err := fs.Parse(args); err != nil || *databaseURL == "" {
+		fmt.Fprintln(stderr, "usage: load bare -database-url URL")
+		return 2
+	}
+	b, err := startBare(ctx, *databaseURL)
+	if err != nil {
+		fmt.Fprintln(stderr, "load bare:", err)
+		return 1
+	}
+	defer b.close()
+	fmt.Fprintln(stdout, b.origin)
+	closed := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, stdin)
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-ctx.Done():
+	}
+	return 0
+}
+
+// bareProcess is the bare server running as a child process, as the service runs in one: both
+// then pay the same crossings from process to process, and the CPU table can tell the bare
+// server's time from the load generator's.
+type bareProcess struct {
+	origin string
+	cmd    *exec.Cmd
+	stdin  io.Closer
+}
+
+// spawnBare starts `load bare` from this program's own executable and waits for its origin.
+func spawnBare(databaseURL string, stderr io.Writer) (*bareProcess, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, bareCommand, "-database-url", databaseURL)
+	cmd.Stderr = stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		stdin.Close()
+		cmd.Wait()
+		return nil, errors.New("the bare server did not start (its error is above)")
+	}
+	return &bareProcess{origin: strings.TrimSpace(line), cmd: cmd, stdin: stdin}, nil
+}
+
+func (b *bareProcess) pid() int { return b.cmd.Process.Pid }
+
+// close ends the child by closing its stdin, and waits for it.
+func (b *bareProcess) close() {
+	b.stdin.Close()
+	b.cmd.Wait()
+}
+
 // project is the service's JSON of a project.
 type project struct {
 	ID          uuid.UUID `json:"id"`
@@ -96,7 +180,7 @@ type comparison struct {
 // connections, through the bare server and through the service in alternating rounds, so
 // that drift of the machine (other load, caches warming) falls on both alike. Interrupted,
 // it answers ctx's error: rounds cut short compare nothing.
-func compareBaseline(ctx context.Context, cfg config, bare *bareServer, t *tenant, progress io.Writer) (comparison, error) {
+func compareBaseline(ctx context.Context, cfg config, bare *bareProcess, t *tenant, progress io.Writer) (comparison, error) {
 	id := t.project(rand.New(rand.NewPCG(cfg.seed, 0)))
 	bareRec, serviceRec := newRecorder(), newRecorder()
 	bareClient := newClient(bare.origin, cfg.workers, bareRec)
@@ -109,6 +193,7 @@ func compareBaseline(ctx context.Context, cfg config, bare *bareServer, t *tenan
 
 	var bareTime, serviceTime time.Duration
 	bareCPU, serviceCPU := cpuTimes{}, cpuTimes{}
+	readCPU := func() cpuReading { return readCPU(map[int]string{os.Getpid(): "load", bare.pid(): "bare"}) }
 	for i := range baselineRounds {
 		b0, _, _ := bareRec.progress()
 		s0, _, _ := serviceRec.progress()

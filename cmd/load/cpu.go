@@ -16,8 +16,9 @@ import (
 const userHZ = 100
 
 // cpuGroups are the processes whose CPU time the baseline rounds account for, by the name
-// the kernel knows them by; this process is "load" whatever its binary is called.
-var cpuGroups = []string{"api", "postgres", "redis-server", "load"}
+// the kernel knows them by, or by the name readCPU is given for a pid ("load" for this
+// process and "bare" for the bare server, whatever their binary is called).
+var cpuGroups = []string{"api", "postgres", "redis-server", "bare", "load"}
 
 // cpuTimes is the CPU time (user + system) each group of processes used.
 type cpuTimes map[string]time.Duration
@@ -30,14 +31,13 @@ type procCPU struct {
 	used  time.Duration
 }
 
-// readCPU reads the CPU time of the running processes of every group, from /proc. It answers
-// nil where there is no /proc.
-func readCPU() cpuReading {
+// readCPU reads the CPU time of the running processes of every group, from /proc, naming
+// the processes of named by the name given. It answers nil where there is no /proc.
+func readCPU(named map[int]string) cpuReading {
 	stats, err := filepath.Glob("/proc/[0-9]*/stat")
 	if err != nil || len(stats) == 0 {
 		return nil
 	}
-	self := os.Getpid()
 	out := cpuReading{}
 	for _, path := range stats {
 		raw, err := os.ReadFile(path)
@@ -52,8 +52,8 @@ func readCPU() cpuReading {
 		}
 		pid, _ := strconv.Atoi(string(bytes.TrimSpace(raw[:open])))
 		name := string(raw[open+1 : end])
-		if pid == self {
-			name = "load"
+		if n, ok := named[pid]; ok {
+			name = n
 		}
 		if !slices.Contains(cpuGroups, name) {
 			continue

@@ -32,7 +32,12 @@ const maxFailureRate = 1.0
 func main() {
 	// Ctrl-C ends the run early; the table of what was sent is still printed.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	var code int
+	if len(os.Args) > 1 && os.Args[1] == bareCommand {
+		code = serveBare(ctx, os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
+	} else {
+		code = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}
 	stop()
 	os.Exit(code)
 }
@@ -50,9 +55,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "load: %s for %s, %d workers, seed %d\n", cfg.origin, cfg.duration, cfg.workers, cfg.seed)
 
 	// The baseline's database first: if it cannot be reached, better to know before the run.
-	var bare *bareServer
+	var bare *bareProcess
 	if cfg.databaseURL != "" {
-		if bare, err = startBare(ctx, cfg.databaseURL); err != nil {
+		if bare, err = spawnBare(cfg.databaseURL, stderr); err != nil {
 			fmt.Fprintln(stderr, "load: baseline:", err)
 			return 1
 		}
