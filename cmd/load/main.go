@@ -8,7 +8,8 @@
 // GET /v1/projects as fast as they can, to meet the rate limiter. With -admin-token the
 // tenants are spread over the plans; with -database-url it also compares
 // GET /v1/projects/{id} with a bare chi+pgx handler of the same query, the baseline that the
-// service's middleware must not wreck. `make load` runs it against a fresh server.
+// service's middleware must not wreck, served by a child process (`load bare`) so that it
+// runs as the service does. `make load` runs it against a fresh server.
 //
 // It exits 1 when setup fails, or when more than 1% of the requests got a 5xx or no answer.
 package main
