@@ -92,11 +92,14 @@ clean: ## remove build and coverage output
 # tenant from one address. The trap stops the server however the run ends.
 LOAD_ADDR  ?= 127.0.0.1:18080
 LOAD_FLAGS ?= -duration 30s
+# The service and the bare baseline get pools of the same size, so the comparison is of what
+# each does per request; 4 is pgx's default on up to 4 cores (docs/performance.md).
+LOAD_DB_CONNS ?= 4
 
 load: build ## run cmd/load against a fresh server on LOAD_ADDR (LOAD_FLAGS, default -duration 30s)
 	$(BIN) migrate up
 	@if curl -fs -o /dev/null http://$(LOAD_ADDR)/readyz; then echo "load: something already answers on $(LOAD_ADDR)"; exit 1; fi
-	@HTTP_ADDR=$(LOAD_ADDR) JOBS_ENABLED=true AUTH_RATE_LIMIT_PER_MINUTE=100000 $(BIN) serve >bin/load-api.log 2>&1 & pid=$$!; \
+	@HTTP_ADDR=$(LOAD_ADDR) DATABASE_MAX_CONNS=$(LOAD_DB_CONNS) JOBS_ENABLED=true AUTH_RATE_LIMIT_PER_MINUTE=100000 $(BIN) serve >bin/load-api.log 2>&1 & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null || true' EXIT; \
 	trap 'exit 130' INT TERM; \
 	for i in $$(seq 100); do \
@@ -108,7 +111,7 @@ load: build ## run cmd/load against a fresh server on LOAD_ADDR (LOAD_FLAGS, def
 	done; \
 	admin_token=$$($(BIN) token --platform-admin); \
 	echo "load: bin/api serve on $(LOAD_ADDR) (log: bin/load-api.log)"; \
-	$(GO) run ./cmd/load -url http://$(LOAD_ADDR) -admin-token "$$admin_token" \
+	$(GO) run ./cmd/load -url http://$(LOAD_ADDR) -admin-token "$$admin_token" -bare-conns $(LOAD_DB_CONNS) \
 		-database-url "$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/saasbase?sslmode=disable}" $(LOAD_FLAGS)
 
 chaos: ## two api serve processes under load; Redis and PostgreSQL cut and slowed (toxiproxy), restarts after SIGTERM and SIGKILL; prints the audit table (CHAOS_CALM=10s between faults)

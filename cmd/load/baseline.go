@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,8 +24,8 @@ import (
 )
 
 const (
-	baselineRounds = 3
-	baselineRound  = 3 * time.Second
+	baselineRounds = 6
+	baselineRound  = 2 * time.Second
 	// baselineWarmUp is sent to each target, unrecorded, before the rounds: both open their
 	// database and HTTP connections lazily, and the first round would pay for it.
 	baselineWarmUp = time.Second
@@ -43,8 +44,15 @@ type bareServer struct {
 }
 
 // startBare serves the baseline on a loopback port of its own.
-func startBare(ctx context.Context, databaseURL string) (*bareServer, error) {
-	pool, err := pgxpool.New(ctx, databaseURL)
+func startBare(ctx context.Context, databaseURL string, conns int32) (*bareServer, error) {
+	poolCfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if conns > 0 {
+		poolCfg.MaxConns = conns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -80,11 +88,12 @@ func serveBare(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fs := flag.NewFlagSet("load bare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	databaseURL := fs.String("database-url", "", "owner `URL` of the service's database")
+	conns := fs.Int("conns", 0, "the pool's `size` (0: pgx's default)")
 	if err := fs.Parse(args); err != nil || *databaseURL == "" {
-		fmt.Fprintln(stderr, "usage: load bare -database-url URL")
+		fmt.Fprintln(stderr, "usage: load bare -database-url URL [-conns N]")
 		return 2
 	}
-	b, err := startBare(ctx, *databaseURL)
+	b, err := startBare(ctx, *databaseURL, int32(*conns))
 	if err != nil {
 		fmt.Fprintln(stderr, "load bare:", err)
 		return 1
@@ -113,12 +122,12 @@ type bareProcess struct {
 }
 
 // spawnBare starts `load bare` from this program's own executable and waits for its origin.
-func spawnBare(databaseURL string, stderr io.Writer) (*bareProcess, error) {
+func spawnBare(databaseURL string, conns int32, stderr io.Writer) (*bareProcess, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, bareCommand, "-database-url", databaseURL)
+	cmd := exec.Command(exe, bareCommand, "-database-url", databaseURL, "-conns", strconv.Itoa(int(conns)))
 	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

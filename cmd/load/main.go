@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// The baseline's database first: if it cannot be reached, better to know before the run.
 	var bare *bareProcess
 	if cfg.databaseURL != "" {
-		if bare, err = spawnBare(cfg.databaseURL, stderr); err != nil {
+		if bare, err = spawnBare(cfg.databaseURL, cfg.bareConns, stderr); err != nil {
 			fmt.Fprintln(stderr, "load: baseline:", err)
 			return 1
 		}

@@ -104,14 +104,16 @@ func (d Decision) SetHeaders(h http.Header) {
 		buf = append(buf, ";w="...)
 		buf = strconv.AppendInt(buf, ceilSeconds(micros(p.tau())), 10)
 	}
-	h.Set("RateLimit-Policy", string(buf))
+	// The names are spelled in Go's canonical form (header names are case-insensitive), so
+	// Set finds them canonical and does not build a re-cased copy on every request.
+	h.Set("Ratelimit-Policy", string(buf))
 
 	buf = appendItem(buf[:0], d.call.limits[d.binding].Policy)
 	buf = append(buf, ";r="...)
 	buf = strconv.AppendInt(buf, d.Remaining, 10)
 	buf = append(buf, ";t="...)
 	buf = strconv.AppendInt(buf, ceilSeconds(d.ResetAfter), 10)
-	h.Set("RateLimit", string(buf))
+	h.Set("Ratelimit", string(buf))
 }
 
 // appendItem appends a policy name as a structured-field string; names are checked to need

@@ -159,11 +159,11 @@ var errUnreachable = errs.E(errs.Unavailable, "database_unavailable", "the datab
 // unreachable gives err the kind Unavailable when it says the database could not be reached
 // or the connection was lost, and answers any other error as it is.
 func unreachable(err error) error {
-	var connect *pgconn.ConnectError
-	var netErr net.Error
 	if err == nil || errs.KindOf(err) != errs.Internal || errors.Is(err, context.Canceled) {
 		return err
 	}
+	var connect *pgconn.ConnectError
+	var netErr net.Error
 	if errors.As(err, &connect) || errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err) {
 		return errs.Wrap(err, errUnreachable.Kind, errUnreachable.Code, errUnreachable.Detail)
 	}
