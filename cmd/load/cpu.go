@@ -88,7 +88,7 @@ func writeCPU(w io.Writer, service, bare cpuTimes, serviceOK, bareOK int) {
 	if service == nil || serviceOK == 0 || bareOK == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nwhere the CPU goes in the baseline rounds, µs per answered request (the bare handler runs inside load):\n\n")
+	fmt.Fprintf(w, "\nwhere the CPU goes in the baseline rounds, µs per answered request (bare is the bare server's process, load the client):\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "ROUNDS")
 	for _, g := range cpuGroups {
