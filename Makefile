@@ -3,7 +3,7 @@
 # Every variable below can be overridden on the command line, e.g.
 #   make test FUZZTIME=0            (skip the fuzz run)
 #   make test GO_TEST_FLAGS='-count=1 -run TestSignup' PKGS=./internal/tenant/...
-#   make bench BENCH=Limiter PKGS=./internal/ratelimit/...
+#   make bench BENCH=OneLimit PKGS=./internal/ratelimit/
 #   make migrate DIR=status
 
 SHELL := bash
