@@ -14,6 +14,8 @@ BEGIN
 END
 $$;
 -- +goose StatementEnd
+-- Every tenant query checks this grant once inlined, so it is explicit rather than PUBLIC's.
+GRANT EXECUTE ON FUNCTION app.no_tenant() TO app_runtime;
 
 CREATE OR REPLACE FUNCTION app.current_tenant_id() RETURNS uuid
 LANGUAGE sql STABLE PARALLEL SAFE AS $$

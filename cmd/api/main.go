@@ -95,8 +95,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if cfg.MetricsAddr != "" {
 		servers = append(servers, newHTTPServer(cfg, cfg.MetricsAddr, app.MetricsHandler()))
 	}
+	var debug *http.Server
 	if cfg.DebugAddr != "" {
-		debug := newHTTPServer(cfg, cfg.DebugAddr, profiler())
+		debug = newHTTPServer(cfg, cfg.DebugAddr, profiler())
 		debug.WriteTimeout = 0 // a CPU profile takes as long as it is asked to
 		servers = append(servers, debug)
 	}
@@ -116,14 +117,22 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		<-jobsDone
 	}()
 
-	errc := make(chan error, len(servers))
-	for _, s := range servers {
+	// Every address is bound before any is served, so once /readyz answers, all of them do.
+	listeners := make([]net.Listener, len(servers))
+	for i, s := range servers {
 		ln, err := net.Listen("tcp", s.Addr)
 		if err != nil {
+			for _, l := range listeners[:i] {
+				l.Close()
+			}
 			return err
 		}
-		logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("env", cfg.Env))
-		go func() { errc <- s.Serve(ln) }()
+		listeners[i] = ln
+	}
+	errc := make(chan error, len(servers))
+	for i, s := range servers {
+		logger.Info("listening", slog.String("addr", listeners[i].Addr().String()), slog.String("env", cfg.Env))
+		go func() { errc <- s.Serve(listeners[i]) }()
 	}
 
 	select {
@@ -133,13 +142,18 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	logger.Info("draining", slog.Duration("delay", cfg.DrainDelay))
 	app.Drain()
+	if debug != nil {
+		debug.Close() // a profile being taken must not hold up the shutdown
+	}
 	time.Sleep(cfg.DrainDelay)
 
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	var errShutdown error
 	for _, s := range servers {
-		errShutdown = errors.Join(errShutdown, s.Shutdown(shutdownCtx))
+		if s != debug {
+			errShutdown = errors.Join(errShutdown, s.Shutdown(shutdownCtx))
+		}
 	}
 	logger.Info("stopped", slog.Any("error", errShutdown))
 	return errShutdown

@@ -570,14 +570,15 @@ func TestRequestsCountedWithoutJobs(t *testing.T) {
 }
 
 // TestProfilesOnlyOnDebugAddr: with DEBUG_ADDR set, Go's profiles answer there and never on
-// the public listener.
+// the public listener, and a profile being taken does not hold up a SIGTERM.
 func TestProfilesOnlyOnDebugAddr(t *testing.T) {
 	env := map[string]string{
-		"DATABASE_URL":     freshDatabase(t),
-		"HTTP_ADDR":        freeAddr(t),
-		"DEBUG_ADDR":       freeAddr(t),
-		"REDIS_KEY_PREFIX": "cmdtest:" + randomHex(4) + ":",
-		"LOG_LEVEL":        "warn",
+		"DATABASE_URL":         freshDatabase(t),
+		"HTTP_ADDR":            freeAddr(t),
+		"DEBUG_ADDR":           freeAddr(t),
+		"REDIS_KEY_PREFIX":     "cmdtest:" + randomHex(4) + ":",
+		"LOG_LEVEL":            "warn",
+		"SHUTDOWN_DRAIN_DELAY": "100ms",
 	}
 	if r := runAPI(t, env, "migrate", "up"); r.code != 0 {
 		t.Fatalf("api migrate up: exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -589,4 +590,25 @@ func TestProfilesOnlyOnDebugAddr(t *testing.T) {
 	if status, _, err := get(s.url+"/debug/pprof/heap?debug=1", ""); err != nil || status != http.StatusNotFound {
 		t.Errorf("GET /debug/pprof/heap on HTTP_ADDR: %d %v, want 404", status, err)
 	}
+
+	profiling := make(chan struct{})
+	go func() {
+		defer close(profiling)
+		get("http://"+env["DEBUG_ADDR"]+"/debug/pprof/profile?seconds=60", "")
+	}()
+	time.Sleep(200 * time.Millisecond) // let the profile start
+	sent := time.Now()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("api serve did not stop within 20s of SIGTERM while a profile was being taken")
+	}
+	if s.err != nil {
+		t.Errorf("api serve exited with %v after SIGTERM during a profile, want 0", s.err)
+	}
+	t.Logf("stopped %v after SIGTERM", time.Since(sent).Round(time.Millisecond))
+	<-profiling
 }

@@ -81,19 +81,23 @@ func (b *bareServer) close() {
 // bareCommand is the first argument that makes this program the bare server (serveBare).
 const bareCommand = "bare"
 
-// serveBare is `load bare -database-url URL`: the bare server as a process of its own. It
-// prints its origin on a line to stdout and serves until stdin closes (its parent ended, however
-// it ended) or it is interrupted.
-func serveBare(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// bareDatabaseURL is the environment variable that hands the bare server its database URL,
+// kept off the command line, where ps would show a password in it.
+const bareDatabaseURL = "LOAD_BARE_DATABASE_URL"
+
+// serveBare is `load bare [-conns N]` with the database URL in LOAD_BARE_DATABASE_URL: the bare
+// server as a process of its own. It prints its origin on a line to stdout and serves until
+// stdin closes (its parent ended, however it ended) or it is interrupted.
+func serveBare(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("load bare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	databaseURL := fs.String("database-url", "", "owner `URL` of the service's database")
 	conns := fs.Int("conns", 0, "the pool's `size` (0: pgx's default)")
-	if err := fs.Parse(args); err != nil || *databaseURL == "" {
-		fmt.Fprintln(stderr, "usage: load bare -database-url URL [-conns N]")
+	databaseURL := getenv(bareDatabaseURL)
+	if err := fs.Parse(args); err != nil || databaseURL == "" {
+		fmt.Fprintln(stderr, "usage: "+bareDatabaseURL+"=URL load bare [-conns N]")
 		return 2
 	}
-	b, err := startBare(ctx, *databaseURL, int32(*conns))
+	b, err := startBare(ctx, databaseURL, int32(*conns))
 	if err != nil {
 		fmt.Fprintln(stderr, "load bare:", err)
 		return 1
@@ -122,12 +126,14 @@ type bareProcess struct {
 }
 
 // spawnBare starts `load bare` from this program's own executable and waits for its origin.
-func spawnBare(databaseURL string, conns int32, stderr io.Writer) (*bareProcess, error) {
+// The child is killed if ctx ends first.
+func spawnBare(ctx context.Context, databaseURL string, conns int32, stderr io.Writer) (*bareProcess, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, bareCommand, "-database-url", databaseURL, "-conns", strconv.Itoa(int(conns)))
+	cmd := exec.CommandContext(ctx, exe, bareCommand, "-conns", strconv.Itoa(int(conns)))
+	cmd.Env = append(os.Environ(), bareDatabaseURL+"="+databaseURL)
 	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -144,6 +150,9 @@ func spawnBare(databaseURL string, conns int32, stderr io.Writer) (*bareProcess,
 	if err != nil {
 		stdin.Close()
 		cmd.Wait()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, errors.New("the bare server did not start (its error is above)")
 	}
 	return &bareProcess{origin: strings.TrimSpace(line), cmd: cmd, stdin: stdin}, nil

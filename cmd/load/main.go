@@ -35,7 +35,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	var code int
 	if len(os.Args) > 1 && os.Args[1] == bareCommand {
-		code = serveBare(ctx, os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
+		code = serveBare(ctx, os.Args[2:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	} else {
 		code = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	}
@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// The baseline's database first: if it cannot be reached, better to know before the run.
 	var bare *bareProcess
 	if cfg.databaseURL != "" {
-		if bare, err = spawnBare(cfg.databaseURL, cfg.bareConns, stderr); err != nil {
+		if bare, err = spawnBare(ctx, cfg.databaseURL, cfg.bareConns, stderr); err != nil {
 			fmt.Fprintln(stderr, "load: baseline:", err)
 			return 1
 		}
