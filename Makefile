@@ -100,20 +100,34 @@ LOAD_FLAGS ?= -duration 30s
 # The service and the bare baseline get pools of the same size, so the comparison is of what
 # each does per request; 4 is pgx's default on up to 4 cores (docs/performance.md).
 LOAD_DB_CONNS ?= 4
+LOAD_STRIPE_ADDR ?= 127.0.0.1:18111
 
-load: build ## run cmd/load against a fresh server on LOAD_ADDR (LOAD_FLAGS, default -duration 30s)
+load: build ## run cmd/load against a fresh server on LOAD_ADDR, with stripe-mock on LOAD_STRIPE_ADDR if installed (LOAD_FLAGS, default -duration 30s)
 	$(BIN) migrate up
-	@if curl -fs -o /dev/null http://$(LOAD_ADDR)/readyz; then echo "load: something already answers on $(LOAD_ADDR)"; exit 1; fi
-	@HTTP_ADDR=$(LOAD_ADDR) DATABASE_MAX_CONNS=$(LOAD_DB_CONNS) JOBS_ENABLED=true AUTH_RATE_LIMIT_PER_MINUTE=100000 $(BIN) serve >bin/load-api.log 2>&1 & pid=$$!; \
-	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null || true' EXIT; \
+	@for a in $(LOAD_ADDR) $(LOAD_STRIPE_ADDR); do \
+		if curl -s -o /dev/null http://$$a/; then echo "load: something already answers on $$a"; exit 1; fi; \
+	done
+	@pids=""; \
+	trap 'kill $$pids 2>/dev/null; wait $$pids 2>/dev/null || true' EXIT; \
 	trap 'exit 130' INT TERM; \
-	for i in $$(seq 100); do \
-		if curl -fs -o /dev/null http://$(LOAD_ADDR)/readyz; then break; fi; \
-		if ! kill -0 $$pid 2>/dev/null || [ $$i = 100 ]; then \
-			echo "load: bin/api serve did not get ready; the end of bin/load-api.log:"; tail -n 20 bin/load-api.log; exit 1; \
-		fi; \
+	ready() { for i in $$(seq 100); do \
+		if curl -s -o /dev/null "$$2"; then return 0; fi; \
+		if ! kill -0 $$1 2>/dev/null || [ $$i = 100 ]; then return 1; fi; \
 		sleep 0.1; \
-	done; \
+	done; }; \
+	mock="$$(command -v stripe-mock || echo "$(GOBIN_DIR)/stripe-mock")"; \
+	if [ -x "$$mock" ]; then \
+		mkdir -p bin/stripe-mock; rm -f bin/stripe-mock/https.sock; \
+		"$$mock" -http-addr $(LOAD_STRIPE_ADDR) -https-unix bin/stripe-mock/https.sock >bin/load-stripe-mock.log 2>&1 & pids="$$pids $$!"; \
+		if ! ready $$! http://$(LOAD_STRIPE_ADDR)/; then echo "load: stripe-mock did not start; bin/load-stripe-mock.log:"; tail -n 5 bin/load-stripe-mock.log; exit 1; fi; \
+		export STRIPE_SECRET_KEY=sk_test_load STRIPE_API_URL=http://$(LOAD_STRIPE_ADDR); \
+		echo "load: stripe-mock on $(LOAD_STRIPE_ADDR): payments go to it"; \
+	else echo "load: no stripe-mock (make tools installs it): payments will answer 503"; fi; \
+	HTTP_ADDR=$(LOAD_ADDR) DATABASE_MAX_CONNS=$(LOAD_DB_CONNS) JOBS_ENABLED=true AUTH_RATE_LIMIT_PER_MINUTE=100000 \
+		$(BIN) serve >bin/load-api.log 2>&1 & pids="$$pids $$!"; \
+	if ! ready $$! http://$(LOAD_ADDR)/readyz; then \
+		echo "load: bin/api serve did not get ready; the end of bin/load-api.log:"; tail -n 20 bin/load-api.log; exit 1; \
+	fi; \
 	admin_token=$$($(BIN) token --platform-admin); \
 	echo "load: bin/api serve on $(LOAD_ADDR) (log: bin/load-api.log)"; \
 	$(GO) run ./cmd/load -url http://$(LOAD_ADDR) -admin-token "$$admin_token" -bare-conns $(LOAD_DB_CONNS) \
