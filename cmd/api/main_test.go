@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -184,8 +185,9 @@ func (b *lockedBuffer) String() string {
 }
 
 // migratedService creates a database, migrates it with `api migrate up` and starts
-// `api serve` on it, waiting until /readyz answers 200.
-func migratedService(t *testing.T) *service {
+// `api serve` on it with the given variables over the defaults below, waiting until /readyz
+// answers 200.
+func migratedService(t *testing.T, override map[string]string) *service {
 	t.Helper()
 	env := map[string]string{
 		"DATABASE_URL":         freshDatabase(t),
@@ -194,6 +196,7 @@ func migratedService(t *testing.T) *service {
 		"SHUTDOWN_DRAIN_DELAY": "1500ms",
 		"LOG_LEVEL":            "warn",
 	}
+	maps.Copy(env, override)
 	if r := runAPI(t, env, "migrate", "up"); r.code != 0 {
 		t.Fatalf("api migrate up: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -236,6 +239,22 @@ func startService(t *testing.T, env map[string]string) *service {
 		return err == nil && status == http.StatusOK, fmt.Sprint(status, " ", body, " ", err)
 	})
 	return s
+}
+
+// terminate sends SIGTERM and waits for the process to end, failing the test if it takes
+// longer than within; it answers how the process ended (nil: exit status 0).
+func (s *service) terminate(t *testing.T, within time.Duration) error {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.done:
+		return s.err
+	case <-time.After(within):
+		t.Fatalf("api serve did not stop within %v of SIGTERM", within)
+		return nil
+	}
 }
 
 // poll calls check until it reports done, failing after deadline.
@@ -326,7 +345,7 @@ func signup(t *testing.T, s *service) signedUp {
 // TestServeDrainsOnSIGTERM: SIGTERM during a slow request: it completes, readyz was 503,
 // exit status 0.
 func TestServeDrainsOnSIGTERM(t *testing.T) {
-	s := migratedService(t)
+	s := migratedService(t, nil)
 	tn := signup(t, s)
 
 	// A project whose body arrives slowly, in small pieces, over about three seconds.
@@ -427,7 +446,7 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 // TestMigrateStatusAndToken: `api migrate status` lists the migration as applied, and
 // `api token` mints a JWT the running service accepts.
 func TestMigrateStatusAndToken(t *testing.T) {
-	s := migratedService(t)
+	s := migratedService(t, nil)
 	tn := signup(t, s)
 
 	r := runAPI(t, s.env, "migrate", "status")
@@ -524,18 +543,8 @@ func TestBadConfigurationExits(t *testing.T) {
 // TestRequestsCountedWithoutJobs: a replica with JOBS_ENABLED=false still writes the API
 // request counts it holds in memory, the last of them when it stops on SIGTERM.
 func TestRequestsCountedWithoutJobs(t *testing.T) {
-	env := map[string]string{
-		"DATABASE_URL":         freshDatabase(t),
-		"HTTP_ADDR":            freeAddr(t),
-		"REDIS_KEY_PREFIX":     "cmdtest:" + randomHex(4) + ":",
-		"SHUTDOWN_DRAIN_DELAY": "100ms",
-		"LOG_LEVEL":            "warn",
-		"JOBS_ENABLED":         "false",
-	}
-	if r := runAPI(t, env, "migrate", "up"); r.code != 0 {
-		t.Fatalf("api migrate up: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
-	s := startService(t, env)
+	s := migratedService(t, map[string]string{"SHUTDOWN_DRAIN_DELAY": "100ms", "JOBS_ENABLED": "false"})
+	env := s.env
 	tn := signup(t, s)
 	const calls = 5
 	for range calls {
@@ -543,14 +552,7 @@ func TestRequestsCountedWithoutJobs(t *testing.T) {
 			t.Fatalf("GET /v1/me: %d %s %v", status, body, err)
 		}
 	}
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("api serve did not stop within 30s of SIGTERM")
-	}
+	s.terminate(t, 30*time.Second)
 
 	ctx := context.Background()
 	db, err := pgx.Connect(ctx, env["DATABASE_URL"])
@@ -572,18 +574,8 @@ func TestRequestsCountedWithoutJobs(t *testing.T) {
 // TestProfilesOnlyOnDebugAddr: with DEBUG_ADDR set, Go's profiles answer there and never on
 // the public listener, and a profile being taken does not hold up a SIGTERM.
 func TestProfilesOnlyOnDebugAddr(t *testing.T) {
-	env := map[string]string{
-		"DATABASE_URL":         freshDatabase(t),
-		"HTTP_ADDR":            freeAddr(t),
-		"DEBUG_ADDR":           freeAddr(t),
-		"REDIS_KEY_PREFIX":     "cmdtest:" + randomHex(4) + ":",
-		"LOG_LEVEL":            "warn",
-		"SHUTDOWN_DRAIN_DELAY": "100ms",
-	}
-	if r := runAPI(t, env, "migrate", "up"); r.code != 0 {
-		t.Fatalf("api migrate up: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
-	s := startService(t, env)
+	s := migratedService(t, map[string]string{"DEBUG_ADDR": freeAddr(t), "SHUTDOWN_DRAIN_DELAY": "100ms"})
+	env := s.env
 	if status, body, err := get("http://"+env["DEBUG_ADDR"]+"/debug/pprof/heap?debug=1", ""); err != nil || status != http.StatusOK || !strings.Contains(body, "heap profile") {
 		t.Errorf("GET /debug/pprof/heap on DEBUG_ADDR: %d %.80q %v, want 200 and a heap profile", status, body, err)
 	}
@@ -598,16 +590,8 @@ func TestProfilesOnlyOnDebugAddr(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond) // let the profile start
 	sent := time.Now()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-s.done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("api serve did not stop within 20s of SIGTERM while a profile was being taken")
-	}
-	if s.err != nil {
-		t.Errorf("api serve exited with %v after SIGTERM during a profile, want 0", s.err)
+	if err := s.terminate(t, 20*time.Second); err != nil {
+		t.Errorf("api serve exited with %v after SIGTERM during a profile, want 0", err)
 	}
 	t.Logf("stopped %v after SIGTERM", time.Since(sent).Round(time.Millisecond))
 	<-profiling
