@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
 )
 
 // TestMain lets the test binary be the bare server that spawnBare starts from it.
@@ -20,19 +22,12 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func testDatabaseURL() string {
-	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-}
-
 // TestBareServerProcess: the bare server runs as a child process that answers on the origin
 // it reports, and ends when its parent closes it.
 func TestBareServerProcess(t *testing.T) {
 	ctx := context.Background()
 	var stderr strings.Builder
-	b, err := spawnBare(ctx, testDatabaseURL(), 2, &stderr)
+	b, err := spawnBare(ctx, pgtest.ServerURL(), 2, &stderr)
 	if err != nil {
 		t.Fatalf("spawnBare: %v\n%s", err, stderr.String())
 	}

@@ -44,13 +44,13 @@ type bareServer struct {
 }
 
 // startBare serves the baseline on a loopback port of its own.
-func startBare(ctx context.Context, databaseURL string, conns int32) (*bareServer, error) {
+func startBare(ctx context.Context, databaseURL string, conns int) (*bareServer, error) {
 	poolCfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, err
 	}
 	if conns > 0 {
-		poolCfg.MaxConns = conns
+		poolCfg.MaxConns = int32(conns)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
@@ -97,7 +97,7 @@ func serveBare(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintln(stderr, "usage: "+bareDatabaseURL+"=URL load bare [-conns N]")
 		return 2
 	}
-	b, err := startBare(ctx, databaseURL, int32(*conns))
+	b, err := startBare(ctx, databaseURL, *conns)
 	if err != nil {
 		fmt.Fprintln(stderr, "load bare:", err)
 		return 1
@@ -127,12 +127,12 @@ type bareProcess struct {
 
 // spawnBare starts `load bare` from this program's own executable and waits for its origin.
 // The child is killed if ctx ends first.
-func spawnBare(ctx context.Context, databaseURL string, conns int32, stderr io.Writer) (*bareProcess, error) {
+func spawnBare(ctx context.Context, databaseURL string, conns int, stderr io.Writer) (*bareProcess, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, exe, bareCommand, "-conns", strconv.Itoa(int(conns)))
+	cmd := exec.CommandContext(ctx, exe, bareCommand, "-conns", strconv.Itoa(conns))
 	cmd.Env = append(os.Environ(), bareDatabaseURL+"="+databaseURL)
 	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
@@ -211,15 +211,15 @@ func compareBaseline(ctx context.Context, cfg config, bare *bareProcess, t *tena
 
 	var bareTime, serviceTime time.Duration
 	bareCPU, serviceCPU := cpuTimes{}, cpuTimes{}
-	readCPU := func() cpuReading { return readCPU(map[int]string{os.Getpid(): "load", bare.pid(): "bare"}) }
+	names := map[int]string{os.Getpid(): "load", bare.pid(): "bare"}
 	for i := range baselineRounds {
 		b0, _, _ := bareRec.progress()
 		s0, _, _ := serviceRec.progress()
-		cpu0 := readCPU()
+		cpu0 := readCPU(names)
 		bt := hammer(ctx, bareClient, bareCall, cfg.workers, baselineRound)
-		cpu1 := readCPU()
+		cpu1 := readCPU(names)
 		st := hammer(ctx, serviceClient, serviceCall, cfg.workers, baselineRound)
-		cpu2 := readCPU()
+		cpu2 := readCPU(names)
 		if cpu0 != nil {
 			bareCPU.add(cpu0, cpu1)
 			serviceCPU.add(cpu1, cpu2)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -21,7 +20,7 @@ type config struct {
 	flooders    int
 	adminToken  string
 	databaseURL string
-	bareConns   int32
+	bareConns   int
 	seed        uint64
 }
 
@@ -40,14 +39,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.flooders, "flooders", 1, "extra tenants that each flood GET /v1/projects, to meet the rate limiter")
 	fs.StringVar(&cfg.adminToken, "admin-token", "", "an operator `JWT`; if set, tenants are spread over the plans free, pro and enterprise")
 	fs.StringVar(&cfg.databaseURL, "database-url", "", "owner `URL` of the service's database; if set, GET /v1/projects/{id} is also compared with a bare chi+pgx handler")
-	fs.Func("bare-conns", "the bare server's pool `size`; give the service the same (DATABASE_MAX_CONNS) to compare like with like (default: pgx's, max(4, CPUs))", func(v string) error {
-		n, err := strconv.ParseInt(v, 10, 32)
-		if err != nil || n < 1 {
-			return errors.New("want a positive number")
-		}
-		cfg.bareConns = int32(n)
-		return nil
-	})
+	fs.IntVar(&cfg.bareConns, "bare-conns", 0, "the bare server's pool `size`; give the service the same (DATABASE_MAX_CONNS) to compare like with like (0: pgx's default, max(4, CPUs))")
 	fs.Uint64Var(&cfg.seed, "seed", 0, "seed of the request mix; 0 picks one (printed, so a run can be repeated)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -77,6 +69,9 @@ func (cfg *config) validate() error {
 	}
 	if cfg.flooders < 0 {
 		errs = append(errs, errors.New("-flooders must not be negative"))
+	}
+	if cfg.bareConns < 0 {
+		errs = append(errs, errors.New("-bare-conns must not be negative"))
 	}
 	if cfg.duration <= 0 {
 		errs = append(errs, errors.New("-duration must be positive"))

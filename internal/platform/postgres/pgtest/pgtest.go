@@ -99,7 +99,9 @@ func Owner(t testing.TB) *pgx.Conn {
 	return conn
 }
 
-func serverURL() string {
+// ServerURL is the PostgreSQL server the tests use, as a role that may create databases:
+// TEST_DATABASE_URL, or the local server's postgres database.
+func ServerURL() string {
 	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
 		return u
 	}
@@ -107,9 +109,9 @@ func serverURL() string {
 }
 
 func create(ctx context.Context) (string, error) {
-	admin, err := pgx.Connect(ctx, serverURL())
+	admin, err := pgx.Connect(ctx, ServerURL())
 	if err != nil {
-		return "", fmt.Errorf("connect to %s: %w (is PostgreSQL running?)", serverURL(), err)
+		return "", fmt.Errorf("connect to %s: %w (is PostgreSQL running?)", ServerURL(), err)
 	}
 	defer admin.Close(ctx)
 
@@ -128,7 +130,7 @@ func create(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("clone template: %w", err)
 	}
-	if state.ownerURL, err = postgres.WithDatabase(serverURL(), name); err != nil {
+	if state.ownerURL, err = postgres.WithDatabase(ServerURL(), name); err != nil {
 		return "", err
 	}
 	state.runtimeURL, err = postgres.RuntimeURL(state.ownerURL, "")
@@ -157,7 +159,7 @@ func ensureTemplate(ctx context.Context, admin *pgx.Conn) (string, error) {
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+building); err != nil {
 		return "", err
 	}
-	url, err := postgres.WithDatabase(serverURL(), building)
+	url, err := postgres.WithDatabase(ServerURL(), building)
 	if err != nil {
 		return "", err
 	}
@@ -171,7 +173,7 @@ func ensureTemplate(ctx context.Context, admin *pgx.Conn) (string, error) {
 }
 
 func drop(ctx context.Context, name string) error {
-	admin, err := pgx.Connect(ctx, serverURL())
+	admin, err := pgx.Connect(ctx, ServerURL())
 	if err != nil {
 		return err
 	}
