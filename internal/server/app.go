@@ -17,7 +17,10 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/saasbase/saasbase/internal/auth"
-	"github.com/saasbase/saasbase/internal/billing"
+	"github.com/saasbase/saasbase/internal/billing/invoicing"
+	"github.com/saasbase/saasbase/internal/billing/metering"
+	"github.com/saasbase/saasbase/internal/billing/payments"
+	"github.com/saasbase/saasbase/internal/billing/plans"
 	"github.com/saasbase/saasbase/internal/events"
 	"github.com/saasbase/saasbase/internal/events/webhook"
 	"github.com/saasbase/saasbase/internal/flags"
@@ -44,12 +47,17 @@ type App struct {
 	Sessions    *auth.Sessions
 	Directory   *tenant.Directory
 	Idempotency *idempotency.Store
-	Payments    *billing.Payments
-	Usage       *billing.Usage
-	Invoices    *billing.Invoices
-	Requests    *billing.Requests
+	Payments    *payments.Payments
+	Customers   *payments.Customers
+	Usage       *metering.Usage
+	Requests    *metering.RequestCounter
+	Invoices    *invoicing.Invoices
 	Limiter     *ratelimit.Limiter
-	Customers   *billing.Customers
+
+	// Billing's jobs (RunBackground runs them).
+	Completer *payments.Completer
+	Collector *invoicing.Collector
+	Reporter  *invoicing.Reporter
 
 	// The event pipeline: the relay publishes the outbox to Transport, Consumers apply the
 	// events (webhook fan-out among them), Deliverer sends webhook deliveries.
@@ -140,24 +148,36 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	flagAdmin := &flags.Admin{DB: a.DB, Events: outbox, Clock: a.Clock, Propagator: a.FlagRefresher}
 
 	a.Idempotency = &idempotency.Store{DB: a.DB, Clock: a.Clock, TTL: 24 * time.Hour, LockTimeout: time.Minute}
-	a.Payments = &billing.Payments{DB: a.DB, Outbox: outbox, Clock: a.Clock}
+	// Billing, in the order its packages depend on each other: payments and plans, then
+	// metering, then invoicing (docs/architecture.md).
+	a.Payments = &payments.Payments{DB: a.DB, Outbox: outbox, Clock: a.Clock}
 	if cfg.StripeSecretKey != "" {
-		a.Payments.Stripe = billing.NewStripe(cfg.StripeSecretKey, cfg.StripeAPIURL)
+		a.Payments.Stripe = payments.NewStripe(cfg.StripeSecretKey, cfg.StripeAPIURL)
 	}
-	a.Usage = &billing.Usage{DB: a.DB, Meters: &billing.Meters{DB: a.DB, Outbox: outbox}, Clock: a.Clock}
-	plans := &billing.Plans{DB: a.DB, Outbox: outbox, Meters: a.Usage.Meters}
-	a.Invoices = &billing.Invoices{
-		DB: a.DB, Outbox: outbox, Clock: a.Clock, Plans: plans, Usage: a.Usage,
-		Tenants: tenantInfo{a.Directory}, Payments: a.Payments, Grace: cfg.BillingGrace, Logger: a.Logger,
+	a.Customers = &payments.Customers{DB: a.DB, Stripe: a.Payments.Stripe, Clock: a.Clock}
+	a.Completer = &payments.Completer{Payments: a.Payments, Keys: a.Idempotency, Logger: a.Logger}
+	meters := &metering.Meters{DB: a.DB, Outbox: outbox}
+	catalog := &plans.Plans{DB: a.DB, Outbox: outbox, Meters: meters}
+	payers := tenantInfo{a.Directory}
+	periods := &invoicing.Periods{Tenants: payers, Clock: a.Clock}
+	a.Usage = &metering.Usage{DB: a.DB, Meters: meters, Periods: periods, Clock: a.Clock}
+	quotas := &metering.Quotas{DB: a.DB, Outbox: outbox, Plans: catalog, Usage: a.Usage, Periods: periods}
+	a.Requests = &metering.RequestCounter{DB: a.DB, Quotas: quotas, Clock: a.Clock, Logger: a.Logger}
+	a.Invoices = &invoicing.Invoices{
+		DB: a.DB, Outbox: outbox, Clock: a.Clock, Plans: catalog, Usage: a.Usage,
+		Periods: periods, Grace: cfg.BillingGrace, Logger: a.Logger,
 	}
-	a.Requests = &billing.Requests{Invoices: a.Invoices, Logger: a.Logger}
+	a.Collector = &invoicing.Collector{
+		Invoices: a.Invoices, Tenants: payers, Payments: a.Payments, Customers: a.Customers,
+		Keys: a.Idempotency, Logger: a.Logger,
+	}
+	a.Reporter = &invoicing.Reporter{DB: a.DB, Clock: a.Clock, Stripe: a.Payments.Stripe, Customers: a.Customers, Logger: a.Logger}
 	if a.Limiter, err = ratelimit.New(a.Redis, ratelimit.Options{Prefix: cfg.RedisKeyPrefix, Clock: a.Clock, Registerer: a.Registry}); err != nil {
 		a.Close()
 		return nil, err
 	}
-	limits := tenantlimits.New(plans, tenantlimits.Options{Clock: a.Clock, Routes: paymentsFailClosed})
-	plans.OnChange = limits.Invalidate
-	a.Customers = &billing.Customers{DB: a.DB, Stripe: a.Payments.Stripe, Clock: a.Clock}
+	limits := tenantlimits.New(catalog, tenantlimits.Options{Clock: a.Clock, Routes: paymentsFailClosed})
+	catalog.OnChange = limits.Invalidate
 
 	endpoints, err := a.events(cfg, outbox)
 	if err != nil {
@@ -178,11 +198,10 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 			Keys:    a.Keys,
 		},
 		tenant:    &tenant.Handler{Tenants: tenants, Users: users, Projects: &tenant.Projects{DB: a.DB, Outbox: outbox, Clock: a.Clock, Flags: a.Flags}},
-		billing:   &billing.Handler{Plans: plans},
-		invoices:  &billing.InvoicesHandler{Invoices: a.Invoices},
-		payments:  &billing.PaymentsHandler{Payments: a.Payments},
-		usage:     &billing.UsageHandler{Usage: a.Usage, Meters: a.Usage.Meters, Invoices: a.Invoices},
-		webhooks:  &billing.Webhooks{Payments: a.Payments, Secret: cfg.StripeWebhookSecret},
+		plans:     &plans.Handler{Plans: catalog},
+		metering:  &metering.Handler{Usage: a.Usage, Meters: meters, Quotas: quotas},
+		invoices:  &invoicing.Handler{Invoices: a.Invoices},
+		payments:  &payments.Handler{Payments: a.Payments, WebhookSecret: cfg.StripeWebhookSecret},
 		events:    &events.Handler{Log: &events.Log{DB: a.DB}},
 		endpoints: &webhook.Handler{Endpoints: endpoints},
 		idem:      &idempotency.Middleware{Store: a.Idempotency},
@@ -218,12 +237,12 @@ func (a *App) Close() {
 // tenantInfo answers billing's questions about tenants from the tenant directory.
 type tenantInfo struct{ dir *tenant.Directory }
 
-func (t tenantInfo) BillingInfo(ctx context.Context, id uuid.UUID) (billing.TenantInfo, error) {
+func (t tenantInfo) BillingInfo(ctx context.Context, id uuid.UUID) (invoicing.TenantInfo, error) {
 	tt, err := t.dir.Get(ctx, id)
 	if err != nil {
-		return billing.TenantInfo{}, err
+		return invoicing.TenantInfo{}, err
 	}
-	info := billing.TenantInfo{ID: tt.ID, Plan: tt.Plan, Timezone: tt.Timezone, CreatedAt: tt.CreatedAt}
+	info := invoicing.TenantInfo{ID: tt.ID, Plan: tt.Plan, Timezone: tt.Timezone, CreatedAt: tt.CreatedAt}
 	if tt.DefaultPaymentMethod != nil {
 		info.DefaultPaymentMethod = *tt.DefaultPaymentMethod
 	}

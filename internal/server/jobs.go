@@ -6,8 +6,6 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
-
-	"github.com/saasbase/saasbase/internal/billing"
 )
 
 // job is a background task run every interval on every replica; each is written to be safe
@@ -20,13 +18,12 @@ type job struct {
 
 // RunBackground runs the background jobs until ctx ends, then waits for the running ones.
 func (a *App) RunBackground(ctx context.Context) {
-	completer := &billing.Completer{Payments: a.Payments, Keys: a.Idempotency, Logger: a.Logger}
 	jobs := []job{
 		{"idempotency-reaper", 10 * time.Minute, a.Idempotency.Reap},
-		{"payment-completer", 30 * time.Second, completer.Run},
+		{"payment-completer", 30 * time.Second, a.Completer.Run},
 		{"billing-period-closer", time.Minute, a.Invoices.Close},
-		{"invoice-collector", time.Minute, (&billing.Collector{Invoices: a.Invoices, Keys: a.Idempotency, Customers: a.Customers, Logger: a.Logger}).Run},
-		{"stripe-usage-reporter", 5 * time.Minute, (&billing.Reporter{Invoices: a.Invoices, Customers: a.Customers, Logger: a.Logger}).Run},
+		{"invoice-collector", time.Minute, a.Collector.Run},
+		{"stripe-usage-reporter", 5 * time.Minute, a.Reporter.Run},
 		{"event-retries", time.Second, a.Consumers.RetryDue},
 		{"events-reaper", time.Hour, a.EventsReaper.Run},
 	}

@@ -9,7 +9,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/saasbase/saasbase/internal/auth"
-	"github.com/saasbase/saasbase/internal/billing"
+	"github.com/saasbase/saasbase/internal/billing/invoicing"
+	"github.com/saasbase/saasbase/internal/billing/metering"
+	"github.com/saasbase/saasbase/internal/billing/payments"
+	"github.com/saasbase/saasbase/internal/billing/plans"
 	"github.com/saasbase/saasbase/internal/events"
 	"github.com/saasbase/saasbase/internal/events/webhook"
 	"github.com/saasbase/saasbase/internal/flags"
@@ -27,11 +30,10 @@ type routes struct {
 	authn     *auth.Authenticator
 	auth      *auth.Handler
 	tenant    *tenant.Handler
-	billing   *billing.Handler
-	payments  *billing.PaymentsHandler
-	usage     *billing.UsageHandler
-	invoices  *billing.InvoicesHandler
-	webhooks  *billing.Webhooks
+	plans     *plans.Handler
+	metering  *metering.Handler
+	invoices  *invoicing.Handler
+	payments  *payments.Handler
 	events    *events.Handler
 	endpoints *webhook.Handler
 	idem      *idempotency.Middleware
@@ -81,8 +83,8 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 		r.With(perIP).Method(http.MethodPost, "/signup", h(rt.tenant.Signup))
 		r.With(perIP).Method(http.MethodPost, "/auth/token", h(rt.auth.Token))
 		r.Method(http.MethodPost, "/auth/revoke", h(rt.auth.Revoke))
-		r.Method(http.MethodGet, "/plans", h(rt.billing.ListPlans))
-		r.Method(http.MethodPost, "/webhooks/stripe", h(rt.webhooks.Handle))
+		r.Method(http.MethodGet, "/plans", h(rt.plans.List))
+		r.Method(http.MethodPost, "/webhooks/stripe", h(rt.payments.StripeWebhook))
 
 		r.Group(func(r chi.Router) {
 			r.Use(rt.authn.Authenticate)
@@ -93,7 +95,7 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 				r.Method(http.MethodGet, "/tenants", h(rt.tenant.AdminListTenants))
 				r.Method(http.MethodGet, "/tenants/{id}", h(rt.tenant.AdminGetTenant))
 				r.Method(http.MethodPatch, "/tenants/{id}", h(rt.tenant.AdminUpdateTenant))
-				r.Method(http.MethodPut, "/plans/{code}", h(rt.billing.PutPlan))
+				r.Method(http.MethodPut, "/plans/{code}", h(rt.plans.Put))
 				r.Method(http.MethodGet, "/flags", h(rt.flagAdmin.ListFlags))
 				r.Method(http.MethodGet, "/flags/{key}", h(rt.flagAdmin.GetFlag))
 				r.Method(http.MethodPut, "/flags/{key}", h(rt.flagAdmin.PutFlag))
@@ -102,7 +104,7 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 				r.Method(http.MethodPut, "/flags/{key}/overrides/{tenant_id}", h(rt.flagAdmin.PutOverride))
 				r.Method(http.MethodDelete, "/flags/{key}/overrides/{tenant_id}", h(rt.flagAdmin.DeleteOverride))
 				r.Method(http.MethodGet, "/flags/{key}/audit", h(rt.flagAdmin.ListAudit))
-				r.Method(http.MethodPut, "/meters/{key}", h(rt.usage.PutMeter))
+				r.Method(http.MethodPut, "/meters/{key}", h(rt.metering.PutMeter))
 			})
 
 			// Tenant routes. POST and PATCH take Idempotency-Key (idem), except the answers that
@@ -124,12 +126,12 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 				r.With(idem).Method(http.MethodPatch, "/projects/{id}", h(rt.tenant.UpdateProject))
 				r.Method(http.MethodDelete, "/projects/{id}", h(rt.tenant.DeleteProject))
 
-				r.Method(http.MethodGet, "/meters", h(rt.usage.ListMeters))
-				r.Method(http.MethodGet, "/meters/{key}/usage", h(rt.usage.Query))
-				r.With(rt.idem.Handler(idempotency.Options{MaxBody: billing.MaxUsageBody})).
-					Method(http.MethodPost, "/usage/events", h(rt.usage.Ingest))
+				r.Method(http.MethodGet, "/meters", h(rt.metering.ListMeters))
+				r.Method(http.MethodGet, "/meters/{key}/usage", h(rt.metering.Query))
+				r.With(rt.idem.Handler(idempotency.Options{MaxBody: metering.MaxUsageBody})).
+					Method(http.MethodPost, "/usage/events", h(rt.metering.Ingest))
 
-				r.Method(http.MethodGet, "/entitlements", h(rt.invoices.Entitlements))
+				r.Method(http.MethodGet, "/entitlements", h(rt.metering.Entitlements))
 				r.Method(http.MethodGet, "/invoices/upcoming", h(rt.invoices.Upcoming))
 				r.Method(http.MethodGet, "/invoices", h(rt.invoices.List))
 				r.Method(http.MethodGet, "/invoices/{id}", h(rt.invoices.Get))

@@ -2,9 +2,15 @@ package pricing
 
 import (
 	"fmt"
+	"regexp"
 
 	"github.com/shopspring/decimal"
 )
+
+var currencyPattern = regexp.MustCompile(`^[a-z]{3}$`)
+
+// IsCurrency reports whether s is written as a lowercase ISO 4217 code, such as usd.
+func IsCurrency(s string) bool { return currencyPattern.MatchString(s) }
 
 // FieldError names one invalid field of a charge by its path in the plan, such as
 // charges[2].tiers[1].up_to.

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/saasbase/saasbase/internal/auth"
-	"github.com/saasbase/saasbase/internal/billing"
+	"github.com/saasbase/saasbase/internal/billing/plans"
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/ratelimit"
@@ -25,9 +25,9 @@ const (
 	PolicyKey    = "key"
 )
 
-// Plans is where the Resolver reads a plan's limit: *billing.Plans.
+// Plans is where the Resolver reads a plan's limit: *plans.Plans.
 type Plans interface {
-	Get(ctx context.Context, code string) (billing.Plan, error)
+	Get(ctx context.Context, code string) (plans.Plan, error)
 }
 
 // Resolver answers the limits of an authenticated tenant request: the tenant's, the API

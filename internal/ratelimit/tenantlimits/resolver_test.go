@@ -11,7 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/saasbase/saasbase/internal/auth"
-	"github.com/saasbase/saasbase/internal/billing"
+	"github.com/saasbase/saasbase/internal/billing/plans"
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/ratelimit"
@@ -25,12 +25,12 @@ type fakePlans struct {
 	err   error
 }
 
-func (f *fakePlans) Get(_ context.Context, code string) (billing.Plan, error) {
+func (f *fakePlans) Get(_ context.Context, code string) (plans.Plan, error) {
 	f.gets.Add(1)
 	if f.err != nil {
-		return billing.Plan{}, f.err
+		return plans.Plan{}, f.err
 	}
-	return billing.Plan{Code: code, RateLimit: *f.limit.Load()}, nil
+	return plans.Plan{Code: code, RateLimit: *f.limit.Load()}, nil
 }
 
 func TestResolver(t *testing.T) {

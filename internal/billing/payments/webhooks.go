@@ -1,4 +1,4 @@
-package billing
+package payments
 
 import (
 	"context"
@@ -16,25 +16,19 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 )
 
-// Webhooks receives Stripe's events.
-type Webhooks struct {
-	Payments *Payments
-	Secret   string // STRIPE_WEBHOOK_SECRET
-}
-
 var (
 	errBadSignature   = errs.E(errs.Invalid, "validation_failed", "the Stripe-Signature header does not verify over the body, or its timestamp is older than 5 minutes")
 	errNotLinkedYet   = errs.E(errs.Unavailable, "payment_provider_unavailable", "the PaymentIntent is not linked to its payment yet; Stripe will deliver the event again")
 	errNoWebhookSetup = errs.E(errs.Unavailable, "payment_provider_unavailable", "Stripe webhooks are not configured on this server (STRIPE_WEBHOOK_SECRET is empty)")
 )
 
-// Handle is POST /v1/webhooks/stripe. The signature is checked over the raw body with a
+// StripeWebhook is POST /v1/webhooks/stripe. The signature is checked over the raw body with a
 // 5-minute tolerance. stripe-go v76 pins API version 2023-10-16 and by default refuses events
 // of any other version; an account's webhook endpoint may be on another, so the mismatch is
 // accepted on purpose and only fields stable across versions are read (ids, statuses,
 // amounts, metadata).
-func (h *Webhooks) Handle(w http.ResponseWriter, r *http.Request) error {
-	if h.Secret == "" {
+func (h *Handler) StripeWebhook(w http.ResponseWriter, r *http.Request) error {
+	if h.WebhookSecret == "" {
 		return errNoWebhookSetup
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, httpx.MaxBody+1))
@@ -44,7 +38,7 @@ func (h *Webhooks) Handle(w http.ResponseWriter, r *http.Request) error {
 	if len(body) > httpx.MaxBody {
 		return errs.E(errs.TooLarge, "payload_too_large", "the event is larger than %d bytes", httpx.MaxBody)
 	}
-	ev, err := webhook.ConstructEventWithOptions(body, r.Header.Get("Stripe-Signature"), h.Secret,
+	ev, err := webhook.ConstructEventWithOptions(body, r.Header.Get("Stripe-Signature"), h.WebhookSecret,
 		webhook.ConstructEventOptions{Tolerance: 5 * time.Minute, IgnoreAPIVersionMismatch: true})
 	if err != nil {
 		return errBadSignature

@@ -1,4 +1,4 @@
-package billing_test
+package metering_test
 
 import (
 	"bytes"
@@ -14,32 +14,10 @@ import (
 	"github.com/saasbase/saasbase/internal/server/servertest"
 )
 
-type cloudEvent struct {
-	SpecVersion string         `json:"specversion"`
-	ID          string         `json:"id"`
-	Source      string         `json:"source"`
-	Type        string         `json:"type"`
-	Time        string         `json:"time,omitempty"`
-	Data        map[string]any `json:"data"`
-}
-
-func putMeter(t testing.TB, s *servertest.Server, key string, body map[string]any) {
-	t.Helper()
-	res := s.Do(t, servertest.Request{Method: "PUT", Path: "/v1/admin/meters/" + key, Token: s.PlatformToken(t), Body: body})
-	if res.Status != 200 && res.Status != 201 {
-		t.Fatalf("PUT meter %s: %d %s", key, res.Status, res.Body)
-	}
-}
-
-func ingest(t testing.TB, s *servertest.Server, token string, body any) *servertest.Response {
-	t.Helper()
-	return s.Do(t, servertest.Request{Method: "POST", Path: "/v1/usage/events", Token: token, Body: body})
-}
-
 // usageMeters defines a sum meter grouped by model and a count meter on the same events.
 func usageMeters(t *testing.T, s *servertest.Server, typ string) {
-	putMeter(t, s, typ+"_tokens", map[string]any{"event_type": typ, "aggregation": "sum", "value_property": "$.tokens", "group_by": map[string]string{"model": "$.model"}})
-	putMeter(t, s, typ+"_calls", map[string]any{"event_type": typ, "aggregation": "count"})
+	s.PutMeter(t, typ+"_tokens", map[string]any{"event_type": typ, "aggregation": "sum", "value_property": "$.tokens", "group_by": map[string]string{"model": "$.model"}})
+	s.PutMeter(t, typ+"_calls", map[string]any{"event_type": typ, "aggregation": "count"})
 }
 
 // Test 1: replaying 20% duplicates, and resending everything after a request killed
@@ -51,25 +29,25 @@ func TestIngestionIsExactlyOnce(t *testing.T) {
 	usageMeters(t, s, "llm")
 	rng := rand.New(rand.NewPCG(1, 2))
 	start := time.Now().UTC().Add(-3 * time.Hour)
-	var unique []cloudEvent
+	var unique []servertest.CloudEvent
 	for i := range 3000 {
-		unique = append(unique, cloudEvent{
+		unique = append(unique, servertest.CloudEvent{
 			SpecVersion: "1.0", ID: fmt.Sprintf("evt-%d", i), Source: "test/" + []string{"a", "b"}[i%2], Type: "llm",
 			Time: start.Add(time.Duration(rng.IntN(3*3600)) * time.Second).Format(time.RFC3339Nano),
 			Data: map[string]any{"tokens": json.Number(fmt.Sprintf("%d.%02d", rng.IntN(1000), rng.IntN(100))), "model": []string{"small", "large"}[rng.IntN(2)]},
 		})
 	}
 	// Batches of 500 with 20% of each drawn again from what was already sent.
-	var sent []cloudEvent
+	var sent []servertest.CloudEvent
 	for i := 0; i < len(unique); i += 400 {
-		batch := append([]cloudEvent{}, unique[i:min(i+400, len(unique))]...)
+		batch := append([]servertest.CloudEvent{}, unique[i:min(i+400, len(unique))]...)
 		for range 100 {
 			if len(sent) > 0 {
 				batch = append(batch, sent[rng.IntN(len(sent))])
 			}
 		}
 		sent = append(sent, unique[i:min(i+400, len(unique))]...)
-		res := ingest(t, s, a.Token, batch)
+		res := s.Ingest(t, a.Token, batch)
 		if res.Status != 200 {
 			t.Fatalf("batch %d: %d %s", i, res.Status, res.Body)
 		}
@@ -85,7 +63,7 @@ func TestIngestionIsExactlyOnce(t *testing.T) {
 	}
 	// Resend everything.
 	for i := 0; i < len(unique); i += 1000 {
-		res := ingest(t, s, a.Token, unique[i:min(i+1000, len(unique))])
+		res := s.Ingest(t, a.Token, unique[i:min(i+1000, len(unique))])
 		var r struct{ Accepted, Duplicates int }
 		res.Decode(t, &r)
 		if res.Status != 200 || r.Accepted != 0 || r.Duplicates != 1000 {
@@ -140,12 +118,12 @@ func TestOneInvalidEventStoresNothing(t *testing.T) {
 	s := servertest.New(t)
 	a := s.Signup(t, "usage-invalid")
 	usageMeters(t, s, "gpu")
-	batch := make([]cloudEvent, 1000)
+	batch := make([]servertest.CloudEvent, 1000)
 	for i := range batch {
-		batch[i] = cloudEvent{SpecVersion: "1.0", ID: fmt.Sprint(i), Source: "s", Type: "gpu", Data: map[string]any{"tokens": 1, "model": "m"}}
+		batch[i] = servertest.CloudEvent{SpecVersion: "1.0", ID: fmt.Sprint(i), Source: "s", Type: "gpu", Data: map[string]any{"tokens": 1, "model": "m"}}
 	}
 	batch[617].Data = map[string]any{"tokens": "many", "model": "m"}
-	res := ingest(t, s, a.Token, batch)
+	res := s.Ingest(t, a.Token, batch)
 	p := res.Problem(t)
 	if res.Status != 400 || len(p.Errors) != 1 || p.Errors[0].Index == nil || *p.Errors[0].Index != 617 || p.Errors[0].Field != "data.tokens" {
 		t.Fatalf("%d %s, want one error at index 617 naming data.tokens", res.Status, res.Body)
@@ -163,13 +141,13 @@ func TestOneInvalidEventStoresNothing(t *testing.T) {
 		"id":          {"specversion": "1.0", "source": "s", "type": "gpu", "data": map[string]any{"tokens": 1}},
 		"time":        {"specversion": "1.0", "id": "x", "source": "s", "type": "gpu", "time": time.Now().Add(time.Hour).Format(time.RFC3339), "data": map[string]any{"tokens": 1}},
 	} {
-		res := ingest(t, s, a.Token, ev)
+		res := s.Ingest(t, a.Token, ev)
 		if p := res.Problem(t); res.Status != 400 || !p.Field(name) {
 			t.Errorf("bad %s: %d %s", name, res.Status, res.Body)
 		}
 	}
 	// Extension attributes are allowed, and numeric strings count.
-	res = ingest(t, s, a.Token, map[string]any{"specversion": "1.0", "id": "ext", "source": "s", "type": "gpu", "tenantregion": "eu", "data": map[string]any{"tokens": "2.5", "model": "m"}})
+	res = s.Ingest(t, a.Token, map[string]any{"specversion": "1.0", "id": "ext", "source": "s", "type": "gpu", "tenantregion": "eu", "data": map[string]any{"tokens": "2.5", "model": "m"}})
 	if res.Status != 200 {
 		t.Fatalf("event with an extension: %d %s", res.Status, res.Body)
 	}
@@ -180,8 +158,8 @@ func TestOneInvalidEventStoresNothing(t *testing.T) {
 func TestUsageWindowsInTenantZone(t *testing.T) {
 	s := servertest.New(t)
 	a := s.Signup(t, "usage-tz")
-	putMeter(t, s, "req_count", map[string]any{"event_type": "req", "aggregation": "count"})
-	putMeter(t, s, "req_peak", map[string]any{"event_type": "req", "aggregation": "max", "value_property": "$.n"})
+	s.PutMeter(t, "req_count", map[string]any{"event_type": "req", "aggregation": "count"})
+	s.PutMeter(t, "req_peak", map[string]any{"event_type": "req", "aggregation": "max", "value_property": "$.n"})
 	now := time.Now().UTC()
 	kolkata, _ := time.LoadLocation("Asia/Kolkata")
 	today := time.Date(now.In(kolkata).Year(), now.In(kolkata).Month(), now.In(kolkata).Day(), 0, 0, 0, 0, kolkata).AddDate(0, 0, -1)
@@ -189,11 +167,11 @@ func TestUsageWindowsInTenantZone(t *testing.T) {
 	if boundary.UTC().Hour() != 18 || boundary.UTC().Minute() != 30 {
 		t.Fatalf("Kolkata midnight is %s UTC", boundary.UTC())
 	}
-	evs := []cloudEvent{
+	evs := []servertest.CloudEvent{
 		{SpecVersion: "1.0", ID: "before", Source: "s", Type: "req", Time: boundary.Add(-time.Microsecond).Format(time.RFC3339Nano), Data: map[string]any{"n": 7}},
 		{SpecVersion: "1.0", ID: "at", Source: "s", Type: "req", Time: boundary.Format(time.RFC3339Nano), Data: map[string]any{"n": 3}},
 	}
-	if res := ingest(t, s, a.Token, evs); res.Status != 200 {
+	if res := s.Ingest(t, a.Token, evs); res.Status != 200 {
 		t.Fatalf("ingest: %d %s", res.Status, res.Body)
 	}
 	for _, meter := range []string{"req_count", "req_peak"} {

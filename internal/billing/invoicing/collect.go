@@ -1,4 +1,4 @@
-package billing
+package invoicing
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/saasbase/saasbase/internal/billing/payments"
 	"github.com/saasbase/saasbase/internal/idempotency"
 	"github.com/saasbase/saasbase/internal/platform/errs"
 )
@@ -23,14 +24,16 @@ var billingPrincipal = uuid.NewSHA1(uuid.NameSpaceURL, []byte("saasbase:billing"
 // on however many replicas, an invoice is charged at most once.
 type Collector struct {
 	Invoices  *Invoices
+	Tenants   Tenants
+	Payments  *payments.Payments
+	Customers *payments.Customers
 	Keys      *idempotency.Store
-	Customers *Customers
 	Logger    *slog.Logger
 }
 
 // Run collects the open invoices, a batch at a time.
 func (c *Collector) Run(ctx context.Context) (int, error) {
-	if c.Invoices.Payments.Stripe == nil {
+	if !c.Payments.Enabled() {
 		return 0, nil
 	}
 	rows, _ := c.Invoices.DB.Pool.Query(ctx, "SELECT tenant_id, invoice_id FROM app.open_invoices(100)")
@@ -42,7 +45,7 @@ func (c *Collector) Run(ctx context.Context) (int, error) {
 	for _, o := range open {
 		settled, err := c.collect(ctx, o.Tenant, o.Invoice)
 		if err != nil {
-			c.Logger.WarnContext(ctx, "billing: collecting an invoice", slog.String("invoice_id", o.Invoice.String()), slog.String("error", err.Error()))
+			c.Logger.WarnContext(ctx, "invoicing: collecting an invoice", slog.String("invoice_id", o.Invoice.String()), slog.String("error", err.Error()))
 			continue
 		}
 		if settled {
@@ -63,7 +66,7 @@ func (c *Collector) collect(ctx context.Context, tenantID, invoiceID uuid.UUID) 
 	if err != nil {
 		return false, err
 	}
-	ti, err := c.Invoices.Tenants.BillingInfo(ctx, tenantID)
+	ti, err := c.Tenants.BillingInfo(ctx, tenantID)
 	if err != nil {
 		return false, err
 	}
@@ -101,11 +104,11 @@ func (c *Collector) collect(ctx context.Context, tenantID, invoiceID uuid.UUID) 
 
 // followUp settles an invoice when its payment has an outcome.
 func (c *Collector) followUp(ctx context.Context, tenantID, invoiceID, paymentID uuid.UUID) (bool, error) {
-	pay, err := c.Invoices.Payments.Get(ctx, tenantID, paymentID)
+	pay, err := c.Payments.Get(ctx, tenantID, paymentID)
 	if err != nil {
 		return false, err
 	}
-	status := map[string]string{StatusSucceeded: "paid", StatusFailed: "payment_failed", StatusCanceled: "payment_failed"}[pay.Status]
+	status := map[string]string{payments.StatusSucceeded: "paid", payments.StatusFailed: "payment_failed", payments.StatusCanceled: "payment_failed"}[pay.Status]
 	if status == "" {
 		return false, nil // pending or processing: Stripe's webhook moves it on; the next run settles it
 	}
@@ -119,13 +122,13 @@ func (c *Collector) charge(ctx context.Context, tenantID uuid.UUID, ti TenantInf
 		c.Keys.Abandon(ctx, key)
 		return uuid.Nil, err
 	}
-	in := PaymentInput{
+	in := payments.PaymentInput{
 		Amount: inv.Total, Currency: inv.Currency, Customer: customer,
 		Description:   "Invoice " + inv.ID.String() + " (" + inv.Start.Format("2006-01-02") + " to " + inv.End.Format("2006-01-02") + ")",
 		PaymentMethod: ti.DefaultPaymentMethod,
 	}
-	pay, err := c.Invoices.Payments.Create(ctx, tenantID, in, key)
-	if err != nil && !isOutcome(err) {
+	pay, err := c.Payments.Create(ctx, tenantID, in, key)
+	if err != nil && !payments.IsOutcome(err) {
 		c.Keys.Abandon(ctx, key) // unavailable: resumed from its recovery point next run
 		return uuid.Nil, err
 	}
@@ -134,36 +137,9 @@ func (c *Collector) charge(ctx context.Context, tenantID uuid.UUID, ti TenantInf
 	}
 	// The invoice remembers its payment from now on: a payment still pending when its key
 	// expires is followed up, never charged again.
-	err = c.Invoices.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "UPDATE invoices SET payment_id = $2 WHERE id = $1 AND payment_id IS NULL", inv.ID, pay.ID)
-		return err
-	})
-	if err != nil {
+	if err := c.Invoices.setPayment(ctx, tenantID, *inv.ID, pay.ID); err != nil {
 		return uuid.Nil, err
 	}
 	body, _ := json.Marshal(collected{PaymentID: pay.ID})
 	return pay.ID, c.Keys.Finish(ctx, key, idempotency.Response{Status: http.StatusCreated, Header: map[string]string{}, Body: body})
-}
-
-// settle records an invoice's outcome and its event, once.
-func (s *Invoices) settle(ctx context.Context, tenantID, invoiceID, paymentID uuid.UUID, status string) error {
-	return s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
-		inv, err := scanInvoice(tx.QueryRow(ctx, `
-			UPDATE invoices SET status = $2, payment_id = $3, updated_at = $4
-			 WHERE id = $1 AND status = 'open' RETURNING `+invoiceColumns, invoiceID, status, nullable(paymentID), s.Clock.Now()))
-		if errs.Is(err, errs.NotFound) {
-			return nil // settled meanwhile
-		}
-		if err != nil {
-			return err
-		}
-		return s.Outbox.Append(ctx, tx, tenantID, "invoice."+status, inv)
-	})
-}
-
-func nullable(id uuid.UUID) *uuid.UUID {
-	if id == uuid.Nil {
-		return nil
-	}
-	return &id
 }

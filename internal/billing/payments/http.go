@@ -1,9 +1,12 @@
-package billing
+// Package payments takes payments and refunds through Stripe, exactly once however often a
+// request is retried or interrupted: phased idempotency keys with recovery points, keys sent
+// to Stripe derived from ours, Stripe's webhooks applied once, and a completer for what a
+// crash left half done. It also keeps each tenant's Stripe customer.
+package payments
 
 import (
 	"net/http"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/saasbase/saasbase/internal/auth"
@@ -11,42 +14,21 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 )
 
-// Handler serves the plans catalog.
+// Handler serves payments, refunds and Stripe's webhooks.
 type Handler struct {
-	Plans *Plans
+	Payments      *Payments
+	WebhookSecret string // STRIPE_WEBHOOK_SECRET
 }
 
-// ListPlans is GET /v1/plans: public, one page.
-func (h *Handler) ListPlans(w http.ResponseWriter, r *http.Request) error {
-	plans, err := h.Plans.List(r.Context())
-	if err != nil {
-		return err
-	}
-	httpx.JSON(w, http.StatusOK, httpx.List[Plan]{Data: plans})
-	return nil
-}
-
-// PutPlan is PUT /v1/admin/plans/{code}: 201 when created, 200 when replaced.
-func (h *Handler) PutPlan(w http.ResponseWriter, r *http.Request) error {
-	var in PlanInput
-	if err := httpx.Decode(r, &in, httpx.MaxBody); err != nil {
-		return err
-	}
-	p, created, err := h.Plans.Put(r.Context(), chi.URLParam(r, "code"), in)
-	if err != nil {
-		return err
-	}
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	httpx.JSON(w, status, p)
-	return nil
-}
-
-// PaymentsHandler serves payments and refunds.
-type PaymentsHandler struct {
-	Payments *Payments
+// Routes mounts payments for the tenant's admins and Stripe's webhook for Stripe. Payments
+// call Stripe: their keys are required and phased, and no transaction spans the call.
+func (h *Handler) Routes(rs httpx.Routers, keys *idempotency.Middleware) {
+	rs.Public.Method(http.MethodPost, "/webhooks/stripe", httpx.HandlerFunc(h.StripeWebhook))
+	rs.Member.Method(http.MethodGet, "/payments", httpx.HandlerFunc(h.List))
+	rs.Member.Method(http.MethodGet, "/payments/{id}", httpx.HandlerFunc(h.Get))
+	phased := rs.Admin.With(keys.Handler(idempotency.Options{Required: true, Phased: true}))
+	phased.Method(http.MethodPost, "/payments", httpx.HandlerFunc(h.Create))
+	phased.Method(http.MethodPost, "/payments/{id}/refunds", httpx.HandlerFunc(h.Refund))
 }
 
 func tenantOf(r *http.Request) uuid.UUID { return auth.MustFromContext(r.Context()).TenantID }
@@ -55,13 +37,13 @@ func tenantOf(r *http.Request) uuid.UUID { return auth.MustFromContext(r.Context
 func mustKey(r *http.Request) *idempotency.Key {
 	k, ok := idempotency.FromContext(r.Context())
 	if !ok {
-		panic("billing: payment route without the phased idempotency middleware")
+		panic("payments: payment route without the phased idempotency middleware")
 	}
 	return k
 }
 
 // Create is POST /v1/payments.
-func (h *PaymentsHandler) Create(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) Create(w http.ResponseWriter, r *http.Request) error {
 	var in PaymentInput
 	if err := httpx.Decode(r, &in, httpx.MaxBody); err != nil {
 		return err
@@ -75,7 +57,7 @@ func (h *PaymentsHandler) Create(w http.ResponseWriter, r *http.Request) error {
 }
 
 // Get is GET /v1/payments/{id}.
-func (h *PaymentsHandler) Get(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) Get(w http.ResponseWriter, r *http.Request) error {
 	id, err := httpx.PathUUID(r, "id")
 	if err != nil {
 		return err
@@ -89,7 +71,7 @@ func (h *PaymentsHandler) Get(w http.ResponseWriter, r *http.Request) error {
 }
 
 // List is GET /v1/payments.
-func (h *PaymentsHandler) List(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) List(w http.ResponseWriter, r *http.Request) error {
 	page, err := httpx.ParsePage(r)
 	if err != nil {
 		return err
@@ -103,7 +85,7 @@ func (h *PaymentsHandler) List(w http.ResponseWriter, r *http.Request) error {
 }
 
 // Refund is POST /v1/payments/{id}/refunds.
-func (h *PaymentsHandler) Refund(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) Refund(w http.ResponseWriter, r *http.Request) error {
 	id, err := httpx.PathUUID(r, "id")
 	if err != nil {
 		return err

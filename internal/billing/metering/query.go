@@ -1,4 +1,4 @@
-package billing
+package metering
 
 import (
 	"context"
@@ -60,7 +60,7 @@ func (q UsageQuery) Validate(m Meter) error {
 			f.Add("window", "too many hours in the range: narrow it or use day")
 		}
 	}
-	if m.rolledUp() && (q.From.Truncate(rollupGranule) != q.From || q.To.Truncate(rollupGranule) != q.To) {
+	if m.rolledUp() && (q.From.Truncate(RollupGranule) != q.From || q.To.Truncate(RollupGranule) != q.To) {
 		f.Add("from", "sum and count meters answer on 15-minute boundaries: from and to must fall on them")
 	}
 	if q.GroupBy != "" {
@@ -97,19 +97,13 @@ func (s *Usage) Query(ctx context.Context, tenantID uuid.UUID, q UsageQuery) (Us
 		         FROM usage_rollups WHERE meter_key = $1 AND bucket_start >= $2 AND bucket_start < $3
 		        GROUP BY 1, 2 ORDER BY 1, 2`
 	} else {
-		const value = "(data #>> $7::text[])"
-		agg := map[string]string{
-			AggMax:         "max(" + value + "::numeric)",
-			AggUniqueCount: "count(DISTINCT " + value + ")",
-			AggLatest:      "(array_agg(" + value + "::numeric ORDER BY time DESC))[1]",
-		}[m.Aggregation]
 		groupPath := []string{}
 		if q.GroupBy != "" {
 			groupPath = pathKeys(m.GroupBy[q.GroupBy])
 		}
 		args[0] = m.EventType
 		args = append(args, pathKeys(*m.ValueProperty), groupPath)
-		sql = `SELECT ` + fmt.Sprintf(window, "time") + ` AS w, ` + fmt.Sprintf(group, "data #>> $8::text[]") + ` AS g, (` + agg + `)::text
+		sql = `SELECT ` + fmt.Sprintf(window, "time") + ` AS w, ` + fmt.Sprintf(group, "data #>> $8::text[]") + ` AS g, (` + m.rawAggregate("$7") + `)::text
 		         FROM usage_events WHERE type = $1 AND time >= $2 AND time < $3
 		        GROUP BY 1, 2 ORDER BY 1, 2`
 	}

@@ -1,20 +1,28 @@
-package billing
+package invoicing
 
 import (
 	"net/http"
 
 	"github.com/google/uuid"
 
+	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 )
 
-// InvoicesHandler serves invoices and entitlements.
-type InvoicesHandler struct {
+// Handler serves invoices.
+type Handler struct {
 	Invoices *Invoices
 }
 
+// Routes mounts the tenant's invoices, for its members.
+func (h *Handler) Routes(rs httpx.Routers) {
+	rs.Member.Method(http.MethodGet, "/invoices/upcoming", httpx.HandlerFunc(h.Upcoming))
+	rs.Member.Method(http.MethodGet, "/invoices", httpx.HandlerFunc(h.List))
+	rs.Member.Method(http.MethodGet, "/invoices/{id}", httpx.HandlerFunc(h.Get))
+}
+
 // Upcoming is GET /v1/invoices/upcoming.
-func (h *InvoicesHandler) Upcoming(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) Upcoming(w http.ResponseWriter, r *http.Request) error {
 	inv, err := h.Invoices.Upcoming(r.Context(), tenantOf(r))
 	if err != nil {
 		return err
@@ -24,7 +32,7 @@ func (h *InvoicesHandler) Upcoming(w http.ResponseWriter, r *http.Request) error
 }
 
 // List is GET /v1/invoices.
-func (h *InvoicesHandler) List(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) List(w http.ResponseWriter, r *http.Request) error {
 	page, err := httpx.ParsePage(r)
 	if err != nil {
 		return err
@@ -38,7 +46,7 @@ func (h *InvoicesHandler) List(w http.ResponseWriter, r *http.Request) error {
 }
 
 // Get is GET /v1/invoices/{id}.
-func (h *InvoicesHandler) Get(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) Get(w http.ResponseWriter, r *http.Request) error {
 	id, err := httpx.PathUUID(r, "id")
 	if err != nil {
 		return err
@@ -51,12 +59,4 @@ func (h *InvoicesHandler) Get(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// Entitlements is GET /v1/entitlements.
-func (h *InvoicesHandler) Entitlements(w http.ResponseWriter, r *http.Request) error {
-	es, err := h.Invoices.Entitlements(r.Context(), tenantOf(r))
-	if err != nil {
-		return err
-	}
-	httpx.JSON(w, http.StatusOK, map[string]any{"data": es})
-	return nil
-}
+func tenantOf(r *http.Request) uuid.UUID { return auth.MustFromContext(r.Context()).TenantID }

@@ -1,15 +1,15 @@
-package billing_test
+package invoicing_test
 
 import (
 	"context"
 	"testing"
 	"time"
 
-	"github.com/saasbase/saasbase/internal/billing"
+	"github.com/shopspring/decimal"
+
 	"github.com/saasbase/saasbase/internal/billing/stripetest"
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/server/servertest"
-	"github.com/shopspring/decimal"
 )
 
 // A finalized invoice is collected through the payments path from the tenant's default
@@ -17,11 +17,11 @@ import (
 func TestInvoicesAreCollectedOnce(t *testing.T) {
 	fake := stripetest.NewFake(t)
 	clk := clock.NewFixed(time.Date(2026, 5, 3, 9, 0, 0, 0, time.UTC))
-	s := servertest.NewAt(t, clk, stripeAt(fake.URL))
-	meteredPlan(t, s)
+	s := servertest.NewAt(t, clk, stripetest.Configure(fake.URL))
+	s.MeteredPlan(t)
 	good, bad := s.Signup(t, "collect-good"), s.Signup(t, "collect-bad")
 	for ten, pm := range map[*servertest.Tenant]string{&good: "pm_card_visa", &bad: "pm_card_chargeDeclined"} {
-		onPlan(t, s, *ten, "metered")
+		s.OnPlan(t, *ten, "metered")
 		res := s.Do(t, servertest.Request{Method: "PATCH", Path: "/v1/tenant", Token: ten.Token, Body: map[string]string{"default_payment_method": pm}})
 		if res.Status != 200 {
 			t.Fatalf("PATCH tenant: %d %s", res.Status, res.Body)
@@ -31,7 +31,7 @@ func TestInvoicesAreCollectedOnce(t *testing.T) {
 	if n, err := s.App.Invoices.Close(context.Background()); err != nil || n != 2 {
 		t.Fatalf("closer: %d, %v", n, err)
 	}
-	collector := &billing.Collector{Invoices: s.App.Invoices, Keys: s.App.Idempotency, Customers: s.App.Customers, Logger: s.App.Logger}
+	collector := s.App.Collector
 	for range 3 {
 		if _, err := collector.Run(context.Background()); err != nil {
 			t.Fatal(err)
@@ -57,15 +57,15 @@ func TestUsageReportedToStripeOnce(t *testing.T) {
 	fake := stripetest.NewFake(t)
 	clk := clock.NewFixed(time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC))
 	fake.Now = clk.Now
-	s := servertest.NewAt(t, clk, stripeAt(fake.URL))
-	putMeter(t, s, "tokens", map[string]any{"event_type": "tokens", "aggregation": "sum", "value_property": "$.n"})
+	s := servertest.NewAt(t, clk, stripetest.Configure(fake.URL))
+	s.PutMeter(t, "tokens", map[string]any{"event_type": "tokens", "aggregation": "sum", "value_property": "$.n"})
 	a := s.Signup(t, "report")
 	tok := s.TokenFor(t, a)
 	for i, n := range []int{5, 7, 11} {
-		ingest(t, s, tok, tokensEvent("r"+string(rune('a'+i)), clk.Now().Add(-time.Duration(i)*20*time.Minute), n))
+		s.Ingest(t, tok, servertest.TokensEvent("r"+string(rune('a'+i)), clk.Now().Add(-time.Duration(i)*20*time.Minute), n))
 	}
 	clk.Advance(20 * time.Minute)
-	reporter := &billing.Reporter{Invoices: s.App.Invoices, Customers: s.App.Customers, Logger: s.App.Logger}
+	reporter := s.App.Reporter
 	for range 2 {
 		if _, err := reporter.Run(context.Background()); err != nil {
 			t.Fatal(err)
@@ -89,7 +89,7 @@ func TestUsageReportedToStripeOnce(t *testing.T) {
 		t.Fatalf("reported %s in %d events, want 23 in 3", total, n)
 	}
 	// Late usage in a bucket already reported: a correction.
-	if res := ingest(t, s, s.TokenFor(t, a), tokensEvent("late", clk.Now().Add(-50*time.Minute), 4)); res.Status != 200 {
+	if res := s.Ingest(t, s.TokenFor(t, a), servertest.TokensEvent("late", clk.Now().Add(-50*time.Minute), 4)); res.Status != 200 {
 		t.Fatalf("late event: %d %s", res.Status, res.Body)
 	}
 	for range 2 {
@@ -106,12 +106,12 @@ func TestUsageReportedToStripeOnce(t *testing.T) {
 // description) without an error.
 func TestUsageReportAgainstStripeMock(t *testing.T) {
 	clk := clock.NewFixed(time.Now().UTC())
-	s := servertest.NewAt(t, clk, stripeAt(stripetest.StartMock(t)))
-	putMeter(t, s, "wire_tokens", map[string]any{"event_type": "wire", "aggregation": "sum", "value_property": "$.n"})
+	s := servertest.NewAt(t, clk, stripetest.Configure(stripetest.StartMock(t)))
+	s.PutMeter(t, "wire_tokens", map[string]any{"event_type": "wire", "aggregation": "sum", "value_property": "$.n"})
 	a := s.Signup(t, "report-wire")
-	ingest(t, s, a.Token, cloudEvent{SpecVersion: "1.0", ID: "w1", Source: "s", Type: "wire", Time: clk.Now().Add(-time.Minute).Format(time.RFC3339Nano), Data: map[string]any{"n": 3}})
+	s.Ingest(t, a.Token, servertest.CloudEvent{SpecVersion: "1.0", ID: "w1", Source: "s", Type: "wire", Time: clk.Now().Add(-time.Minute).Format(time.RFC3339Nano), Data: map[string]any{"n": 3}})
 	clk.Advance(30 * time.Minute)
-	reporter := &billing.Reporter{Invoices: s.App.Invoices, Customers: s.App.Customers, Logger: s.App.Logger}
+	reporter := s.App.Reporter
 	if n, err := reporter.Run(context.Background()); err != nil || n < 1 {
 		t.Fatalf("reporter against stripe-mock: %d sent, %v", n, err)
 	}

@@ -1,4 +1,4 @@
-package billing
+package metering
 
 import (
 	"context"
@@ -39,6 +39,21 @@ type Meter struct {
 // rolledUp reports whether the meter is answered from rollups (sum, count) rather than from
 // raw events (max, unique_count, latest).
 func (m Meter) rolledUp() bool { return m.Aggregation == AggSum || m.Aggregation == AggCount }
+
+// rawAggregate is the SQL aggregate of a meter answered from raw events, over the value at
+// the path given by the text[] parameter param (such as "$4").
+func (m Meter) rawAggregate(param string) string {
+	value := "(data #>> " + param + "::text[])"
+	switch m.Aggregation {
+	case AggMax:
+		return "max(" + value + "::numeric)"
+	case AggUniqueCount:
+		return "count(DISTINCT " + value + ")"
+	case AggLatest:
+		return "(array_agg(" + value + "::numeric ORDER BY time DESC))[1]"
+	}
+	panic("metering: no raw aggregate for " + m.Aggregation)
+}
 
 // MeterInput is the body of PUT /v1/admin/meters/{key}.
 type MeterInput struct {
@@ -139,6 +154,15 @@ func (s *Meters) Get(ctx context.Context, key string) (Meter, error) {
 		}
 	}
 	return Meter{}, errs.NotFoundf("no meter %q", key)
+}
+
+// Exists reports whether a meter is defined.
+func (s *Meters) Exists(ctx context.Context, key string) (bool, error) {
+	_, err := s.Get(ctx, key)
+	if errs.Is(err, errs.NotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Put creates or replaces a meter and emits the platform event meter.changed.

@@ -1,4 +1,4 @@
-package billing_test
+package metering_test
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/saasbase/saasbase/internal/billing"
+	"github.com/saasbase/saasbase/internal/billing/metering"
 	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
 	"github.com/saasbase/saasbase/internal/server/servertest"
 )
@@ -29,7 +29,7 @@ import (
 func BenchmarkIngestion(b *testing.B) {
 	ctx := context.Background()
 	s := servertest.New(b)
-	putMeter(b, s, "bench_tokens", map[string]any{"event_type": "bench", "aggregation": "sum", "value_property": "$.n", "group_by": map[string]string{"model": "$.model"}})
+	s.PutMeter(b, "bench_tokens", map[string]any{"event_type": "bench", "aggregation": "sum", "value_property": "$.n", "group_by": map[string]string{"model": "$.model"}})
 	ten := s.Signup(b, "bench-ingest")
 	tenantID := uuid.MustParse(ten.ID)
 	owner := pgtest.Owner(b)
@@ -46,12 +46,12 @@ func BenchmarkIngestion(b *testing.B) {
 		batches = 20
 	)
 	var seq atomic.Int64
-	nextBatch := func() []cloudEvent {
-		evs := make([]cloudEvent, batch)
+	nextBatch := func() []servertest.CloudEvent {
+		evs := make([]servertest.CloudEvent, batch)
 		now := time.Now().UTC()
 		for i := range evs {
 			n := seq.Add(1)
-			evs[i] = cloudEvent{SpecVersion: "1.0", ID: fmt.Sprint("b-", n), Source: "bench", Type: "bench",
+			evs[i] = servertest.CloudEvent{SpecVersion: "1.0", ID: fmt.Sprint("b-", n), Source: "bench", Type: "bench",
 				Time: now.Add(-time.Duration(n%3600) * time.Second).Format(time.RFC3339Nano),
 				Data: map[string]any{"n": n % 100, "model": []string{"small", "large", "huge"}[n%3]}}
 		}
@@ -87,7 +87,7 @@ func BenchmarkIngestion(b *testing.B) {
 	inProcess := func() result {
 		return measure(b, 2, batches, func() error {
 			body, _ := json.Marshal(nextBatch())
-			evs, err := billing.ParseEvents(body, meters, time.Now())
+			evs, err := metering.ParseEvents(body, meters, time.Now())
 			if err != nil {
 				return err
 			}

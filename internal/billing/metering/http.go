@@ -1,4 +1,4 @@
-package billing
+package metering
 
 import (
 	"io"
@@ -7,16 +7,31 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"github.com/saasbase/saasbase/internal/auth"
+	"github.com/saasbase/saasbase/internal/idempotency"
 
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 )
 
-// UsageHandler serves meters, usage ingestion and usage queries.
-type UsageHandler struct {
-	Usage    *Usage
-	Meters   *Meters
-	Invoices *Invoices
+// Handler serves meters, usage ingestion, usage queries and entitlements.
+type Handler struct {
+	Usage  *Usage
+	Meters *Meters
+	Quotas *Quotas
+}
+
+// Routes mounts metering: operators define meters; members send and read usage. A usage
+// batch may be retried under its Idempotency-Key up to the batch's own size limit.
+func (h *Handler) Routes(rs httpx.Routers, keys *idempotency.Middleware) {
+	rs.Operator.Method(http.MethodPut, "/meters/{key}", httpx.HandlerFunc(h.PutMeter))
+	rs.Member.Method(http.MethodGet, "/meters", httpx.HandlerFunc(h.ListMeters))
+	rs.Member.Method(http.MethodGet, "/meters/{key}/usage", httpx.HandlerFunc(h.Query))
+	rs.Member.With(keys.Handler(idempotency.Options{MaxBody: MaxUsageBody})).
+		Method(http.MethodPost, "/usage/events", httpx.HandlerFunc(h.Ingest))
+	rs.Member.Method(http.MethodGet, "/entitlements", httpx.HandlerFunc(h.Entitlements))
 }
 
 // usageContentTypes are the JSON and CloudEvents structured-mode media types.
@@ -27,7 +42,7 @@ var usageContentTypes = map[string]bool{
 }
 
 // Ingest is POST /v1/usage/events: one CloudEvent or an array of up to 1000.
-func (h *UsageHandler) Ingest(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) Ingest(w http.ResponseWriter, r *http.Request) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || !usageContentTypes[mt] {
@@ -55,7 +70,7 @@ func (h *UsageHandler) Ingest(w http.ResponseWriter, r *http.Request) error {
 	}
 	if res.Accepted > 0 {
 		// Quota thresholds are news, not part of the ingestion: a failure here is logged.
-		if err := h.Invoices.CheckQuotas(r.Context(), tenantOf(r), metersOf(meters, evs)); err != nil {
+		if err := h.Quotas.CheckQuotas(r.Context(), tenantOf(r), metersOf(meters, evs)); err != nil {
 			httpx.Logger(r.Context()).WarnContext(r.Context(), "quota thresholds", "error", err.Error())
 		}
 	}
@@ -64,7 +79,7 @@ func (h *UsageHandler) Ingest(w http.ResponseWriter, r *http.Request) error {
 }
 
 // ListMeters is GET /v1/meters.
-func (h *UsageHandler) ListMeters(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) ListMeters(w http.ResponseWriter, r *http.Request) error {
 	ms, err := h.Meters.List(r.Context())
 	if err != nil {
 		return err
@@ -74,7 +89,7 @@ func (h *UsageHandler) ListMeters(w http.ResponseWriter, r *http.Request) error 
 }
 
 // PutMeter is PUT /v1/admin/meters/{key}.
-func (h *UsageHandler) PutMeter(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) PutMeter(w http.ResponseWriter, r *http.Request) error {
 	var in MeterInput
 	if err := httpx.Decode(r, &in, httpx.MaxBody); err != nil {
 		return err
@@ -92,7 +107,7 @@ func (h *UsageHandler) PutMeter(w http.ResponseWriter, r *http.Request) error {
 }
 
 // Query is GET /v1/meters/{key}/usage?from=&to=&window=&tz=&group_by=.
-func (h *UsageHandler) Query(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) Query(w http.ResponseWriter, r *http.Request) error {
 	v := r.URL.Query()
 	var f errs.Fields
 	q := UsageQuery{Meter: chi.URLParam(r, "key"), Window: v.Get("window"), GroupBy: v.Get("group_by"), Loc: time.UTC}
@@ -121,6 +136,18 @@ func (h *UsageHandler) Query(w http.ResponseWriter, r *http.Request) error {
 	httpx.JSON(w, http.StatusOK, rep)
 	return nil
 }
+
+// Entitlements is GET /v1/entitlements.
+func (h *Handler) Entitlements(w http.ResponseWriter, r *http.Request) error {
+	es, err := h.Quotas.Entitlements(r.Context(), tenantOf(r))
+	if err != nil {
+		return err
+	}
+	httpx.JSON(w, http.StatusOK, map[string]any{"data": es})
+	return nil
+}
+
+func tenantOf(r *http.Request) uuid.UUID { return auth.MustFromContext(r.Context()).TenantID }
 
 // metersOf lists the meters that events of evs feed.
 func metersOf(meters []Meter, evs []UsageEvent) []string {

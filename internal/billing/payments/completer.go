@@ -1,4 +1,4 @@
-package billing
+package payments
 
 import (
 	"context"
@@ -40,7 +40,7 @@ func (c *Completer) Run(ctx context.Context) (int, error) {
 		if key == nil {
 			continue // a live request holds it, or it finished meanwhile
 		}
-		if err := c.finish(ctx, req, key); err != nil && !isOutcome(err) {
+		if err := c.finish(ctx, req, key); err != nil && !IsOutcome(err) {
 			c.Logger.WarnContext(ctx, "completer: not finished", slog.String("tenant_id", req.TenantID.String()), slog.String("error", err.Error()))
 		}
 		if err := c.Keys.Unlock(ctx, key); err != nil {
@@ -51,9 +51,9 @@ func (c *Completer) Run(ctx context.Context) (int, error) {
 	return done, nil
 }
 
-// isOutcome reports whether an error is a payment's final outcome (a decline, a rejection)
+// IsOutcome reports whether an error is a payment's final outcome (a decline, a rejection)
 // rather than a failure to reach it.
-func isOutcome(err error) bool {
+func IsOutcome(err error) bool {
 	k := errs.KindOf(err)
 	return k == errs.PaymentFailed || k == errs.Invalid
 }

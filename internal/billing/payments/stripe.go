@@ -1,4 +1,4 @@
-package billing
+package payments
 
 import (
 	"context"
@@ -175,8 +175,8 @@ func (s *Stripe) CreateCustomer(ctx context.Context, tenantID, name string) (str
 	return c.ID, nil
 }
 
-// errMeterEventExists is Stripe's answer to an identifier it has already seen (24 h).
-var errMeterEventExists = errors.New("billing: meter event identifier already exists")
+// ErrMeterEventExists is Stripe's answer to an identifier it has already seen (24 h).
+var ErrMeterEventExists = errors.New("payments: meter event identifier already exists")
 
 // SendMeterEvent reports usage as a Billing Meter Event. Its identifier is deterministic, so
 // Stripe drops a repeat within its 24-hour window.
@@ -192,7 +192,7 @@ func (s *Stripe) SendMeterEvent(ctx context.Context, eventName, identifier, cust
 	_, err := s.api.BillingMeterEvents.New(p)
 	var se *stripe.Error
 	if errors.As(err, &se) && se.HTTPStatusCode == http.StatusBadRequest && strings.Contains(se.Msg, "already exists") {
-		return errMeterEventExists
+		return ErrMeterEventExists
 	}
 	if err != nil {
 		return classify(err)

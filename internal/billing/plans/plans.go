@@ -1,6 +1,6 @@
-// Package billing owns the plans catalog (and, as it grows, meters, usage, invoices and
-// payments).
-package billing
+// Package plans is the catalog of plans: what a tenant subscribes to, its prices, rate limit
+// and quotas. Plans are platform data that the operator changes; no tenant owns them.
+package plans
 
 import (
 	"context"
@@ -41,7 +41,6 @@ type Quota struct {
 
 var (
 	planCodePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-	currencyPattern = regexp.MustCompile(`^[a-z]{3}$`)
 	decimalPattern  = regexp.MustCompile(`^\d{1,14}(\.\d{1,6})?$`)
 )
 
@@ -62,7 +61,7 @@ func (in PlanInput) Validate() error {
 	if in.Name == "" || utf8.RuneCountInString(in.Name) > 200 {
 		f.Add("name", "is required, at most 200 characters")
 	}
-	if !currencyPattern.MatchString(in.Currency) {
+	if !pricing.IsCurrency(in.Currency) {
 		f.Add("currency", "must be a lowercase ISO 4217 code such as usd")
 	}
 	if !decimalPattern.MatchString(in.BaseFee) {
@@ -87,11 +86,16 @@ func (in PlanInput) Validate() error {
 	return f.Err()
 }
 
+// Meters tells whether a meter exists; metering's catalog provides it.
+type Meters interface {
+	Exists(ctx context.Context, key string) (bool, error)
+}
+
 // Plans is the catalog. Plans are platform data: no tenant owns them.
 type Plans struct {
 	DB     *postgres.DB
 	Outbox *events.Outbox
-	Meters *Meters
+	Meters Meters
 
 	// OnChange, if set, hears of a changed plan on this replica at once (caches of limits).
 	OnChange func(code string)
@@ -100,14 +104,21 @@ type Plans struct {
 // checkMeters refuses quotas and charges on meters that do not exist.
 func (s *Plans) checkMeters(ctx context.Context, in PlanInput) error {
 	var f errs.Fields
+	check := func(field, meter string) error {
+		ok, err := s.Meters.Exists(ctx, meter)
+		if err == nil && !ok {
+			f.Add(field, "there is no meter "+meter)
+		}
+		return err
+	}
 	for meter := range in.Quotas {
-		if _, err := s.Meters.Get(ctx, meter); err != nil {
-			f.Add("quotas."+meter, "there is no meter "+meter)
+		if err := check("quotas."+meter, meter); err != nil {
+			return err
 		}
 	}
 	for i, c := range in.Charges {
-		if _, err := s.Meters.Get(ctx, c.Meter); err != nil {
-			f.Add(fmt.Sprintf("charges[%d].meter", i), "there is no meter "+c.Meter)
+		if err := check(fmt.Sprintf("charges[%d].meter", i), c.Meter); err != nil {
+			return err
 		}
 	}
 	return f.Err()

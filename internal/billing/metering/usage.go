@@ -1,4 +1,7 @@
-package billing
+// Package metering turns tenants' usage events into numbers: the meters catalog, ingestion
+// (CloudEvents, exactly once), 15-minute rollups, usage queries, quotas and entitlements, and
+// the counter of the built-in api_requests meter.
+package metering
 
 import (
 	"bytes"
@@ -25,9 +28,12 @@ const (
 	MaxBatch        = 1000
 	MaxUsageBody    = 5 << 20
 	maxFuture       = 5 * time.Minute
-	rollupGranule   = 15 * time.Minute
 	maxAttributeLen = 256
 )
+
+// RollupGranule is the width of a rollup bucket: sums and counts are kept per meter, group
+// and 15 minutes.
+const RollupGranule = 15 * time.Minute
 
 // UsageEvent is a CloudEvent of usage.
 type UsageEvent struct {
@@ -216,9 +222,10 @@ var errTooLate = "falls in a billing period that is already finalized"
 
 // Usage ingests usage events and answers usage queries.
 type Usage struct {
-	DB     *postgres.DB
-	Meters *Meters
-	Clock  clock.Clock
+	DB      *postgres.DB
+	Meters  *Meters
+	Periods Periods
+	Clock   clock.Clock
 }
 
 // Ingest stores a batch in one transaction. Duplicates, on (tenant, source, id), are
@@ -246,11 +253,8 @@ func (s *Usage) Ingest(ctx context.Context, tenantID uuid.UUID, evs []UsageEvent
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, closeLock+"_xact_lock_shared(hashtextextended('billing-close/' || $1::text, 0))", tenantID); err != nil {
-			return err
-		}
-		var finalizedUntil *time.Time
-		if err := tx.QueryRow(ctx, "SELECT max(period_end) FROM invoices").Scan(&finalizedUntil); err != nil {
+		finalizedUntil, err := s.Periods.FinalizedUntil(ctx, tx, tenantID)
+		if err != nil {
 			return err
 		}
 		if finalizedUntil != nil {
@@ -321,7 +325,7 @@ func addRollups(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, meters []Met
 			if m.Aggregation == AggSum {
 				v, _ = numberAt(e.data, *m.ValueProperty) // validated by ParseEvents
 			}
-			k := rollupKey{m.Key, e.Time.Truncate(rollupGranule), groupKey(m, e.data)}
+			k := rollupKey{m.Key, e.Time.Truncate(RollupGranule), groupKey(m, e.data)}
 			cur := agg[k]
 			agg[k] = rollupSum{cur.value.Add(v), cur.events + 1}
 		}
@@ -364,7 +368,7 @@ func upsertRollups(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, agg map[r
 }
 
 // Total answers a meter's usage over a period, for pricing and quotas.
-func (s *Usage) Total(ctx context.Context, tenantID uuid.UUID, meter string, p Period) (pricing.Usage, error) {
+func (s *Usage) Total(ctx context.Context, tenantID uuid.UUID, meter string, p pricing.Period) (pricing.Usage, error) {
 	m, err := s.Meters.Get(ctx, meter)
 	if err != nil {
 		return pricing.Usage{}, err
@@ -375,13 +379,7 @@ func (s *Usage) Total(ctx context.Context, tenantID uuid.UUID, meter string, p P
 		sql = "SELECT coalesce(sum(value), 0)::text, coalesce(sum(events), 0) FROM usage_rollups WHERE meter_key = $3 AND bucket_start >= $1 AND bucket_start < $2"
 		args = append(args, m.Key)
 	} else {
-		const value = "(data #>> $4::text[])"
-		agg := map[string]string{
-			AggMax:         "max(" + value + "::numeric)",
-			AggUniqueCount: "count(DISTINCT " + value + ")",
-			AggLatest:      "(array_agg(" + value + "::numeric ORDER BY time DESC))[1]",
-		}[m.Aggregation]
-		sql = "SELECT coalesce(" + agg + ", 0)::text, count(*) FROM usage_events WHERE type = $3 AND time >= $1 AND time < $2"
+		sql = "SELECT coalesce(" + m.rawAggregate("$4") + ", 0)::text, count(*) FROM usage_events WHERE type = $3 AND time >= $1 AND time < $2"
 		args = append(args, m.EventType, pathKeys(*m.ValueProperty))
 	}
 	var u pricing.Usage
@@ -389,7 +387,7 @@ func (s *Usage) Total(ctx context.Context, tenantID uuid.UUID, meter string, p P
 	b := &pgx.Batch{}
 	b.Queue(sql, args...).QueryRow(func(row pgx.Row) error { return row.Scan(&q, &u.Events) })
 	if err := s.DB.InTenantRead(ctx, tenantID, b); err != nil {
-		return u, err
+		return u, fmt.Errorf("usage.total tenant %s meter %s: %w", tenantID, meter, err)
 	}
 	u.Quantity, err = decimal.NewFromString(q)
 	return u, err

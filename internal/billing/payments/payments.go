@@ -1,4 +1,4 @@
-package billing
+package payments
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stripe/stripe-go/v76"
 
+	"github.com/saasbase/saasbase/internal/billing/pricing"
 	"github.com/saasbase/saasbase/internal/events"
 	"github.com/saasbase/saasbase/internal/idempotency"
 	"github.com/saasbase/saasbase/internal/platform/clock"
@@ -64,7 +65,7 @@ func (in PaymentInput) Validate() error {
 	if in.Amount < 1 || in.Amount > 99_999_999 {
 		f.Add("amount", "must be an integer amount in minor units from 1 to 99999999")
 	}
-	if !currencyPattern.MatchString(in.Currency) {
+	if !pricing.IsCurrency(in.Currency) {
 		f.Add("currency", "must be a lowercase ISO 4217 code such as usd")
 	}
 	if utf8.RuneCountInString(in.Description) > 1000 {
@@ -107,6 +108,9 @@ type Payments struct {
 	// the place a crash hurts most, for fault tests.
 	afterStripe func() error
 }
+
+// Enabled reports whether payments are configured (STRIPE_SECRET_KEY is set).
+func (s *Payments) Enabled() bool { return s.Stripe != nil }
 
 // stripeKey derives the key sent to Stripe from our stored key's id: the same on every
 // retry and every replica, different for every client key.

@@ -1,4 +1,4 @@
-package billing_test
+package payments_test
 
 import (
 	"context"
@@ -12,24 +12,14 @@ import (
 
 	"github.com/stripe/stripe-go/v76/webhook"
 
-	"github.com/saasbase/saasbase/internal/billing"
+	"github.com/saasbase/saasbase/internal/billing/payments"
 	"github.com/saasbase/saasbase/internal/billing/stripetest"
-	"github.com/saasbase/saasbase/internal/platform/config"
 	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
 	"github.com/saasbase/saasbase/internal/server/servertest"
 )
 
 func TestMain(m *testing.M) {
 	pgtest.Main(m, stripetest.StopMock)
-}
-
-const webhookSecret = "whsec_test_secret"
-
-// stripeAt configures payments against a Stripe at url.
-func stripeAt(url string) func(*config.Config) {
-	return func(c *config.Config) {
-		c.StripeSecretKey, c.StripeAPIURL, c.StripeWebhookSecret = "sk_test_123", url, webhookSecret
-	}
 }
 
 type payment struct {
@@ -64,8 +54,8 @@ var card = map[string]any{"amount": 2000, "currency": "usd", "payment_method": "
 // 409; later retries replay the 201 byte for byte.
 func TestConcurrentRetriesCreateOnePaymentIntent(t *testing.T) {
 	fake := stripetest.NewFake(t)
-	s1 := servertest.New(t, stripeAt(fake.URL))
-	s2 := servertest.New(t, stripeAt(fake.URL))
+	s1 := servertest.New(t, stripetest.Configure(fake.URL))
+	s2 := servertest.New(t, stripetest.Configure(fake.URL))
 	a := s1.Signup(t, "pay-race")
 
 	var wg sync.WaitGroup
@@ -122,7 +112,7 @@ func TestConcurrentRetriesCreateOnePaymentIntent(t *testing.T) {
 // a 422 that reaches no Stripe; tenants A and B using one key value get two payments.
 func TestPaymentKeys(t *testing.T) {
 	fake := stripetest.NewFake(t)
-	s := servertest.New(t, stripeAt(fake.URL))
+	s := servertest.New(t, stripetest.Configure(fake.URL))
 	a, b := s.Signup(t, "pay-a"), s.Signup(t, "pay-b")
 
 	if res := pay(t, s, a.Token, "", card); res.Status != 400 || res.Problem(t).Code != "idempotency_key_missing" {
@@ -166,10 +156,10 @@ func TestPaymentKeys(t *testing.T) {
 // the same idempotency key again, and there is one PaymentIntent in the end, with a 201.
 func TestFaultAfterStripeAnsweredResumes(t *testing.T) {
 	fake := stripetest.NewFake(t)
-	s := servertest.New(t, stripeAt(fake.URL))
+	s := servertest.New(t, stripetest.Configure(fake.URL))
 	a := s.Signup(t, "pay-fault")
 	crashed := false
-	billing.SetAfterStripe(s.App.Payments, func() error {
+	payments.SetAfterStripe(s.App.Payments, func() error {
 		if !crashed {
 			crashed = true
 			return errors.New("injected: the process died before committing Stripe's answer")
@@ -198,19 +188,19 @@ func TestFaultAfterStripeAnsweredResumes(t *testing.T) {
 // the client's retry then answers from the finished work.
 func TestCompleterFinishesAbandonedPayment(t *testing.T) {
 	fake := stripetest.NewFake(t)
-	s := servertest.New(t, stripeAt(fake.URL))
+	s := servertest.New(t, stripetest.Configure(fake.URL))
 	a := s.Signup(t, "pay-abandon")
-	billing.SetAfterStripe(s.App.Payments, func() error { return errors.New("injected crash") })
+	payments.SetAfterStripe(s.App.Payments, func() error { return errors.New("injected crash") })
 	if res := pay(t, s, a.Token, "order-abandoned", card); res.Status != 500 {
 		t.Fatalf("abandoned attempt: %d %s", res.Status, res.Body)
 	}
-	billing.SetAfterStripe(s.App.Payments, nil)
+	payments.SetAfterStripe(s.App.Payments, nil)
 	if got := paymentsOf(t, s, a.Token); len(got) != 1 || got[0].Status != "pending" {
 		t.Fatalf("before the completer: %+v", got)
 	}
 
 	s.App.Idempotency.LockTimeout = time.Millisecond // the key counts as abandoned at once
-	completer := &billing.Completer{Payments: s.App.Payments, Keys: s.App.Idempotency, Logger: s.App.Logger}
+	completer := s.App.Completer
 	n, err := completer.Run(context.Background())
 	if err != nil || n != 1 {
 		t.Fatalf("completer: %d, %v; want 1 finished", n, err)
@@ -232,7 +222,7 @@ func TestCompleterFinishesAbandonedPayment(t *testing.T) {
 // is a 503 that is not stored: the retry reaches Stripe again.
 func TestDeclineAndOutage(t *testing.T) {
 	fake := stripetest.NewFake(t)
-	s := servertest.New(t, stripeAt(fake.URL))
+	s := servertest.New(t, stripetest.Configure(fake.URL))
 	a := s.Signup(t, "pay-decline")
 	declined := map[string]any{"amount": 500, "currency": "usd", "payment_method": "pm_card_chargeDeclined"}
 	first := pay(t, s, a.Token, "declined", declined)
@@ -267,7 +257,7 @@ func TestDeclineAndOutage(t *testing.T) {
 // Refunds never give back more than was paid; a full refund makes the payment refunded.
 func TestRefunds(t *testing.T) {
 	fake := stripetest.NewFake(t)
-	s := servertest.New(t, stripeAt(fake.URL))
+	s := servertest.New(t, stripetest.Configure(fake.URL))
 	a := s.Signup(t, "pay-refund")
 	var p payment
 	pay(t, s, a.Token, "to-refund", card).Decode(t, &p)
@@ -303,7 +293,7 @@ func signed(t *testing.T, eventID, typ, intentID, status string, at time.Time) (
 		"id": eventID, "object": "event", "type": typ, "api_version": "2023-10-16", "created": at.Unix(),
 		"data": map[string]any{"object": map[string]any{"id": intentID, "object": "payment_intent", "status": status}},
 	})
-	sp := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: webhookSecret, Timestamp: at})
+	sp := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: stripetest.WebhookSecret, Timestamp: at})
 	return sp.Payload, sp.Header
 }
 
@@ -316,7 +306,7 @@ func deliver(t *testing.T, s *servertest.Server, body []byte, sig string) *serve
 // succeeded.
 func TestStripeWebhooks(t *testing.T) {
 	fake := stripetest.NewFake(t)
-	s := servertest.New(t, stripeAt(fake.URL))
+	s := servertest.New(t, stripetest.Configure(fake.URL))
 	a := s.Signup(t, "pay-hook")
 	var p payment
 	res := pay(t, s, a.Token, "hooked", map[string]any{"amount": 900, "currency": "usd"}) // no method: pending
@@ -368,7 +358,7 @@ func TestStripeWebhooks(t *testing.T) {
 // The wire: against stripe-mock v0.203.0 a payment is created through the real Stripe API
 // shapes (stripe-mock is stateless: it answers requires_payment_method, so pending).
 func TestPaymentAgainstStripeMock(t *testing.T) {
-	s := servertest.New(t, stripeAt(stripetest.StartMock(t)))
+	s := servertest.New(t, stripetest.Configure(stripetest.StartMock(t)))
 	a := s.Signup(t, "pay-mock")
 	res := pay(t, s, a.Token, "mock-1", map[string]any{"amount": 2000, "currency": "usd", "description": "wire test"})
 	if res.Status != 201 {
@@ -400,13 +390,13 @@ func TestPaymentsDisabledWithoutKey(t *testing.T) {
 func TestResumeAfterStripeForgotTheKey(t *testing.T) {
 	fake := stripetest.NewFake(t)
 	fake.IdempotencyRetention = time.Nanosecond // Stripe has forgotten every key
-	s := servertest.New(t, stripeAt(fake.URL))
+	s := servertest.New(t, stripetest.Configure(fake.URL))
 	a := s.Signup(t, "pay-24h")
-	billing.SetAfterStripe(s.App.Payments, func() error { return errors.New("injected crash") })
+	payments.SetAfterStripe(s.App.Payments, func() error { return errors.New("injected crash") })
 	if res := pay(t, s, a.Token, "old-order", card); res.Status != 500 {
 		t.Fatalf("crashed attempt: %d %s", res.Status, res.Body)
 	}
-	billing.SetAfterStripe(s.App.Payments, nil)
+	payments.SetAfterStripe(s.App.Payments, nil)
 	// A day passes.
 	if _, err := pgtest.Owner(t).Exec(context.Background(),
 		"UPDATE idempotency_keys SET created_at = created_at - interval '25 hours' WHERE key = 'old-order'"); err != nil {

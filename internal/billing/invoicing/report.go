@@ -1,4 +1,4 @@
-package billing
+package invoicing
 
 import (
 	"context"
@@ -10,6 +10,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
+
+	"github.com/saasbase/saasbase/internal/billing/metering"
+	"github.com/saasbase/saasbase/internal/billing/payments"
+	"github.com/saasbase/saasbase/internal/platform/clock"
+	"github.com/saasbase/saasbase/internal/platform/postgres"
 )
 
 // stripeEventWindow is how far back Stripe accepts a meter event's timestamp.
@@ -22,8 +27,10 @@ const stripeEventWindow = 35 * 24 * time.Hour
 // same identifier, which Stripe drops, and late usage goes out as a correction with an
 // identifier of its own. Stripe forgets identifiers after 24 hours; the ledger does not.
 type Reporter struct {
-	Invoices  *Invoices
-	Customers *Customers
+	DB        *postgres.DB
+	Clock     clock.Clock
+	Stripe    *payments.Stripe // nil: payments are disabled, nothing is reported
+	Customers *payments.Customers
 	Logger    *slog.Logger
 }
 
@@ -36,13 +43,13 @@ type pendingReport struct {
 
 // Run reports every closed bucket whose total differs from what was reported.
 func (r *Reporter) Run(ctx context.Context) (int, error) {
-	if r.Invoices.Payments.Stripe == nil {
+	if r.Stripe == nil {
 		return 0, nil
 	}
 	var after *uuid.UUID
 	sent := 0
 	for {
-		rows, _ := r.Invoices.DB.Pool.Query(ctx, "SELECT tenant_id FROM app.billing_tenants($1, 200)", after)
+		rows, _ := r.DB.Pool.Query(ctx, "SELECT tenant_id FROM app.billing_tenants($1, 200)", after)
 		ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 		if err != nil || len(ids) == 0 {
 			return sent, err
@@ -51,7 +58,7 @@ func (r *Reporter) Run(ctx context.Context) (int, error) {
 			n, err := r.reportTenant(ctx, id)
 			sent += n
 			if err != nil {
-				r.Logger.WarnContext(ctx, "billing: reporting usage to Stripe", slog.String("tenant_id", id.String()), slog.String("error", err.Error()))
+				r.Logger.WarnContext(ctx, "invoicing: reporting usage to Stripe", slog.String("tenant_id", id.String()), slog.String("error", err.Error()))
 			}
 		}
 		after = &ids[len(ids)-1]
@@ -59,7 +66,7 @@ func (r *Reporter) Run(ctx context.Context) (int, error) {
 }
 
 func (r *Reporter) reportTenant(ctx context.Context, tenantID uuid.UUID) (int, error) {
-	now := r.Invoices.Clock.Now()
+	now := r.Clock.Now()
 	var todo []pendingReport
 	b := &pgx.Batch{}
 	b.Queue(`
@@ -70,7 +77,7 @@ func (r *Reporter) reportTenant(ctx context.Context, tenantID uuid.UUID) (int, e
 		 WHERE u.bucket_start <= $1 AND u.bucket_start > $2
 		 GROUP BY u.meter_key, u.bucket_start, l.reported
 		HAVING sum(u.value) <> coalesce(l.reported, 0)
-		 ORDER BY u.bucket_start, u.meter_key`, now.Add(-rollupGranule), now.Add(-stripeEventWindow)).
+		 ORDER BY u.bucket_start, u.meter_key`, now.Add(-metering.RollupGranule), now.Add(-stripeEventWindow)).
 		Query(func(rows pgx.Rows) error {
 			var err error
 			todo, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (pendingReport, error) {
@@ -84,7 +91,7 @@ func (r *Reporter) reportTenant(ctx context.Context, tenantID uuid.UUID) (int, e
 			})
 			return err
 		})
-	if err := r.Invoices.DB.InTenantRead(ctx, tenantID, b); err != nil || len(todo) == 0 {
+	if err := r.DB.InTenantRead(ctx, tenantID, b); err != nil || len(todo) == 0 {
 		return 0, err
 	}
 	customer, err := r.Customers.Of(ctx, tenantID)
@@ -94,11 +101,11 @@ func (r *Reporter) reportTenant(ctx context.Context, tenantID uuid.UUID) (int, e
 	sent := 0
 	for _, p := range todo {
 		identifier := fmt.Sprintf("%s:%s:%d:%s", tenantID, p.meter, p.bucket.Unix(), p.reported)
-		err := r.Invoices.Payments.Stripe.SendMeterEvent(ctx, p.meter, identifier, customer, p.value.Sub(p.reported).String(), p.bucket)
-		if err != nil && !errors.Is(err, errMeterEventExists) {
+		err := r.Stripe.SendMeterEvent(ctx, p.meter, identifier, customer, p.value.Sub(p.reported).String(), p.bucket)
+		if err != nil && !errors.Is(err, payments.ErrMeterEventExists) {
 			return sent, err
 		}
-		err = r.Invoices.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+		err = r.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, `
 				INSERT INTO stripe_usage_reports (tenant_id, meter_key, bucket_start, reported, updated_at)
 				VALUES ($1, $2, $3, $4::numeric, $5)
