@@ -3,6 +3,7 @@ package invoicing
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -77,8 +78,11 @@ func (s *Invoices) closeTenant(ctx context.Context, tenantID uuid.UUID) (int, er
 		inv.ID, inv.Status, inv.CreatedAt = &id, "open", &now
 		return s.Outbox.Append(ctx, tx, tenantID, "invoice.finalized", inv)
 	})
-	if err != nil || !created {
-		return 0, err
+	if err != nil {
+		return 0, fmt.Errorf("invoices.close tenant %s period %s: %w", tenantID, prev.Start.Format(time.RFC3339), err)
+	}
+	if !created {
+		return 0, nil
 	}
 	return 1, nil
 }

@@ -119,7 +119,7 @@ func (c *Collector) followUp(ctx context.Context, tenantID, invoiceID, paymentID
 func (c *Collector) charge(ctx context.Context, tenantID uuid.UUID, ti TenantInfo, inv Invoice, key *idempotency.Key) (uuid.UUID, error) {
 	customer, err := c.Customers.Of(ctx, tenantID)
 	if err != nil {
-		c.Keys.Abandon(ctx, key)
+		c.abandon(ctx, key)
 		return uuid.Nil, err
 	}
 	in := payments.PaymentInput{
@@ -129,7 +129,7 @@ func (c *Collector) charge(ctx context.Context, tenantID uuid.UUID, ti TenantInf
 	}
 	pay, err := c.Payments.Create(ctx, tenantID, in, key)
 	if err != nil && !payments.IsOutcome(err) {
-		c.Keys.Abandon(ctx, key) // unavailable: resumed from its recovery point next run
+		c.abandon(ctx, key) // unavailable: resumed from its recovery point next run
 		return uuid.Nil, err
 	}
 	if pay.ID == uuid.Nil {
@@ -142,4 +142,12 @@ func (c *Collector) charge(ctx context.Context, tenantID uuid.UUID, ti TenantInf
 	}
 	body, _ := json.Marshal(collected{PaymentID: pay.ID})
 	return pay.ID, c.Keys.Finish(ctx, key, idempotency.Response{Status: http.StatusCreated, Header: map[string]string{}, Body: body})
+}
+
+// abandon releases a collection's key for the next run. If that fails the key stays locked
+// until its lock times out, which delays the invoice but never charges it twice: say so.
+func (c *Collector) abandon(ctx context.Context, key *idempotency.Key) {
+	if err := c.Keys.Abandon(ctx, key); err != nil {
+		c.Logger.WarnContext(ctx, "invoicing: releasing a collection's key", slog.String("key", key.ID()), slog.String("error", err.Error()))
+	}
 }

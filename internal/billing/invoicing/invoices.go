@@ -115,13 +115,21 @@ func scanInvoice(row pgx.Row) (Invoice, error) {
 
 // Get answers one invoice.
 func (s *Invoices) Get(ctx context.Context, tenantID, id uuid.UUID) (Invoice, error) {
-	return postgres.ReadRow(ctx, s.DB, tenantID, scanInvoice, "SELECT "+invoiceColumns+" FROM invoices WHERE id = $1", id)
+	inv, err := postgres.ReadRow(ctx, s.DB, tenantID, scanInvoice, "SELECT "+invoiceColumns+" FROM invoices WHERE id = $1", id)
+	if err != nil {
+		return Invoice{}, fmt.Errorf("invoices.get %s: %w", id, err)
+	}
+	return inv, nil
 }
 
 // List answers the tenant's invoices, newest first.
 func (s *Invoices) List(ctx context.Context, tenantID uuid.UUID, page httpx.Page) ([]Invoice, error) {
-	return postgres.ReadRows(ctx, s.DB, tenantID, scanInvoice,
+	invs, err := postgres.ReadRows(ctx, s.DB, tenantID, scanInvoice,
 		"SELECT "+invoiceColumns+" FROM invoices WHERE id < $1 ORDER BY id DESC LIMIT $2", page.Before(), page.Limit+1)
+	if err != nil {
+		return nil, fmt.Errorf("invoices.list tenant %s: %w", tenantID, err)
+	}
+	return invs, nil
 }
 
 // setPayment records the payment that collects an invoice, unless one is recorded already.
@@ -138,7 +146,7 @@ func (s *Invoices) setPayment(ctx context.Context, tenantID, invoiceID, paymentI
 
 // settle records an invoice's outcome and its event, once.
 func (s *Invoices) settle(ctx context.Context, tenantID, invoiceID, paymentID uuid.UUID, status string) error {
-	return s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+	err := s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
 		inv, err := scanInvoice(tx.QueryRow(ctx, `
 			UPDATE invoices SET status = $2, payment_id = $3, updated_at = $4
 			 WHERE id = $1 AND status = 'open' RETURNING `+invoiceColumns, invoiceID, status, nullable(paymentID), s.Clock.Now()))
@@ -150,6 +158,10 @@ func (s *Invoices) settle(ctx context.Context, tenantID, invoiceID, paymentID uu
 		}
 		return s.Outbox.Append(ctx, tx, tenantID, "invoice."+status, inv)
 	})
+	if err != nil {
+		return fmt.Errorf("invoices.settle %s: %w", invoiceID, err)
+	}
+	return nil
 }
 
 func nullable(id uuid.UUID) *uuid.UUID {

@@ -37,11 +37,11 @@ type Periods struct {
 func (s *Periods) at(ctx context.Context, tenantID uuid.UUID, t time.Time) (TenantInfo, *time.Location, pricing.Period, error) {
 	ti, err := s.Tenants.BillingInfo(ctx, tenantID)
 	if err != nil {
-		return ti, nil, pricing.Period{}, err
+		return ti, nil, pricing.Period{}, fmt.Errorf("periods: tenant %s: %w", tenantID, err)
 	}
 	loc, err := time.LoadLocation(ti.Timezone)
 	if err != nil {
-		return ti, nil, pricing.Period{}, fmt.Errorf("invoicing: tenant %s time zone %q: %w", tenantID, ti.Timezone, err)
+		return ti, nil, pricing.Period{}, fmt.Errorf("periods: tenant %s time zone %q: %w", tenantID, ti.Timezone, err)
 	}
 	return ti, loc, pricing.PeriodAt(ti.CreatedAt, loc, t), nil
 }
@@ -60,9 +60,11 @@ const closeLock = "hashtextextended('billing-close/' || $1::text, 0)"
 // tenant's last invoiced period ends (metering.Periods).
 func (s *Periods) FinalizedUntil(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID) (*time.Time, error) {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared("+closeLock+")", tenantID); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("periods.finalized_until tenant %s: lock: %w", tenantID, err)
 	}
 	var until *time.Time
-	err := tx.QueryRow(ctx, "SELECT max(period_end) FROM invoices").Scan(&until)
-	return until, err
+	if err := tx.QueryRow(ctx, "SELECT max(period_end) FROM invoices").Scan(&until); err != nil {
+		return nil, fmt.Errorf("periods.finalized_until tenant %s: %w", tenantID, err)
+	}
+	return until, nil
 }

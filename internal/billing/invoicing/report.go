@@ -91,8 +91,11 @@ func (r *Reporter) reportTenant(ctx context.Context, tenantID uuid.UUID) (int, e
 			})
 			return err
 		})
-	if err := r.DB.InTenantRead(ctx, tenantID, b); err != nil || len(todo) == 0 {
-		return 0, err
+	if err := r.DB.InTenantRead(ctx, tenantID, b); err != nil {
+		return 0, fmt.Errorf("report tenant %s: pending buckets: %w", tenantID, err)
+	}
+	if len(todo) == 0 {
+		return 0, nil
 	}
 	customer, err := r.Customers.Of(ctx, tenantID)
 	if err != nil {
@@ -103,7 +106,7 @@ func (r *Reporter) reportTenant(ctx context.Context, tenantID uuid.UUID) (int, e
 		identifier := fmt.Sprintf("%s:%s:%d:%s", tenantID, p.meter, p.bucket.Unix(), p.reported)
 		err := r.Stripe.SendMeterEvent(ctx, p.meter, identifier, customer, p.value.Sub(p.reported).String(), p.bucket)
 		if err != nil && !errors.Is(err, payments.ErrMeterEventExists) {
-			return sent, err
+			return sent, fmt.Errorf("report %s: %w", identifier, err)
 		}
 		err = r.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, `
@@ -114,7 +117,7 @@ func (r *Reporter) reportTenant(ctx context.Context, tenantID uuid.UUID) (int, e
 			return err
 		})
 		if err != nil {
-			return sent, err
+			return sent, fmt.Errorf("report %s: record: %w", identifier, err)
 		}
 		sent++
 	}

@@ -3,6 +3,7 @@ package metering
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
@@ -136,7 +137,7 @@ func (s *Meters) List(ctx context.Context) ([]Meter, error) {
 	rows, _ := s.DB.Platform(ctx).Query(ctx, "SELECT "+meterColumns+" FROM meters ORDER BY key")
 	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Meter, error) { return scanMeter(r) })
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("meters.list: %w", err)
 	}
 	s.cached, s.expires = ms, time.Now().Add(time.Second)
 	return ms, nil
@@ -199,5 +200,8 @@ func (s *Meters) Put(ctx context.Context, key string, in MeterInput) (m Meter, c
 	s.mu.Lock()
 	s.expires = time.Time{}
 	s.mu.Unlock()
-	return m, created, err
+	if err != nil {
+		return Meter{}, false, fmt.Errorf("meters.put %q: %w", key, err)
+	}
+	return m, created, nil
 }

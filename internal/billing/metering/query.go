@@ -132,7 +132,10 @@ func (s *Usage) Query(ctx context.Context, tenantID uuid.UUID, q UsageQuery) (Us
 	if len(rep.Data) > maxWindows {
 		return UsageReport{}, errs.Field("window", "too many windows: narrow the range")
 	}
-	return rep, err
+	if err != nil {
+		return UsageReport{}, fmt.Errorf("usage.query tenant %s meter %s: %w", tenantID, q.Meter, err)
+	}
+	return rep, nil
 }
 
 // windowEnd is the end of the window starting at start, in the query's zone; the last

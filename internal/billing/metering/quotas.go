@@ -102,7 +102,7 @@ func (s *Quotas) Thresholds(ctx context.Context, tenantID uuid.UUID, meter strin
 	if quota.Limit <= 0 {
 		return nil
 	}
-	return s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+	err := s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
 		for _, pct := range thresholds {
 			if usage.Mul(decimal.NewFromInt(100)).LessThan(decimal.NewFromInt(quota.Limit * pct)) {
 				break
@@ -132,4 +132,8 @@ func (s *Quotas) Thresholds(ctx context.Context, tenantID uuid.UUID, meter strin
 		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("thresholds tenant %s meter %s: %w", tenantID, meter, err)
+	}
+	return nil
 }

@@ -298,7 +298,10 @@ func (s *Usage) Ingest(ctx context.Context, tenantID uuid.UUID, evs []UsageEvent
 		}
 		return addRollups(ctx, tx, tenantID, meters, stored)
 	})
-	return res, err
+	if err != nil {
+		return IngestResult{}, fmt.Errorf("usage.ingest tenant %s: %w", tenantID, err)
+	}
+	return res, nil
 }
 
 type rollupKey struct {

@@ -2,6 +2,7 @@ package payments
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -31,12 +32,15 @@ func (s *Customers) Of(ctx context.Context, tenantID uuid.UUID) (string, error) 
 			}
 			return err
 		})
-	if err := s.DB.InTenantRead(ctx, tenantID, b); err != nil || id != "" {
-		return id, err
+	if err := s.DB.InTenantRead(ctx, tenantID, b); err != nil {
+		return "", fmt.Errorf("customers.of tenant %s: %w", tenantID, err)
+	}
+	if id != "" {
+		return id, nil
 	}
 	id, err := s.Stripe.CreateCustomer(ctx, tenantID.String(), "tenant "+tenantID.String())
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("customers.of tenant %s: create: %w", tenantID, err)
 	}
 	err = s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO billing_customers (tenant_id, stripe_customer_id, created_at)
@@ -46,5 +50,8 @@ func (s *Customers) Of(ctx context.Context, tenantID uuid.UUID) (string, error) 
 		}
 		return tx.QueryRow(ctx, "SELECT stripe_customer_id FROM billing_customers WHERE tenant_id = $1", tenantID).Scan(&id)
 	})
-	return id, err
+	if err != nil {
+		return "", fmt.Errorf("customers.of tenant %s: store %s: %w", tenantID, id, err)
+	}
+	return id, nil
 }

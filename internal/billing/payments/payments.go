@@ -3,6 +3,7 @@ package payments
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"time"
 	"unicode/utf8"
@@ -147,12 +148,12 @@ func (s *Payments) Create(ctx context.Context, tenantID uuid.UUID, in PaymentInp
 			return insertPayment(ctx, tx, tenantID, pay)
 		})
 		if err != nil {
-			return Payment{}, err
+			return Payment{}, fmt.Errorf("payments.create %s: %w", pay.ID, err)
 		}
 	}
 	if key.RecoveryPoint() == pointPaymentCreated {
 		if err := s.charge(ctx, tenantID, key, &pr); err != nil {
-			return Payment{}, err
+			return Payment{}, fmt.Errorf("payments.create %s: charge: %w", pr.PaymentID, err)
 		}
 	}
 	pay, err := s.Get(ctx, tenantID, pr.PaymentID)
@@ -284,13 +285,21 @@ func insertPayment(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, p Payment
 
 // Get answers one payment.
 func (s *Payments) Get(ctx context.Context, tenantID, id uuid.UUID) (Payment, error) {
-	return postgres.ReadRow(ctx, s.DB, tenantID, scanPayment, "SELECT "+paymentColumns+" FROM payments WHERE id = $1", id)
+	p, err := postgres.ReadRow(ctx, s.DB, tenantID, scanPayment, "SELECT "+paymentColumns+" FROM payments WHERE id = $1", id)
+	if err != nil {
+		return Payment{}, fmt.Errorf("payments.get %s: %w", id, err)
+	}
+	return p, nil
 }
 
 // List answers the tenant's payments, newest first.
 func (s *Payments) List(ctx context.Context, tenantID uuid.UUID, page httpx.Page) ([]Payment, error) {
-	return postgres.ReadRows(ctx, s.DB, tenantID, scanPayment,
+	ps, err := postgres.ReadRows(ctx, s.DB, tenantID, scanPayment,
 		"SELECT "+paymentColumns+" FROM payments WHERE id < $1 ORDER BY id DESC LIMIT $2", page.Before(), page.Limit+1)
+	if err != nil {
+		return nil, fmt.Errorf("payments.list tenant %s: %w", tenantID, err)
+	}
+	return ps, nil
 }
 
 // movable reports whether a payment may go from one status to another. Final states stay

@@ -2,6 +2,7 @@ package payments
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -64,12 +65,12 @@ func (s *Payments) Refund(ctx context.Context, tenantID, paymentID uuid.UUID, in
 			return s.reserveRefund(ctx, tx, tenantID, paymentID, pr.RefundID, in.Amount)
 		})
 		if err != nil {
-			return Refund{}, err
+			return Refund{}, fmt.Errorf("payments.refund %s of payment %s: %w", pr.RefundID, paymentID, err)
 		}
 	}
 	if key.RecoveryPoint() == pointRefundCreated {
 		if err := s.sendRefund(ctx, tenantID, key, &pr); err != nil {
-			return Refund{}, err
+			return Refund{}, fmt.Errorf("payments.refund %s of payment %s: send: %w", pr.RefundID, paymentID, err)
 		}
 	}
 	r, err := s.getRefund(ctx, tenantID, pr.RefundID)
@@ -180,6 +181,10 @@ func scanRefund(row pgx.Row) (Refund, error) {
 }
 
 func (s *Payments) getRefund(ctx context.Context, tenantID, id uuid.UUID) (Refund, error) {
-	return postgres.ReadRow(ctx, s.DB, tenantID, scanRefund,
+	r, err := postgres.ReadRow(ctx, s.DB, tenantID, scanRefund,
 		"SELECT id, payment_id, amount, status, stripe_refund_id, created_at FROM refunds WHERE id = $1", id)
+	if err != nil {
+		return Refund{}, fmt.Errorf("refunds.get %s: %w", id, err)
+	}
+	return r, nil
 }

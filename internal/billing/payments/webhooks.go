@@ -3,6 +3,7 @@ package payments
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -115,7 +116,7 @@ func (s *Payments) applyIntent(ctx context.Context, ev stripe.Event, intentID st
 		return nil // not a payment of this service
 	}
 	tenantID, paymentID := found[0].Tenant, found[0].Payment
-	return s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+	err = s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, "INSERT INTO stripe_events (event_id, type, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
 			ev.ID, string(ev.Type), s.Clock.Now())
 		if err != nil || tag.RowsAffected() == 0 {
@@ -127,4 +128,8 @@ func (s *Payments) applyIntent(ctx context.Context, ev stripe.Event, intentID st
 		}
 		return apply(ctx, tx, tenantID, p)
 	})
+	if err != nil {
+		return fmt.Errorf("payments.apply_event %s to payment %s: %w", ev.ID, paymentID, err)
+	}
+	return nil
 }

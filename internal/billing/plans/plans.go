@@ -147,7 +147,11 @@ func scanPlan(row pgx.Row, extra ...any) (Plan, error) {
 // List answers every plan, by code.
 func (s *Plans) List(ctx context.Context) ([]Plan, error) {
 	rows, _ := s.DB.Platform(ctx).Query(ctx, "SELECT "+planColumns+" FROM plans ORDER BY code")
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Plan, error) { return scanPlan(r) })
+	ps, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Plan, error) { return scanPlan(r) })
+	if err != nil {
+		return nil, fmt.Errorf("plans.list: %w", err)
+	}
+	return ps, nil
 }
 
 // Get answers one plan.
@@ -156,7 +160,10 @@ func (s *Plans) Get(ctx context.Context, code string) (Plan, error) {
 	if postgres.IsNoRows(err) {
 		return Plan{}, errs.NotFoundf("no plan %q", code)
 	}
-	return p, err
+	if err != nil {
+		return Plan{}, fmt.Errorf("plans.get %q: %w", code, err)
+	}
+	return p, nil
 }
 
 // Put creates or replaces a plan, and says which it did. The plan.changed event is a
@@ -169,7 +176,7 @@ func (s *Plans) Put(ctx context.Context, code string, in PlanInput) (p Plan, cre
 		return Plan{}, false, errs.Field("code", "must match the code in the path")
 	}
 	if err := s.checkMeters(ctx, in); err != nil {
-		return Plan{}, false, err
+		return Plan{}, false, fmt.Errorf("plans.put %q: %w", code, err)
 	}
 	if in.Quotas == nil {
 		in.Quotas = map[string]Quota{}
@@ -193,8 +200,11 @@ func (s *Plans) Put(ctx context.Context, code string, in PlanInput) (p Plan, cre
 		}
 		return s.Outbox.Append(ctx, tx, postgres.Platform, "plan.changed", p)
 	})
-	if err == nil && s.OnChange != nil {
+	if err != nil {
+		return Plan{}, false, fmt.Errorf("plans.put %q: %w", code, err)
+	}
+	if s.OnChange != nil {
 		s.OnChange(code)
 	}
-	return p, created, err
+	return p, created, nil
 }
