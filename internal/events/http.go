@@ -15,6 +15,11 @@ type Handler struct {
 	Log *Log
 }
 
+// Routes mounts the event log for the tenant's members.
+func (h *Handler) Routes(rs httpx.Routers) {
+	rs.Member.Method(http.MethodGet, "/events", httpx.HandlerFunc(h.List))
+}
+
 // List is GET /v1/events: the tenant's own events, newest first.
 func (h *Handler) List(w http.ResponseWriter, r *http.Request) error {
 	page, err := httpx.ParsePage(r)

@@ -22,44 +22,36 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 )
 
-// testRouter lays the flag routes out as internal/server does (docs/flags.md, "Wiring"):
-// request id and recovery, authentication, then for tenant routes the role check, the tenant
-// directory and the snapshot pin, and for operator routes the platform check. dir stands in
-// for tenant.Directory; nil lets every request through.
+// testRouter serves the flag routes through the handlers' own Routes and OFREPRoutes, on
+// routers laid out as internal/server lays them: request id and recovery, authentication,
+// then for tenant routes the role check, the tenant directory and the snapshot pin, and for
+// operator routes the platform check. dir stands in for tenant.Directory; nil lets every
+// request through.
 func testRouter(h *Handler, admin *AdminHandler, dir *fakeDirectory) chi.Router {
 	requireActive := func(next http.Handler) http.Handler { return next }
 	if dir != nil {
 		requireActive = dir.RequireActive
 	}
-	hf := func(f func(http.ResponseWriter, *http.Request) error) http.Handler { return httpx.HandlerFunc(f) }
+	tenantChain := []func(http.Handler) http.Handler{auth.RequireRole(auth.RoleMember), requireActive, h.Client.Middleware}
 
 	r := chi.NewRouter()
 	r.Use(httpx.WithRequestID, httpx.Recover)
+	rs := httpx.Routers{Root: r}
 	r.Route("/v1", func(r chi.Router) {
-		r.Group(func(r chi.Router) {
-			r.Use(fakeAuthenticate)
-			r.Route("/admin", func(r chi.Router) {
-				r.Use(auth.RequirePlatformAdmin)
-				r.Method(http.MethodGet, "/flags", hf(admin.ListFlags))
-				r.Method(http.MethodGet, "/flags/{key}", hf(admin.GetFlag))
-				r.Method(http.MethodPut, "/flags/{key}", hf(admin.PutFlag))
-				r.Method(http.MethodDelete, "/flags/{key}", hf(admin.DeleteFlag))
-				r.Method(http.MethodGet, "/flags/{key}/overrides", hf(admin.ListOverrides))
-				r.Method(http.MethodPut, "/flags/{key}/overrides/{tenant_id}", hf(admin.PutOverride))
-				r.Method(http.MethodDelete, "/flags/{key}/overrides/{tenant_id}", hf(admin.DeleteOverride))
-				r.Method(http.MethodGet, "/flags/{key}/audit", hf(admin.ListAudit))
-			})
-			r.Group(func(r chi.Router) {
-				r.Use(auth.RequireRole(auth.RoleMember), requireActive, h.Client.Middleware)
-				r.Method(http.MethodGet, "/flags", hf(h.List))
-				r.Method(http.MethodGet, "/flags/{key}", hf(h.Get))
-			})
+		rs.Public = r
+		authenticated := r.With(fakeAuthenticate)
+		rs.Operator = authenticated.Route("/admin", func(r chi.Router) {
+			r.Use(auth.RequirePlatformAdmin)
 		})
+		rs.Member = authenticated.With(tenantChain...)
+		rs.Admin = rs.Member.With(auth.RequireRole(auth.RoleAdmin))
 	})
+	h.Routes(rs)
+	admin.Routes(rs)
 	r.Route("/ofrep/v1", func(r chi.Router) {
-		r.Use(fakeAuthenticate, auth.RequireRole(auth.RoleMember), requireActive, h.Client.Middleware)
-		r.Method(http.MethodPost, "/evaluate/flags", http.HandlerFunc(h.OFREPBulk))
-		r.Method(http.MethodPost, "/evaluate/flags/{key}", http.HandlerFunc(h.OFREPFlag))
+		r.Use(fakeAuthenticate)
+		r.Use(tenantChain...)
+		h.OFREPRoutes(r)
 	})
 	return r
 }

@@ -20,8 +20,8 @@ func validateResponse(t testing.TB, router routers.Router, req *http.Request, re
 	openapitest.Check(t, router, req, reqBody, status, header, body)
 }
 
-// Every route of the flag handlers (testRouter mirrors the server's wiring) is described in
-// openapi.yaml.
+// Every route the flag handlers mount (their Routes and OFREPRoutes, through testRouter) is
+// described in openapi.yaml.
 func TestSpecDescribesEveryFlagRoute(t *testing.T) {
 	spec, _ := mergedSpec(t)
 	for _, route := range routesOf(t, testRouter(&Handler{Client: &Client{}}, &AdminHandler{}, nil)) {

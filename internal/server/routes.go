@@ -43,9 +43,6 @@ type routes struct {
 	metrics   *httpx.Metrics
 }
 
-// h adapts an error-returning handler.
-func h(f func(http.ResponseWriter, *http.Request) error) http.Handler { return httpx.HandlerFunc(f) }
-
 // build lays out the router. The order of middleware is the request's way through the
 // service: request id, logging and metrics, recovery, then per group authentication,
 // tenant status, and the handler.
@@ -75,107 +72,43 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 		w.Header().Set("Content-Type", "application/yaml")
 		w.Write(openapi.Spec)
 	})
-	r.Get("/.well-known/jwks.json", rt.auth.JWKS)
 
-	r.Route("/v1", func(r chi.Router) {
+	// Each kind of caller gets a router behind its chain, and each module mounts its routes on
+	// them. Member and Admin are inline routers (With) on /v1's tree, so their paths start
+	// after /v1; Operator is a subrouter of its own at /v1/admin.
+	rs := httpx.Routers{
+		Root: r,
 		// Signup and the token endpoint share one budget per client address.
-		perIP := rt.perIP("auth", a.Config.AuthRatePerMinute)
-		r.With(perIP).Method(http.MethodPost, "/signup", h(rt.tenant.Signup))
-		r.With(perIP).Method(http.MethodPost, "/auth/token", h(rt.auth.Token))
-		r.Method(http.MethodPost, "/auth/revoke", h(rt.auth.Revoke))
-		r.Method(http.MethodGet, "/plans", h(rt.plans.List))
-		r.Method(http.MethodPost, "/webhooks/stripe", h(rt.payments.StripeWebhook))
-
-		r.Group(func(r chi.Router) {
-			r.Use(rt.authn.Authenticate)
-
-			// Operator routes: platform_admin tokens only.
-			r.Route("/admin", func(r chi.Router) {
-				r.Use(auth.RequirePlatformAdmin)
-				r.Method(http.MethodGet, "/tenants", h(rt.tenant.AdminListTenants))
-				r.Method(http.MethodGet, "/tenants/{id}", h(rt.tenant.AdminGetTenant))
-				r.Method(http.MethodPatch, "/tenants/{id}", h(rt.tenant.AdminUpdateTenant))
-				r.Method(http.MethodPut, "/plans/{code}", h(rt.plans.Put))
-				r.Method(http.MethodGet, "/flags", h(rt.flagAdmin.ListFlags))
-				r.Method(http.MethodGet, "/flags/{key}", h(rt.flagAdmin.GetFlag))
-				r.Method(http.MethodPut, "/flags/{key}", h(rt.flagAdmin.PutFlag))
-				r.Method(http.MethodDelete, "/flags/{key}", h(rt.flagAdmin.DeleteFlag))
-				r.Method(http.MethodGet, "/flags/{key}/overrides", h(rt.flagAdmin.ListOverrides))
-				r.Method(http.MethodPut, "/flags/{key}/overrides/{tenant_id}", h(rt.flagAdmin.PutOverride))
-				r.Method(http.MethodDelete, "/flags/{key}/overrides/{tenant_id}", h(rt.flagAdmin.DeleteOverride))
-				r.Method(http.MethodGet, "/flags/{key}/audit", h(rt.flagAdmin.ListAudit))
-				r.Method(http.MethodPut, "/meters/{key}", h(rt.metering.PutMeter))
-			})
-
-			// Tenant routes. POST and PATCH take Idempotency-Key (idem), except the answers that
-			// reveal a secret, which are never stored.
-			r.Group(func(r chi.Router) {
-				r.Use(rt.tenantChain()...)
-				idem := rt.idem.Handler(idempotency.Options{})
-
-				r.Method(http.MethodGet, "/me", h(rt.tenant.Me))
-				r.With(idem).Method(http.MethodPost, "/me/password", h(rt.tenant.ChangePassword))
-				r.Method(http.MethodGet, "/tenant", h(rt.tenant.GetTenant))
-				r.Method(http.MethodGet, "/events", h(rt.events.List))
-				r.Method(http.MethodGet, "/flags", h(rt.flagEval.List))
-				r.Method(http.MethodGet, "/flags/{key}", h(rt.flagEval.Get))
-
-				r.Method(http.MethodGet, "/projects", h(rt.tenant.ListProjects))
-				r.With(idem).Method(http.MethodPost, "/projects", h(rt.tenant.CreateProject))
-				r.Method(http.MethodGet, "/projects/{id}", h(rt.tenant.GetProject))
-				r.With(idem).Method(http.MethodPatch, "/projects/{id}", h(rt.tenant.UpdateProject))
-				r.Method(http.MethodDelete, "/projects/{id}", h(rt.tenant.DeleteProject))
-
-				r.Method(http.MethodGet, "/meters", h(rt.metering.ListMeters))
-				r.Method(http.MethodGet, "/meters/{key}/usage", h(rt.metering.Query))
-				r.With(rt.idem.Handler(idempotency.Options{MaxBody: metering.MaxUsageBody})).
-					Method(http.MethodPost, "/usage/events", h(rt.metering.Ingest))
-
-				r.Method(http.MethodGet, "/entitlements", h(rt.metering.Entitlements))
-				r.Method(http.MethodGet, "/invoices/upcoming", h(rt.invoices.Upcoming))
-				r.Method(http.MethodGet, "/invoices", h(rt.invoices.List))
-				r.Method(http.MethodGet, "/invoices/{id}", h(rt.invoices.Get))
-
-				r.Method(http.MethodGet, "/payments", h(rt.payments.List))
-				r.Method(http.MethodGet, "/payments/{id}", h(rt.payments.Get))
-
-				r.Group(func(r chi.Router) {
-					r.Use(auth.RequireRole(auth.RoleAdmin))
-					r.With(idem).Method(http.MethodPatch, "/tenant", h(rt.tenant.UpdateTenant))
-					r.Method(http.MethodGet, "/users", h(rt.tenant.ListUsers))
-					r.With(idem).Method(http.MethodPost, "/users", h(rt.tenant.CreateUser))
-					r.Method(http.MethodGet, "/users/{id}", h(rt.tenant.GetUser))
-					r.With(idem).Method(http.MethodPatch, "/users/{id}", h(rt.tenant.UpdateUser))
-					r.Method(http.MethodDelete, "/users/{id}", h(rt.tenant.DeleteUser))
-					r.Method(http.MethodGet, "/api-keys", h(rt.auth.ListAPIKeys))
-					r.Method(http.MethodPost, "/api-keys", h(rt.auth.CreateAPIKey))
-					r.Method(http.MethodDelete, "/api-keys/{id}", h(rt.auth.DeleteAPIKey))
-
-					// Webhook endpoints. Creating one reveals its secret: never stored under a key.
-					r.Method(http.MethodGet, "/webhook-endpoints", h(rt.endpoints.List))
-					r.Method(http.MethodPost, "/webhook-endpoints", h(rt.endpoints.Create))
-					r.Method(http.MethodGet, "/webhook-endpoints/{id}", h(rt.endpoints.Get))
-					r.Method(http.MethodDelete, "/webhook-endpoints/{id}", h(rt.endpoints.Delete))
-					r.With(idem).Method(http.MethodPost, "/webhook-endpoints/{id}/enable", h(rt.endpoints.Enable))
-					r.Method(http.MethodGet, "/webhook-endpoints/{id}/deliveries", h(rt.endpoints.Deliveries))
-					r.With(idem).Method(http.MethodPost, "/webhook-endpoints/{id}/deliveries/{delivery_id}/retry", h(rt.endpoints.Retry))
-
-					// Payments call Stripe: phased keys, required, no transaction across the call.
-					pay := rt.idem.Handler(idempotency.Options{Required: true, Phased: true})
-					r.With(pay).Method(http.MethodPost, "/payments", h(rt.payments.Create))
-					r.With(pay).Method(http.MethodPost, "/payments/{id}/refunds", h(rt.payments.Refund))
-				})
-			})
+		PerIP:      rt.perIP("auth", a.Config.AuthRatePerMinute),
+		Idempotent: rt.idem.Handler(idempotency.Options{}),
+	}
+	r.Route("/v1", func(r chi.Router) {
+		rs.Public = r
+		authenticated := r.With(rt.authn.Authenticate)
+		rs.Operator = authenticated.Route("/admin", func(r chi.Router) {
+			r.Use(auth.RequirePlatformAdmin)
 		})
+		rs.Member = authenticated.With(rt.tenantChain()...)
+		rs.Admin = rs.Member.With(auth.RequireRole(auth.RoleAdmin))
 	})
+	rt.auth.Routes(rs)
+	rt.tenant.Routes(rs)
+	rt.events.Routes(rs)
+	rt.endpoints.Routes(rs)
+	rt.flagEval.Routes(rs)
+	rt.flagAdmin.Routes(rs)
+
+	rt.plans.Routes(rs)
+	rt.metering.Routes(rs, rt.idem)
+	rt.invoices.Routes(rs)
+	rt.payments.Routes(rs, rt.idem)
 
 	// OFREP, for OpenFeature SDKs: tenant credentials, as on the tenant routes. It answers
 	// in OFREP's own shapes.
 	r.Route("/ofrep/v1", func(r chi.Router) {
 		r.Use(rt.authn.Authenticate)
 		r.Use(rt.tenantChain()...)
-		r.Method(http.MethodPost, "/evaluate/flags", http.HandlerFunc(rt.flagEval.OFREPBulk))
-		r.Method(http.MethodPost, "/evaluate/flags/{key}", http.HandlerFunc(rt.flagEval.OFREPFlag))
+		rt.flagEval.OFREPRoutes(r)
 	})
 
 	m := chi.NewRouter()

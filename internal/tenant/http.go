@@ -17,6 +17,37 @@ type Handler struct {
 	Projects *Projects
 }
 
+// Routes mounts signup for anyone (under the per-address budget), the tenants for
+// operators, the caller, its tenant and projects for members, and the tenant's settings and
+// users for its admins. The members' and admins' POST and PATCH routes take an
+// Idempotency-Key.
+func (h *Handler) Routes(rs httpx.Routers) {
+	rs.Public.With(rs.PerIP).Method(http.MethodPost, "/signup", httpx.HandlerFunc(h.Signup))
+
+	rs.Operator.Method(http.MethodGet, "/tenants", httpx.HandlerFunc(h.AdminListTenants))
+	rs.Operator.Method(http.MethodGet, "/tenants/{id}", httpx.HandlerFunc(h.AdminGetTenant))
+	rs.Operator.Method(http.MethodPatch, "/tenants/{id}", httpx.HandlerFunc(h.AdminUpdateTenant))
+
+	member, idem := rs.Member, rs.Member.With(rs.Idempotent)
+	member.Method(http.MethodGet, "/me", httpx.HandlerFunc(h.Me))
+	idem.Method(http.MethodPost, "/me/password", httpx.HandlerFunc(h.ChangePassword))
+	member.Method(http.MethodGet, "/tenant", httpx.HandlerFunc(h.GetTenant))
+
+	member.Method(http.MethodGet, "/projects", httpx.HandlerFunc(h.ListProjects))
+	idem.Method(http.MethodPost, "/projects", httpx.HandlerFunc(h.CreateProject))
+	member.Method(http.MethodGet, "/projects/{id}", httpx.HandlerFunc(h.GetProject))
+	idem.Method(http.MethodPatch, "/projects/{id}", httpx.HandlerFunc(h.UpdateProject))
+	member.Method(http.MethodDelete, "/projects/{id}", httpx.HandlerFunc(h.DeleteProject))
+
+	admin, adminIdem := rs.Admin, rs.Admin.With(rs.Idempotent)
+	adminIdem.Method(http.MethodPatch, "/tenant", httpx.HandlerFunc(h.UpdateTenant))
+	admin.Method(http.MethodGet, "/users", httpx.HandlerFunc(h.ListUsers))
+	adminIdem.Method(http.MethodPost, "/users", httpx.HandlerFunc(h.CreateUser))
+	admin.Method(http.MethodGet, "/users/{id}", httpx.HandlerFunc(h.GetUser))
+	adminIdem.Method(http.MethodPatch, "/users/{id}", httpx.HandlerFunc(h.UpdateUser))
+	admin.Method(http.MethodDelete, "/users/{id}", httpx.HandlerFunc(h.DeleteUser))
+}
+
 func principal(r *http.Request) auth.Principal { return auth.MustFromContext(r.Context()) }
 
 // Signup is POST /v1/signup.
