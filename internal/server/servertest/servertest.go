@@ -279,6 +279,9 @@ func (s *Server) Create(t testing.TB, token, path string, body any) string {
 	return out.ID
 }
 
+// RandomSuffix answers 8 random hex digits, for names that must not collide between tests.
+func RandomSuffix() string { return randomHex(4) }
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
