@@ -120,6 +120,30 @@ func (r *Response) Problem(t testing.TB) Problem {
 	return p
 }
 
+// Want stops the test unless the answer has status and, when code is not "", is a problem
+// with that code.
+func (r *Response) Want(t testing.TB, status int, code string) {
+	t.Helper()
+	if r.Status != status {
+		t.Fatalf("status %d, want %d: %s", r.Status, status, r.Body)
+	}
+	if code != "" {
+		if p := r.Problem(t); p.Code != code {
+			t.Fatalf("code %q, want %q: %s", p.Code, code, r.Body)
+		}
+	}
+}
+
+// WantUnauthorized stops the test unless the answer is the 401 that every bad credential
+// gets: code unauthorized, with a Bearer challenge.
+func (r *Response) WantUnauthorized(t testing.TB) {
+	t.Helper()
+	r.Want(t, http.StatusUnauthorized, "unauthorized")
+	if h := r.Header.Get("WWW-Authenticate"); !strings.HasPrefix(h, "Bearer") {
+		t.Fatalf("WWW-Authenticate %q, want Bearer...", h)
+	}
+}
+
 // Problem is the client's view of an error answer.
 type Problem struct {
 	Status    int    `json:"status"`
@@ -176,6 +200,12 @@ func (s *Server) Do(t testing.TB, req Request) *Response {
 	}
 	s.validate(t, hr, raw, out)
 	return out
+}
+
+// Get GETs path as token ("" sends no credential).
+func (s *Server) Get(t testing.TB, token, path string) *Response {
+	t.Helper()
+	return s.Do(t, Request{Method: "GET", Path: path, Token: token})
 }
 
 // newRequest builds the HTTP request that req describes, and answers the body it carries too,
