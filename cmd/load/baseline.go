@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,9 +17,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/saasbase/saasbase/internal/server/bare"
 )
 
 const (
@@ -29,14 +28,11 @@ const (
 	// baselineWarmUp is sent to each target, unrecorded, before the rounds: both open their
 	// database and HTTP connections lazily, and the first round would pay for it.
 	baselineWarmUp = time.Second
-	// selectProject is the query of the service's GET /v1/projects/{id}.
-	selectProject = "SELECT id, name, description, created_at, updated_at FROM projects WHERE tenant_id = $1 AND id = $2"
 )
 
-// bareServer is the baseline of GET /v1/projects/{id}: chi and a pgx pool as the database
-// URL's user, the service's SELECT, JSON out, and nothing else (no request id, logging,
-// metrics, authentication, rate limit or tenant transaction). It is built like the one of
-// BenchmarkGetProject in internal/server, pool defaults included, so the two agree.
+// bareServer serves the baseline of GET /v1/projects/{id}, package bare's handler, from a pgx
+// pool as the database URL's user. The pool has pgx's defaults unless -bare-conns says
+// otherwise, as the pool of BenchmarkGetProject in internal/server has, so the two agree.
 type bareServer struct {
 	origin string
 	pool   *pgxpool.Pool
@@ -66,9 +62,7 @@ func startBare(ctx context.Context, databaseURL string, conns int) (*bareServer,
 		return nil, err
 	}
 	b := &bareServer{origin: "http://" + ln.Addr().String(), pool: pool}
-	r := chi.NewRouter()
-	r.Get(routeBareProject.pattern(), b.getProject)
-	b.srv = &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
+	b.srv = &http.Server{Handler: bare.Handler(pool), ReadHeaderTimeout: 5 * time.Second}
 	go b.srv.Serve(ln)
 	return b, nil
 }
@@ -166,27 +160,6 @@ func (b *bareProcess) close() {
 	b.cmd.Wait()
 }
 
-// project is the service's JSON of a project.
-type project struct {
-	ID          uuid.UUID `json:"id"`
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
-}
-
-func (b *bareServer) getProject(w http.ResponseWriter, r *http.Request) {
-	var p project
-	err := b.pool.QueryRow(r.Context(), selectProject, chi.URLParam(r, "tenant"), chi.URLParam(r, "id")).
-		Scan(&p.ID, &p.Name, &p.Description, &p.CreatedAt, &p.UpdatedAt)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError) // loopback only: details help
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(p)
-}
-
 // comparison is the outcome of the baseline rounds.
 type comparison struct {
 	bare, service       summary
@@ -198,10 +171,10 @@ type comparison struct {
 // connections, through the bare server and through the service in alternating rounds, so
 // that drift of the machine (other load, caches warming) falls on both alike. Interrupted,
 // it answers ctx's error: rounds cut short compare nothing.
-func compareBaseline(ctx context.Context, cfg config, bare *bareProcess, t *tenant, progress io.Writer) (comparison, error) {
+func compareBaseline(ctx context.Context, cfg config, bareProc *bareProcess, t *tenant, progress io.Writer) (comparison, error) {
 	id := t.project(rand.New(rand.NewPCG(cfg.seed, 0)))
 	bareRec, serviceRec := newRecorder(), newRecorder()
-	bareClient := newClient(bare.origin, cfg.workers, bareRec)
+	bareClient := newClient(bareProc.origin, cfg.workers, bareRec)
 	serviceClient := newClient(cfg.origin, cfg.workers, serviceRec)
 	bareCall := call{route: routeBareProject, params: []string{t.id, id}}
 	serviceCall := call{route: routeGetProject, params: []string{id}, as: t.session}
@@ -211,7 +184,7 @@ func compareBaseline(ctx context.Context, cfg config, bare *bareProcess, t *tena
 
 	var bareTime, serviceTime time.Duration
 	bareCPU, serviceCPU := cpuTimes{}, cpuTimes{}
-	names := map[int]string{os.Getpid(): "load", bare.pid(): "bare"}
+	names := map[int]string{os.Getpid(): "load", bareProc.pid(): "bare"}
 	for i := range baselineRounds {
 		b0, _, _ := bareRec.progress()
 		s0, _, _ := serviceRec.progress()

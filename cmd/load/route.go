@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/saasbase/saasbase/internal/server/bare"
 )
 
 // A route names an endpoint the way the statistics group requests: "METHOD /pattern", the
@@ -31,7 +33,7 @@ const (
 	routePaymentReplay route = "POST /v1/payments (replay)"
 	routeEntitlements  route = "GET /v1/entitlements"
 	routeEvents        route = "GET /v1/events"
-	routeBareProject   route = "GET /projects/{tenant}/{id}" // the baseline server's, not the service's
+	routeBareProject   route = "GET " + bare.Pattern // the baseline server's, not the service's
 )
 
 // method is the route's HTTP method.

@@ -80,9 +80,15 @@ func (h *harness) exec(sql string, args ...any) {
 
 func (h *harness) count(sql string, args ...any) int {
 	h.t.Helper()
+	return countRows(h.t, h.owner, sql, args...)
+}
+
+// countRows answers the number that query, a SELECT count(*), reads on conn.
+func countRows(t testing.TB, conn *pgx.Conn, query string, args ...any) int {
+	t.Helper()
 	var n int
-	if err := h.owner.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
-		h.t.Fatalf("%s: %v", sql, err)
+	if err := conn.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
 	}
 	return n
 }

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,13 +14,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/saasbase/saasbase/internal/platform/config"
 	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
+	"github.com/saasbase/saasbase/internal/server/bare"
 	"github.com/saasbase/saasbase/internal/server/servertest"
-	"github.com/saasbase/saasbase/internal/tenant"
 )
 
 // BenchmarkGetProject measures GET /v1/projects/{id} through the whole service (request id,
@@ -38,9 +36,8 @@ func BenchmarkGetProject(b *testing.B) {
 		Body: map[string]any{"rate_limit": map[string]any{"requests_per_second": 1e6, "burst": 1000000, "max_concurrent": 0}}})
 	id := s.Create(b, a.Token, "/v1/projects", map[string]string{"name": "bench", "description": "a project"})
 
-	bare := bareServer(b)
 	fullURL := s.URL + "/v1/projects/" + id
-	bareURL := bare + "/projects/" + a.ID + "/" + id
+	bareURL := bareServer(b) + bare.Path(a.ID, id)
 
 	const (
 		workers = 16
@@ -64,27 +61,14 @@ func BenchmarkGetProject(b *testing.B) {
 	b.ReportMetric(float64(fullRate.p99.Microseconds()), "full_p99_µs")
 }
 
-// bareServer is the baseline: chi and a pgx pool as the owner, one SELECT, JSON out.
+// bareServer serves the baseline (package bare) from a pool as the owner, and answers its URL.
 func bareServer(b *testing.B) string {
 	pool, err := pgxpool.New(context.Background(), pgtest.OwnerURL(b))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(pool.Close)
-	r := chi.NewRouter()
-	r.Get("/projects/{tenant}/{id}", func(w http.ResponseWriter, r *http.Request) {
-		var p tenant.Project
-		err := pool.QueryRow(r.Context(),
-			"SELECT id, name, description, created_at, updated_at FROM projects WHERE tenant_id = $1 AND id = $2",
-			chi.URLParam(r, "tenant"), chi.URLParam(r, "id")).Scan(&p.ID, &p.Name, &p.Description, &p.CreatedAt, &p.UpdatedAt)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(p)
-	})
-	ts := httptest.NewServer(r)
+	ts := httptest.NewServer(bare.Handler(pool))
 	b.Cleanup(ts.Close)
 	return ts.URL
 }

@@ -22,55 +22,6 @@ func withStripe(c *config.Config) {
 	c.StripeSecretKey, c.StripeAPIURL = "sk_test_123", "http://127.0.0.1:1"
 }
 
-// isoIDRoute is a tenant route that takes a resource id in its path. Every route with {id}
-// outside /v1/admin must be listed here (TestIsolationTableCoversRouter checks it), so a new
-// tenant resource cannot ship without being probed with another tenant's ids.
-type isoIDRoute struct {
-	Method     string
-	Pattern    string // as registered in chi
-	Collection string // the list endpoint of the resource, which keys the fixtures' ids
-	Body       any    // sent with PATCH/POST; valid, so only the id decides the answer
-	NeedsKey   bool   // the route requires an Idempotency-Key (a fresh one per request)
-}
-
-// header gives a request of the route the headers it needs.
-func (r isoIDRoute) header() map[string]string {
-	if !r.NeedsKey {
-		return nil
-	}
-	return map[string]string{"Idempotency-Key": uuid.NewString()}
-}
-
-var isoIDRoutes = []isoIDRoute{
-	{Method: "GET", Pattern: "/v1/projects/{id}", Collection: "/v1/projects"},
-	{Method: "PATCH", Pattern: "/v1/projects/{id}", Collection: "/v1/projects", Body: map[string]string{"name": "taken over", "description": "by the other tenant"}},
-	{Method: "DELETE", Pattern: "/v1/projects/{id}", Collection: "/v1/projects"},
-	{Method: "GET", Pattern: "/v1/users/{id}", Collection: "/v1/users"},
-	{Method: "PATCH", Pattern: "/v1/users/{id}", Collection: "/v1/users", Body: map[string]string{"role": "admin"}},
-	{Method: "DELETE", Pattern: "/v1/users/{id}", Collection: "/v1/users"},
-	{Method: "DELETE", Pattern: "/v1/api-keys/{id}", Collection: "/v1/api-keys"},
-	{Method: "GET", Pattern: "/v1/payments/{id}", Collection: "/v1/payments"},
-	{Method: "GET", Pattern: "/v1/invoices/{id}", Collection: "/v1/invoices"},
-	{Method: "POST", Pattern: "/v1/payments/{id}/refunds", Collection: "/v1/payments", Body: map[string]int{"amount": 100}, NeedsKey: true},
-	{Method: "GET", Pattern: "/v1/webhook-endpoints/{id}", Collection: "/v1/webhook-endpoints"},
-	{Method: "DELETE", Pattern: "/v1/webhook-endpoints/{id}", Collection: "/v1/webhook-endpoints"},
-	{Method: "POST", Pattern: "/v1/webhook-endpoints/{id}/enable", Collection: "/v1/webhook-endpoints"},
-	{Method: "GET", Pattern: "/v1/webhook-endpoints/{id}/deliveries", Collection: "/v1/webhook-endpoints"},
-	{Method: "POST", Pattern: "/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry", Collection: "/v1/webhook-deliveries"},
-}
-
-// path fills the pattern in; a webhook delivery's "id" is "<endpoint id>/<delivery id>".
-func (r isoIDRoute) path(id string) string {
-	endpoint, delivery, ok := strings.Cut(id, "/")
-	if !ok {
-		delivery = id
-	}
-	return strings.NewReplacer("{id}", endpoint, "{delivery_id}", delivery).Replace(r.Pattern)
-}
-
-// isoLists are the tenant's list endpoints; none may show another tenant's rows.
-var isoLists = []string{"/v1/projects", "/v1/users", "/v1/api-keys", "/v1/events", "/v1/payments", "/v1/invoices", "/v1/webhook-endpoints"}
-
 // isoTenant is a signed-up tenant with one of each resource, by collection.
 type isoTenant struct {
 	servertest.Tenant
@@ -172,27 +123,27 @@ func TestIsolationIDRoutes(t *testing.T) {
 
 	beforeA, beforeB := isoSnap(t, s, a), isoSnap(t, s, b)
 
-	for _, rt := range isoIDRoutes {
+	for _, rt := range servertest.IDRoutes {
 		ids := b.ids[rt.Collection]
 		if len(ids) == 0 {
 			t.Fatalf("%s %s: the fixtures made no %s of tenant B; add one to isoSetup", rt.Method, rt.Pattern, rt.Collection)
 		}
 		for _, id := range ids {
-			res := s.Do(t, servertest.Request{Method: rt.Method, Path: rt.path(id), Token: a.Token, Body: rt.Body, Header: rt.header()})
+			res := s.Do(t, servertest.Request{Method: rt.Method, Path: rt.Path(id), Token: a.Token, Body: rt.Body, Header: rt.Header()})
 			if res.Status != http.StatusNotFound {
-				t.Errorf("%s %s with tenant B's id as A's owner: %d %s, want 404", rt.Method, rt.path(id), res.Status, res.Body)
+				t.Errorf("%s %s with tenant B's id as A's owner: %d %s, want 404", rt.Method, rt.Path(id), res.Status, res.Body)
 				continue
 			}
 			got := res.Problem(t)
 			if got.Code != "not_found" || got.Status != http.StatusNotFound {
-				t.Errorf("%s %s: problem %+v, want status 404 code not_found", rt.Method, rt.path(id), got)
+				t.Errorf("%s %s: problem %+v, want status 404 code not_found", rt.Method, rt.Path(id), got)
 			}
 
 			// The answer must not tell B's id from one that exists nowhere.
 			nowhere := uuid.NewString()
-			ctl := s.Do(t, servertest.Request{Method: rt.Method, Path: rt.path(nowhere), Token: a.Token, Body: rt.Body, Header: rt.header()})
+			ctl := s.Do(t, servertest.Request{Method: rt.Method, Path: rt.Path(nowhere), Token: a.Token, Body: rt.Body, Header: rt.Header()})
 			if ctl.Status != http.StatusNotFound {
-				t.Errorf("%s %s (an id of no tenant): %d %s, want 404", rt.Method, rt.path(nowhere), ctl.Status, ctl.Body)
+				t.Errorf("%s %s (an id of no tenant): %d %s, want 404", rt.Method, rt.Path(nowhere), ctl.Status, ctl.Body)
 				continue
 			}
 			want := ctl.Problem(t)
@@ -251,7 +202,7 @@ func TestIsolationLists(t *testing.T) {
 	idsA, idsB := allIDs(a), allIDs(b)
 
 	check := func(t *testing.T, me isoTenant, token string, theirs []string) {
-		for _, list := range isoLists {
+		for _, list := range servertest.ListPaths {
 			items := s.ListAll(t, token, list)
 			got := servertest.IDs(t, items)
 			for _, id := range me.ids[list] {
@@ -342,8 +293,8 @@ func TestIsolationLists(t *testing.T) {
 	})
 }
 
-// TestIsolationTableCoversRouter: isoIDRoutes lists exactly the tenant routes with {id}, so a
-// new one is probed by TestIsolationIDRoutes as soon as it is registered.
+// TestIsolationTableCoversRouter: servertest.IDRoutes lists exactly the tenant routes with
+// {id}, so a new one is probed by TestIsolationIDRoutes as soon as it is registered.
 func TestIsolationTableCoversRouter(t *testing.T) {
 	s := servertest.New(t, withStripe)
 	var registered []string
@@ -356,17 +307,17 @@ func TestIsolationTableCoversRouter(t *testing.T) {
 		t.Fatal("chi.Walk found no route with {id}: the walk is broken")
 	}
 	var table []string
-	for _, rt := range isoIDRoutes {
+	for _, rt := range servertest.IDRoutes {
 		table = append(table, rt.Method+" "+rt.Pattern)
 	}
 	for _, r := range registered {
 		if !slices.Contains(table, r) {
-			t.Errorf("%s takes an id but is not in isoIDRoutes: add it (and a fixture in isoSetup)", r)
+			t.Errorf("%s takes an id but is not in servertest.IDRoutes: add it (and a fixture in isoSetup)", r)
 		}
 	}
 	for _, r := range table {
 		if !slices.Contains(registered, r) {
-			t.Errorf("isoIDRoutes lists %s, which the router does not serve", r)
+			t.Errorf("servertest.IDRoutes lists %s, which the router does not serve", r)
 		}
 	}
 }

@@ -214,14 +214,12 @@ type PaymentIntent struct {
 
 // PaymentIntents are the PaymentIntents created, in order.
 func (f *Fake) PaymentIntents() []PaymentIntent {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make([]PaymentIntent, len(f.intents))
-	for i, p := range f.intents {
-		out[i] = p.PaymentIntent
-		out[i].Metadata = maps.Clone(p.Metadata)
-	}
-	return out
+	return snapshot(f, &f.intents, func(p *paymentIntent) PaymentIntent { return p.PaymentIntent.clone() })
+}
+
+func (p PaymentIntent) clone() PaymentIntent {
+	p.Metadata = maps.Clone(p.Metadata)
+	return p
 }
 
 // Refund is a refund as the fake holds it.
@@ -239,14 +237,12 @@ type Refund struct {
 
 // Refunds are the refunds made, in order.
 func (f *Fake) Refunds() []Refund {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make([]Refund, len(f.refunds))
-	for i, r := range f.refunds {
-		out[i] = r.Refund
-		out[i].Metadata = maps.Clone(r.Metadata)
-	}
-	return out
+	return snapshot(f, &f.refunds, func(r *refund) Refund { return r.Refund.clone() })
+}
+
+func (r Refund) clone() Refund {
+	r.Metadata = maps.Clone(r.Metadata)
+	return r
 }
 
 // MeterEvent is an accepted billing meter event.
@@ -262,13 +258,12 @@ type MeterEvent struct {
 
 // MeterEvents are the accepted meter events, in order.
 func (f *Fake) MeterEvents() []MeterEvent {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := slices.Clone(f.events)
-	for i := range out {
-		out[i].Payload = maps.Clone(out[i].Payload)
-	}
-	return out
+	return snapshot(f, &f.events, MeterEvent.clone)
+}
+
+func (e MeterEvent) clone() MeterEvent {
+	e.Payload = maps.Clone(e.Payload)
+	return e
 }
 
 // Customer is a customer as the fake holds it.
@@ -280,12 +275,24 @@ type Customer struct {
 
 // Customers are the customers created, in order.
 func (f *Fake) Customers() []Customer {
+	return snapshot(f, &f.customers, func(c *customer) Customer { return c.Customer.clone() })
+}
+
+func (c Customer) clone() Customer {
+	c.Metadata = maps.Clone(c.Metadata)
+	return c
+}
+
+// snapshot copies the records of one kind, which f.mu guards, through clone: the caller
+// gets values it may keep and change while the fake goes on serving. clone must copy
+// every map a record holds, for the fake keeps writing to its own. records is a pointer so
+// that the slice itself is read under the lock too.
+func snapshot[R, T any](f *Fake, records *[]R, clone func(R) T) []T {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]Customer, len(f.customers))
-	for i, c := range f.customers {
-		out[i] = c.Customer
-		out[i].Metadata = maps.Clone(c.Metadata)
+	out := make([]T, len(*records))
+	for i, r := range *records {
+		out[i] = clone(r)
 	}
 	return out
 }

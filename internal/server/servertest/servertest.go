@@ -120,6 +120,30 @@ func (r *Response) Problem(t testing.TB) Problem {
 	return p
 }
 
+// Want stops the test unless the answer has status and, when code is not "", is a problem
+// with that code.
+func (r *Response) Want(t testing.TB, status int, code string) {
+	t.Helper()
+	if r.Status != status {
+		t.Fatalf("status %d, want %d: %s", r.Status, status, r.Body)
+	}
+	if code != "" {
+		if p := r.Problem(t); p.Code != code {
+			t.Fatalf("code %q, want %q: %s", p.Code, code, r.Body)
+		}
+	}
+}
+
+// WantUnauthorized stops the test unless the answer is the 401 that every bad credential
+// gets: code unauthorized, with a Bearer challenge.
+func (r *Response) WantUnauthorized(t testing.TB) {
+	t.Helper()
+	r.Want(t, http.StatusUnauthorized, "unauthorized")
+	if h := r.Header.Get("WWW-Authenticate"); !strings.HasPrefix(h, "Bearer") {
+		t.Fatalf("WWW-Authenticate %q, want Bearer...", h)
+	}
+}
+
 // Problem is the client's view of an error answer.
 type Problem struct {
 	Status    int    `json:"status"`
@@ -157,31 +181,9 @@ type Request struct {
 // documented for the operation and its headers and body must match the schema.
 func (s *Server) Do(t testing.TB, req Request) *Response {
 	t.Helper()
-	var raw []byte
-	switch b := req.Body.(type) {
-	case nil:
-	case string:
-		raw = []byte(b)
-	case []byte:
-		raw = b
-	default:
-		var err error
-		if raw, err = json.Marshal(b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	hr, err := http.NewRequest(req.Method, s.URL+req.Path, bytes.NewReader(raw))
+	hr, raw, err := s.newRequest(req)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if raw != nil {
-		hr.Header.Set("Content-Type", "application/json")
-	}
-	if req.Token != "" {
-		hr.Header.Set("Authorization", "Bearer "+req.Token)
-	}
-	for k, v := range req.Header {
-		hr.Header.Set(k, v)
 	}
 	res, err := http.DefaultClient.Do(hr)
 	if err != nil {
@@ -198,6 +200,46 @@ func (s *Server) Do(t testing.TB, req Request) *Response {
 	}
 	s.validate(t, hr, raw, out)
 	return out
+}
+
+// Get GETs path as token ("" sends no credential).
+func (s *Server) Get(t testing.TB, token, path string) *Response {
+	t.Helper()
+	return s.Do(t, Request{Method: "GET", Path: path, Token: token})
+}
+
+// newRequest builds the HTTP request that req describes, and answers the body it carries too,
+// since Do checks the answer against it. A nil Body sends none; a string or a []byte is sent
+// as it is, so that tests can send what no JSON encoder would write; anything else goes as
+// JSON. Do and TryDo both build through here so that the two cannot disagree on a body.
+func (s *Server) newRequest(req Request) (*http.Request, []byte, error) {
+	var raw []byte
+	switch b := req.Body.(type) {
+	case nil:
+	case string:
+		raw = []byte(b)
+	case []byte:
+		raw = b
+	default:
+		var err error
+		if raw, err = json.Marshal(b); err != nil {
+			return nil, nil, err
+		}
+	}
+	hr, err := http.NewRequest(req.Method, s.URL+req.Path, bytes.NewReader(raw))
+	if err != nil {
+		return nil, nil, err
+	}
+	if raw != nil {
+		hr.Header.Set("Content-Type", "application/json")
+	}
+	if req.Token != "" {
+		hr.Header.Set("Authorization", "Bearer "+req.Token)
+	}
+	for k, v := range req.Header {
+		hr.Header.Set(k, v)
+	}
+	return hr, raw, nil
 }
 
 // validate checks an answer against the operation openapi.yaml describes.
@@ -267,6 +309,9 @@ func (s *Server) Create(t testing.TB, token, path string, body any) string {
 	return out.ID
 }
 
+// RandomSuffix answers 8 random hex digits, for names that must not collide between tests.
+func RandomSuffix() string { return randomHex(4) }
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
@@ -287,29 +332,9 @@ func (s *Server) TokenFor(t testing.TB, ten Tenant) string {
 // TryDo sends a request and answers transport errors instead of failing the test, and checks
 // nothing against openapi.yaml: for fault tests, where no answer is also an answer.
 func (s *Server) TryDo(req Request) (*Response, error) {
-	var raw []byte
-	switch b := req.Body.(type) {
-	case nil:
-	case []byte:
-		raw = b
-	default:
-		var err error
-		if raw, err = json.Marshal(b); err != nil {
-			return nil, err
-		}
-	}
-	hr, err := http.NewRequest(req.Method, s.URL+req.Path, bytes.NewReader(raw))
+	hr, _, err := s.newRequest(req)
 	if err != nil {
 		return nil, err
-	}
-	if raw != nil {
-		hr.Header.Set("Content-Type", "application/json")
-	}
-	if req.Token != "" {
-		hr.Header.Set("Authorization", "Bearer "+req.Token)
-	}
-	for k, v := range req.Header {
-		hr.Header.Set(k, v)
 	}
 	res, err := http.DefaultClient.Do(hr)
 	if err != nil {

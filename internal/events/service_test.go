@@ -1,4 +1,4 @@
-package server_test
+package events_test
 
 import (
 	"context"
@@ -19,10 +19,8 @@ import (
 	"github.com/saasbase/saasbase/internal/server/servertest"
 )
 
-// The helpers of this file are prefixed with ev so that they cannot clash with the helpers
-// of the package's other test files.
-
-type evEvent struct {
+// listedEvent is an event as GET /v1/events lists it.
+type listedEvent struct {
 	ID         string          `json:"id"`
 	Type       string          `json:"type"`
 	TenantID   *string         `json:"tenant_id"`
@@ -30,16 +28,17 @@ type evEvent struct {
 	Data       json.RawMessage `json:"data"`
 }
 
-type evPage struct {
-	Data       []evEvent `json:"data"`
-	NextCursor *string   `json:"next_cursor"`
+// eventPage is a page of GET /v1/events.
+type eventPage struct {
+	Data       []listedEvent `json:"data"`
+	NextCursor *string       `json:"next_cursor"`
 }
 
-// evList walks every page of GET /v1/events with the given query, checking that no event is
-// listed twice, and answers the events in the order they were listed.
-func evList(t testing.TB, s *servertest.Server, token string, query url.Values) []evEvent {
+// listEvents walks every page of GET /v1/events with the given query, checking that no event
+// is listed twice, and answers the events in the order they were listed.
+func listEvents(t testing.TB, s *servertest.Server, token string, query url.Values) []listedEvent {
 	t.Helper()
-	var out []evEvent
+	var out []listedEvent
 	seen := map[string]bool{}
 	q := url.Values{}
 	for k, v := range query {
@@ -50,7 +49,7 @@ func evList(t testing.TB, s *servertest.Server, token string, query url.Values) 
 		if res.Status != http.StatusOK {
 			t.Fatalf("GET /v1/events?%s: %d %s", q.Encode(), res.Status, res.Body)
 		}
-		var page evPage
+		var page eventPage
 		res.Decode(t, &page)
 		for _, e := range page.Data {
 			if seen[e.ID] {
@@ -71,7 +70,7 @@ func evList(t testing.TB, s *servertest.Server, token string, query url.Values) 
 	return nil
 }
 
-func evTypes(evs []evEvent) []string {
+func typesOf(evs []listedEvent) []string {
 	out := make([]string, len(evs))
 	for i, e := range evs {
 		out[i] = e.Type
@@ -79,22 +78,13 @@ func evTypes(evs []evEvent) []string {
 	return out
 }
 
-func evData(t testing.TB, e evEvent) map[string]any {
+func dataOf(t testing.TB, e listedEvent) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(e.Data, &m); err != nil {
 		t.Fatalf("event %s data %s: %v", e.Type, e.Data, err)
 	}
 	return m
-}
-
-func evCount(t testing.TB, conn *pgx.Conn, query string, args ...any) int {
-	t.Helper()
-	var n int
-	if err := conn.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // TestOutboxCommitsWithTheChange: an event row commits or rolls back together with the
@@ -116,8 +106,8 @@ func TestOutboxCommitsWithTheChange(t *testing.T) {
 			}
 			return fn(tx, projectID)
 		})
-		projects = evCount(t, owner, "SELECT count(*) FROM projects WHERE tenant_id = $1 AND id = $2", tenantID, projectID)
-		evs = evCount(t, owner, "SELECT count(*) FROM outbox WHERE tenant_id = $1 AND data->>'project' = $2", tenantID, projectID.String())
+		projects = countRows(t, owner, "SELECT count(*) FROM projects WHERE tenant_id = $1 AND id = $2", tenantID, projectID)
+		evs = countRows(t, owner, "SELECT count(*) FROM outbox WHERE tenant_id = $1 AND data->>'project' = $2", tenantID, projectID.String())
 		return projects, evs, err
 	}
 
@@ -157,7 +147,7 @@ func TestOutboxCommitsWithTheChange(t *testing.T) {
 		if projects != 1 || evs != 1 {
 			t.Fatalf("after a commit: %d project rows, %d event rows; want one each", projects, evs)
 		}
-		if got := evList(t, s, a.Token, url.Values{"type": {"test.atomic"}}); len(got) != 1 {
+		if got := listEvents(t, s, a.Token, url.Values{"type": {"test.atomic"}}); len(got) != 1 {
 			t.Fatalf("GET /v1/events lists %d test.atomic events, want 1", len(got))
 		}
 	})
@@ -180,7 +170,7 @@ func TestEventsOfEveryChange(t *testing.T) {
 	if res := s.Do(t, servertest.Request{Method: "DELETE", Path: "/v1/projects/" + p1, Token: a.Token}); res.Status != http.StatusNoContent {
 		t.Fatalf("DELETE project: %d %s", res.Status, res.Body)
 	}
-	userID, email := authAddUser(t, s, a, "member")
+	userID, email := s.AddUser(t, a, "member")
 
 	// Refused changes write nothing.
 	for _, req := range []servertest.Request{
@@ -188,7 +178,7 @@ func TestEventsOfEveryChange(t *testing.T) {
 		{Method: "DELETE", Path: "/v1/projects/" + p1},
 		{Method: "PATCH", Path: "/v1/projects/" + p2, Body: map[string]string{"name": ""}},
 		{Method: "POST", Path: "/v1/projects", Body: map[string]string{"description": "no name"}},
-		{Method: "POST", Path: "/v1/users", Body: map[string]string{"email": email, "password": authUserPassword, "role": "member"}},
+		{Method: "POST", Path: "/v1/users", Body: map[string]string{"email": email, "password": servertest.UserPassword, "role": "member"}},
 	} {
 		req.Token = a.Token
 		if res := s.Do(t, req); res.Status < 400 {
@@ -196,9 +186,9 @@ func TestEventsOfEveryChange(t *testing.T) {
 		}
 	}
 
-	all := evList(t, s, a.Token, url.Values{"limit": {"200"}})
+	all := listEvents(t, s, a.Token, url.Values{"limit": {"200"}})
 	want := []string{"user.created", "project.deleted", "project.created", "project.updated", "project.created", "user.created", "tenant.created"}
-	if got := evTypes(all); !slices.Equal(got, want) {
+	if got := typesOf(all); !slices.Equal(got, want) {
 		t.Fatalf("GET /v1/events types %v, want (newest first) %v", got, want)
 	}
 	for _, e := range all {
@@ -211,7 +201,7 @@ func TestEventsOfEveryChange(t *testing.T) {
 	}
 	check := func(i int, field, want string) {
 		t.Helper()
-		if got := evData(t, all[i])[field]; got != want {
+		if got := dataOf(t, all[i])[field]; got != want {
 			t.Errorf("event %d (%s): data.%s = %v, want %s", i, all[i].Type, field, got, want)
 		}
 	}
@@ -227,29 +217,29 @@ func TestEventsOfEveryChange(t *testing.T) {
 	check(6, "id", a.ID)
 	check(6, "slug", a.Slug)
 	for _, e := range all {
-		if d := evData(t, e); d["password_hash"] != nil || d["password"] != nil {
+		if d := dataOf(t, e); d["password_hash"] != nil || d["password"] != nil {
 			t.Errorf("event %s carries a password: %s", e.Type, e.Data)
 		}
 	}
 
 	// The type filter.
-	created := evList(t, s, a.Token, url.Values{"type": {"project.created"}})
+	created := listEvents(t, s, a.Token, url.Values{"type": {"project.created"}})
 	if len(created) != 2 || created[0].ID != all[2].ID || created[1].ID != all[4].ID {
-		t.Fatalf("?type=project.created = %v, want events %s and %s", evTypes(created), all[2].ID, all[4].ID)
+		t.Fatalf("?type=project.created = %v, want events %s and %s", typesOf(created), all[2].ID, all[4].ID)
 	}
-	if none := evList(t, s, a.Token, url.Values{"type": {"no.such.type"}}); len(none) != 0 {
-		t.Fatalf("?type=no.such.type lists %v", evTypes(none))
+	if none := listEvents(t, s, a.Token, url.Values{"type": {"no.such.type"}}); len(none) != 0 {
+		t.Fatalf("?type=no.such.type lists %v", typesOf(none))
 	}
 
 	// Pages of one walk the same list, each event once, in the same order.
-	var paged []evEvent
+	var paged []listedEvent
 	res = s.Do(t, servertest.Request{Method: "GET", Path: "/v1/events?limit=1", Token: a.Token})
-	var first evPage
+	var first eventPage
 	res.Decode(t, &first)
 	if len(first.Data) != 1 || first.NextCursor == nil {
 		t.Fatalf("?limit=1 answered %s", res.Body)
 	}
-	paged = evList(t, s, a.Token, url.Values{"limit": {"1"}})
+	paged = listEvents(t, s, a.Token, url.Values{"limit": {"1"}})
 	if len(paged) != len(all) {
 		t.Fatalf("pages of 1 list %d events, one page %d", len(paged), len(all))
 	}
@@ -258,9 +248,9 @@ func TestEventsOfEveryChange(t *testing.T) {
 			t.Fatalf("pages of 1: event %d is %s, want %s", i, paged[i].ID, all[i].ID)
 		}
 	}
-	paged = evList(t, s, a.Token, url.Values{"limit": {"1"}, "type": {"project.created"}})
+	paged = listEvents(t, s, a.Token, url.Values{"limit": {"1"}, "type": {"project.created"}})
 	if len(paged) != 2 {
-		t.Fatalf("pages of 1 of project.created: %v", evTypes(paged))
+		t.Fatalf("pages of 1 of project.created: %v", typesOf(paged))
 	}
 }
 
@@ -271,11 +261,11 @@ func TestFailedSignupWritesNoEvent(t *testing.T) {
 
 	const all = "SELECT count(*) FROM outbox WHERE type = 'tenant.created'"
 	const ofSlug = "SELECT count(*) FROM outbox WHERE type = 'tenant.created' AND data->>'slug' = $1"
-	before, beforeSlug := evCount(t, owner, all), evCount(t, owner, ofSlug, a.Slug)
+	before, beforeSlug := countRows(t, owner, all), countRows(t, owner, ofSlug, a.Slug)
 	if beforeSlug != 1 {
 		t.Fatalf("%d tenant.created events for %s after its signup, want 1", beforeSlug, a.Slug)
 	}
-	beforeUsers := evCount(t, owner, "SELECT count(*) FROM outbox WHERE type = 'user.created'")
+	beforeUsers := countRows(t, owner, "SELECT count(*) FROM outbox WHERE type = 'user.created'")
 
 	res := s.Do(t, servertest.Request{Method: "POST", Path: "/v1/signup", Body: map[string]string{
 		"tenant_name": "Again", "tenant_slug": a.Slug, "email": "again@evsignup.example.com", "password": servertest.Password,
@@ -283,19 +273,19 @@ func TestFailedSignupWritesNoEvent(t *testing.T) {
 	if res.Status != http.StatusConflict || res.Problem(t).Code != "slug_taken" {
 		t.Fatalf("signup with a taken slug: %d %s", res.Status, res.Body)
 	}
-	if after := evCount(t, owner, all); after != before {
+	if after := countRows(t, owner, all); after != before {
 		t.Errorf("tenant.created events: %d before the refused signup, %d after", before, after)
 	}
-	if after := evCount(t, owner, ofSlug, a.Slug); after != 1 {
+	if after := countRows(t, owner, ofSlug, a.Slug); after != 1 {
 		t.Errorf("%d tenant.created events for %s, want 1", after, a.Slug)
 	}
-	if after := evCount(t, owner, "SELECT count(*) FROM outbox WHERE type = 'user.created'"); after != beforeUsers {
+	if after := countRows(t, owner, "SELECT count(*) FROM outbox WHERE type = 'user.created'"); after != beforeUsers {
 		t.Errorf("user.created events: %d before the refused signup, %d after", beforeUsers, after)
 	}
-	if n := evCount(t, owner, "SELECT count(*) FROM tenants WHERE slug = $1", a.Slug); n != 1 {
+	if n := countRows(t, owner, "SELECT count(*) FROM tenants WHERE slug = $1", a.Slug); n != 1 {
 		t.Errorf("%d tenants with slug %s", n, a.Slug)
 	}
-	if got := evTypes(evList(t, s, a.Token, nil)); !slices.Equal(got, []string{"user.created", "tenant.created"}) {
+	if got := typesOf(listEvents(t, s, a.Token, nil)); !slices.Equal(got, []string{"user.created", "tenant.created"}) {
 		t.Errorf("the existing tenant's events are now %v", got)
 	}
 }
@@ -314,18 +304,18 @@ func TestPlatformEventsStayHidden(t *testing.T) {
 		t.Fatalf("PUT plan: %d %s", res.Status, res.Body)
 	}
 	// The event exists, as a platform event.
-	n := evCount(t, owner, "SELECT count(*) FROM outbox WHERE type = 'plan.changed' AND data->>'code' = $1 AND tenant_id = $2", code, postgres.Platform)
+	n := countRows(t, owner, "SELECT count(*) FROM outbox WHERE type = 'plan.changed' AND data->>'code' = $1 AND tenant_id = $2", code, postgres.Platform)
 	if n != 1 {
 		t.Fatalf("%d platform plan.changed events for %s, want 1", n, code)
 	}
 
 	for _, tn := range []servertest.Tenant{a, b} {
-		for _, e := range evList(t, s, tn.Token, url.Values{"limit": {"200"}}) {
+		for _, e := range listEvents(t, s, tn.Token, url.Values{"limit": {"200"}}) {
 			if e.Type == "plan.changed" || e.TenantID == nil || *e.TenantID != tn.ID {
 				t.Errorf("tenant %s sees event %s %s of tenant %v", tn.Slug, e.ID, e.Type, e.TenantID)
 			}
 		}
-		if got := evList(t, s, tn.Token, url.Values{"type": {"plan.changed"}}); len(got) != 0 {
+		if got := listEvents(t, s, tn.Token, url.Values{"type": {"plan.changed"}}); len(got) != 0 {
 			t.Errorf("tenant %s sees %d plan.changed events", tn.Slug, len(got))
 		}
 	}

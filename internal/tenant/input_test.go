@@ -1,4 +1,4 @@
-package server_test
+package tenant_test
 
 import (
 	"bytes"
@@ -218,10 +218,10 @@ func TestInputPathIDs(t *testing.T) {
 	a := s.Signup(t, "input-id")
 	s.Create(t, a.Token, "/v1/projects", map[string]string{"name": "kept"})
 	before := inputStateOf(t, s, a.Token)
-	for _, rt := range isoIDRoutes {
+	for _, rt := range servertest.IDRoutes {
 		for _, bad := range []string{"not-a-uuid", "0123456789abcdef0123456789abcdef", "{01234567-89ab-cdef-0123-456789abcdef}", "12345"} {
-			path := rt.path(bad)
-			res := s.Do(t, servertest.Request{Method: rt.Method, Path: path, Token: a.Token, Body: rt.Body, Header: rt.header()})
+			path := rt.Path(bad)
+			res := s.Do(t, servertest.Request{Method: rt.Method, Path: path, Token: a.Token, Body: rt.Body, Header: rt.Header()})
 			inputProblem(t, rt.Method+" "+path, res, http.StatusBadRequest, "validation_failed", "id")
 		}
 	}
@@ -262,7 +262,7 @@ func TestInputUsersAndAPIKeys(t *testing.T) {
 func TestInputListParams(t *testing.T) {
 	s := inputServer(t)
 	a := s.Signup(t, "input-l")
-	for _, list := range isoLists {
+	for _, list := range servertest.ListPaths {
 		for _, c := range []struct{ query, field string }{
 			{"limit=0", "limit"},
 			{"limit=-1", "limit"},

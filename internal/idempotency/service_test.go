@@ -1,4 +1,4 @@
-package server_test
+package idempotency_test
 
 import (
 	"net/http"

@@ -1,14 +1,11 @@
-package server_test
+package tenant_test
 
 import (
 	"net/http"
 	"testing"
 
-	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
 	"github.com/saasbase/saasbase/internal/server/servertest"
 )
-
-func TestMain(m *testing.M) { pgtest.Main(m) }
 
 func TestSignupThenProjects(t *testing.T) {
 	s := servertest.New(t)
