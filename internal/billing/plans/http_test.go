@@ -1,4 +1,4 @@
-package server_test
+package plans_test
 
 import (
 	"net/http"
