@@ -28,11 +28,11 @@ type Event struct {
 	Data       json.RawMessage `json:"data"`
 }
 
-// Tenant is the tenant whose transaction the event belongs in: postgres.Platform for
+// Tenant is the tenant whose transaction the event belongs in: postgres.PlatformTenant for
 // platform events.
 func (e Event) Tenant() uuid.UUID {
 	if e.TenantID == nil {
-		return postgres.Platform
+		return postgres.PlatformTenant
 	}
 	return *e.TenantID
 }
@@ -43,7 +43,7 @@ type Outbox struct {
 	Clock clock.Clock
 }
 
-// Append writes an event of tenantID (postgres.Platform for platform events) in tx.
+// Append writes an event of tenantID (postgres.PlatformTenant for platform events) in tx.
 func (o *Outbox) Append(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, typ string, data any) error {
 	body, err := json.Marshal(data)
 	if err != nil {

@@ -140,7 +140,7 @@ func scanOutboxRow(row pgx.CollectableRow) (Event, error) {
 		tenant uuid.UUID
 	)
 	err := row.Scan(&tenant, &e.ID, &e.Type, &e.OccurredAt, &e.Data)
-	if tenant != postgres.Platform {
+	if tenant != postgres.PlatformTenant {
 		e.TenantID = &tenant
 	}
 	e.OccurredAt = e.OccurredAt.UTC()

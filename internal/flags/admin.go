@@ -67,7 +67,7 @@ type change struct {
 // answers what it changed, or nil if nothing.
 func (a *Admin) apply(ctx context.Context, actor string, fn func(tx pgx.Tx, version int64, now time.Time) (*change, error)) error {
 	var committed int64
-	err := a.DB.InTenantTx(ctx, postgres.Platform, func(tx pgx.Tx) error {
+	err := a.DB.InTenantTx(ctx, postgres.PlatformTenant, func(tx pgx.Tx) error {
 		current, err := lockVersion(ctx, tx)
 		if err != nil {
 			return err
@@ -93,7 +93,7 @@ func (a *Admin) apply(ctx context.Context, actor string, fn func(tx pgx.Tx, vers
 			return err
 		}
 		ev := ChangedEvent{Key: c.key, Action: c.action, Version: next, TenantID: c.tenantID}
-		if err := a.Events.Append(ctx, tx, postgres.Platform, "flag.changed", ev); err != nil {
+		if err := a.Events.Append(ctx, tx, postgres.PlatformTenant, "flag.changed", ev); err != nil {
 			return err
 		}
 		committed = next

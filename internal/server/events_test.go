@@ -314,7 +314,7 @@ func TestPlatformEventsStayHidden(t *testing.T) {
 		t.Fatalf("PUT plan: %d %s", res.Status, res.Body)
 	}
 	// The event exists, as a platform event.
-	n := evCount(t, owner, "SELECT count(*) FROM outbox WHERE type = 'plan.changed' AND data->>'code' = $1 AND tenant_id = $2", code, postgres.Platform)
+	n := evCount(t, owner, "SELECT count(*) FROM outbox WHERE type = 'plan.changed' AND data->>'code' = $1 AND tenant_id = $2", code, postgres.PlatformTenant)
 	if n != 1 {
 		t.Fatalf("%d platform plan.changed events for %s, want 1", n, code)
 	}
