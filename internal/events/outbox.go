@@ -9,6 +9,7 @@ package events
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -47,12 +48,15 @@ type Outbox struct {
 func (o *Outbox) Append(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, typ string, data any) error {
 	body, err := json.Marshal(data)
 	if err != nil {
-		return err
+		return fmt.Errorf("outbox.append %s tenant %s: %w", typ, tenantID, err)
 	}
 	_, err = tx.Exec(ctx,
 		"INSERT INTO outbox (tenant_id, id, type, occurred_at, data) VALUES ($1, $2, $3, $4, $5)",
 		tenantID, uuid.Must(uuid.NewV7()), typ, o.Clock.Now(), body)
-	return err
+	if err != nil {
+		return fmt.Errorf("outbox.append %s tenant %s: %w", typ, tenantID, err)
+	}
+	return nil
 }
 
 // Log reads a tenant's own events.
@@ -79,5 +83,8 @@ func (l *Log) List(ctx context.Context, tenantID uuid.UUID, typ string, page htt
 		})
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, fmt.Errorf("events.list tenant %s: %w", tenantID, err)
+	}
+	return out, nil
 }
