@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"time"
 	"unicode/utf8"
 
@@ -70,7 +71,7 @@ func (s *APIKeys) Create(ctx context.Context, p Principal, in NewAPIKeyInput) (A
 	}
 	id, token, hash, err := NewAPIKey(s.Live)
 	if err != nil {
-		return APIKey{}, err
+		return APIKey{}, fmt.Errorf("api_keys.create tenant %s: %w", p.TenantID, err)
 	}
 	k := APIKey{ID: id, Name: in.Name, Role: in.Role, Key: token, RateLimit: in.RateLimit, CreatedAt: s.Clock.Now()}
 	err = s.DB.InTenantTx(ctx, p.TenantID, func(tx pgx.Tx) error {
@@ -80,7 +81,10 @@ func (s *APIKeys) Create(ctx context.Context, p Principal, in NewAPIKeyInput) (A
 			p.TenantID, k.ID, k.Name, k.Role, hash, k.RateLimit, k.CreatedAt)
 		return err
 	})
-	return k, err
+	if err != nil {
+		return APIKey{}, fmt.Errorf("api_keys.create tenant %s: %w", p.TenantID, err)
+	}
+	return k, nil
 }
 
 // List answers the tenant's active keys, never their secrets.
@@ -100,12 +104,15 @@ func (s *APIKeys) List(ctx context.Context, tenantID uuid.UUID, page httpx.Page)
 		})
 		return err
 	})
-	return keys, err
+	if err != nil {
+		return nil, fmt.Errorf("api_keys.list tenant %s: %w", tenantID, err)
+	}
+	return keys, nil
 }
 
 // Revoke refuses the key from now on.
 func (s *APIKeys) Revoke(ctx context.Context, tenantID, id uuid.UUID) error {
-	return s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+	err := s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx,
 			"UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", id, s.Clock.Now())
 		if err == nil && tag.RowsAffected() == 0 {
@@ -113,4 +120,8 @@ func (s *APIKeys) Revoke(ctx context.Context, tenantID, id uuid.UUID) error {
 		}
 		return err
 	})
+	if err != nil {
+		return fmt.Errorf("api_keys.revoke %s: %w", id, err)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -91,7 +92,7 @@ func (g *Grants) password(ctx context.Context, slug, email, password string) (To
 	}
 	ok, err := VerifyPassword(password, l.PasswordHash)
 	if err != nil {
-		return TokenPair{}, err
+		return TokenPair{}, fmt.Errorf("grants.password user %s: %w", l.UserID, err)
 	}
 	if !ok {
 		return TokenPair{}, errInvalidCredentials
@@ -104,5 +105,8 @@ func (g *Grants) password(ctx context.Context, slug, email, password string) (To
 		pair, err = g.Sessions.Issue(ctx, tx, l.TenantID, l.UserID, l.Role)
 		return err
 	})
-	return pair, err
+	if err != nil {
+		return TokenPair{}, fmt.Errorf("grants.password user %s: %w", l.UserID, err)
+	}
+	return pair, nil
 }

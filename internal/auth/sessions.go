@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -45,7 +46,11 @@ var errBadRefresh = errs.E(errs.Unauthenticated, "unauthorized", "the refresh to
 
 // Issue starts a new session family for a user, inside the caller's transaction.
 func (s *Sessions) Issue(ctx context.Context, tx pgx.Tx, tenantID, userID uuid.UUID, role Role) (TokenPair, error) {
-	return s.issue(ctx, tx, tenantID, userID, role, uuid.Must(uuid.NewV7()))
+	pair, err := s.issue(ctx, tx, tenantID, userID, role, uuid.Must(uuid.NewV7()))
+	if err != nil {
+		return TokenPair{}, fmt.Errorf("sessions.issue user %s: %w", userID, err)
+	}
+	return pair, nil
 }
 
 func (s *Sessions) issue(ctx context.Context, tx pgx.Tx, tenantID, userID uuid.UUID, role Role, family uuid.UUID) (TokenPair, error) {
@@ -133,7 +138,11 @@ func (s *Sessions) Refresh(ctx context.Context, token string) (TokenPair, error)
 	if errs.KindOf(err) == errs.NotFound {
 		return TokenPair{}, errBadRefresh // the user is gone
 	}
-	return pair, err
+	if err != nil {
+		// id names the token's row; its secret stays out of the message.
+		return TokenPair{}, fmt.Errorf("sessions.refresh %s: %w", id, err)
+	}
+	return pair, nil
 }
 
 // Revoke ends the session a refresh token belongs to (logout). An unknown token is not an
@@ -143,7 +152,7 @@ func (s *Sessions) Revoke(ctx context.Context, token string) error {
 	if !ok {
 		return nil
 	}
-	return s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+	err := s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
 		var family uuid.UUID
 		var hash []byte
 		err := tx.QueryRow(ctx, "SELECT family_id, token_hash FROM refresh_tokens WHERE id = $1", id).Scan(&family, &hash)
@@ -155,6 +164,10 @@ func (s *Sessions) Revoke(ctx context.Context, token string) error {
 		}
 		return revokeFamily(ctx, tx, family, s.Clock.Now())
 	})
+	if err != nil {
+		return fmt.Errorf("sessions.revoke %s: %w", id, err)
+	}
+	return nil
 }
 
 // RevokeUser ends every session of a user, inside the caller's transaction (password
@@ -162,7 +175,10 @@ func (s *Sessions) Revoke(ctx context.Context, token string) error {
 func (s *Sessions) RevokeUser(ctx context.Context, tx pgx.Tx, userID uuid.UUID) error {
 	_, err := tx.Exec(ctx,
 		"UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", userID, s.Clock.Now())
-	return err
+	if err != nil {
+		return fmt.Errorf("sessions.revoke_user %s: %w", userID, err)
+	}
+	return nil
 }
 
 func revokeFamily(ctx context.Context, tx pgx.Tx, family uuid.UUID, now time.Time) error {

@@ -9,6 +9,7 @@ package events
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -28,11 +29,11 @@ type Event struct {
 	Data       json.RawMessage `json:"data"`
 }
 
-// Tenant is the tenant whose transaction the event belongs in: postgres.Platform for
+// Tenant is the tenant whose transaction the event belongs in: postgres.PlatformTenant for
 // platform events.
 func (e Event) Tenant() uuid.UUID {
 	if e.TenantID == nil {
-		return postgres.Platform
+		return postgres.PlatformTenant
 	}
 	return *e.TenantID
 }
@@ -43,16 +44,19 @@ type Outbox struct {
 	Clock clock.Clock
 }
 
-// Append writes an event of tenantID (postgres.Platform for platform events) in tx.
+// Append writes an event of tenantID (postgres.PlatformTenant for platform events) in tx.
 func (o *Outbox) Append(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, typ string, data any) error {
 	body, err := json.Marshal(data)
 	if err != nil {
-		return err
+		return fmt.Errorf("outbox.append %s tenant %s: %w", typ, tenantID, err)
 	}
 	_, err = tx.Exec(ctx,
 		"INSERT INTO outbox (tenant_id, id, type, occurred_at, data) VALUES ($1, $2, $3, $4, $5)",
 		tenantID, uuid.Must(uuid.NewV7()), typ, o.Clock.Now(), body)
-	return err
+	if err != nil {
+		return fmt.Errorf("outbox.append %s tenant %s: %w", typ, tenantID, err)
+	}
+	return nil
 }
 
 // Log reads a tenant's own events.
@@ -79,5 +83,8 @@ func (l *Log) List(ctx context.Context, tenantID uuid.UUID, typ string, page htt
 		})
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, fmt.Errorf("events.list tenant %s: %w", tenantID, err)
+	}
+	return out, nil
 }

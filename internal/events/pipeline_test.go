@@ -111,7 +111,7 @@ func TestKafkaRecords(t *testing.T) {
 				t.Errorf("tenant record: key %q, headers %v, tenant_id %v; want the tenant %s", r.Key, headers, got.TenantID, tenant)
 			}
 		case "plan.changed":
-			if string(r.Key) != postgres.Platform.String() || got.TenantID != nil {
+			if string(r.Key) != postgres.PlatformTenant.String() || got.TenantID != nil {
 				t.Errorf("platform record: key %q, tenant_id %v; want the all-zero key and null", r.Key, got.TenantID)
 			}
 			if _, ok := headers[events.HeaderTenantID]; ok {
@@ -177,8 +177,8 @@ func TestConsumerIsolation(t *testing.T) {
 	startConsumers(t, cs, tr)
 
 	h.appendEvents(b, "test.tenant", 0, 1, 1)
-	err = h.db.InTenantTx(ctx, postgres.Platform, func(tx pgx.Tx) error {
-		return h.outbox.Append(ctx, tx, postgres.Platform, "test.platform", seqData{})
+	err = h.db.InTenantTx(ctx, postgres.PlatformTenant, func(tx pgx.Tx) error {
+		return h.outbox.Append(ctx, tx, postgres.PlatformTenant, "test.platform", seqData{})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +209,7 @@ func TestConsumerIsolation(t *testing.T) {
 	if g := got[platformWatcher]; len(g) != 1 || g[0] != "test.platform" {
 		t.Errorf("platform consumer saw %v, want only test.platform", g)
 	}
-	if n := h.count("SELECT count(*) FROM event_inbox WHERE consumer = $1 AND tenant_id = $2", tenantWatcher, postgres.Platform); n != 0 {
+	if n := h.count("SELECT count(*) FROM event_inbox WHERE consumer = $1 AND tenant_id = $2", tenantWatcher, postgres.PlatformTenant); n != 0 {
 		t.Errorf("the tenant consumer took in %d platform events", n)
 	}
 }

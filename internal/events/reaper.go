@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/saasbase/saasbase/internal/platform/clock"
@@ -30,7 +31,7 @@ func (r *Reaper) Run(ctx context.Context) (int, error) {
 	for ctx.Err() == nil {
 		var n int
 		if err := r.DB.Pool.QueryRow(ctx, "SELECT app.reap_events($1, $2)", before, batch).Scan(&n); err != nil {
-			return total, err
+			return total, fmt.Errorf("events.reap: %w", err)
 		}
 		total += n
 		if n < batch {

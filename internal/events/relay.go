@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -99,20 +100,26 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 		})
 	br := r.DB.Pool.SendBatch(ctx, b)
 	tx := br.Tx()
-	if tx == nil {
-		return 0, br.Close()
+	if tx == nil { // no transaction began: Close answers why
+		if err := br.Close(); err != nil {
+			return 0, fmt.Errorf("outbox.relay: read: %w", err)
+		}
+		return 0, nil
 	}
 	// A no-op after Commit; otherwise it ends the round's transaction, releasing the lock.
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if err := br.Close(); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("outbox.relay: read: %w", err)
 	}
 	if !locked || len(evs) == 0 {
-		return 0, tx.Commit(ctx)
+		if err := tx.Commit(ctx); err != nil {
+			return 0, fmt.Errorf("outbox.relay: read: %w", err)
+		}
+		return 0, nil
 	}
 
 	if err := r.Transport.Publish(ctx, evs); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("outbox.relay: publish %d events: %w", len(evs), err)
 	}
 	if r.afterPublish != nil {
 		if err := r.afterPublish(evs); err != nil {
@@ -125,10 +132,10 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	}
 	now := r.Clock.Now()
 	if _, err := tx.Exec(ctx, "SELECT app.outbox_mark_published($1, $2, $3)", tenants, ids, now); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("outbox.relay: mark %d events published: %w", len(evs), err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("outbox.relay: mark %d events published: %w", len(evs), err)
 	}
 	r.Metrics.publishedEvents(evs, now)
 	return len(evs), nil
@@ -140,7 +147,7 @@ func scanOutboxRow(row pgx.CollectableRow) (Event, error) {
 		tenant uuid.UUID
 	)
 	err := row.Scan(&tenant, &e.ID, &e.Type, &e.OccurredAt, &e.Data)
-	if tenant != postgres.Platform {
+	if tenant != postgres.PlatformTenant {
 		e.TenantID = &tenant
 	}
 	e.OccurredAt = e.OccurredAt.UTC()

@@ -104,8 +104,8 @@ func TestRelayCrossTenantFunctions(t *testing.T) {
 	a, b := uuid.New(), uuid.New()
 	h.appendEvents(a, "test.a", 0, 2, 2)
 	h.appendEvents(b, "test.b", 0, 1, 1)
-	err := h.db.InTenantTx(ctx, postgres.Platform, func(tx pgx.Tx) error {
-		return h.outbox.Append(ctx, tx, postgres.Platform, "test.platform", seqData{})
+	err := h.db.InTenantTx(ctx, postgres.PlatformTenant, func(tx pgx.Tx) error {
+		return h.outbox.Append(ctx, tx, postgres.PlatformTenant, "test.platform", seqData{})
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -59,7 +60,7 @@ func (cs *Consumers) RetryDue(ctx context.Context) (int, error) {
 		return q, err
 	})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("events.retry_due: %w", err)
 	}
 	n := 0
 	for _, q := range queues {
@@ -67,7 +68,7 @@ func (cs *Consumers) RetryDue(ctx context.Context) (int, error) {
 		for range 1000 { // a bound, so that one long queue cannot hold the job forever
 			moved, err := cs.retryHead(ctx, c, q.tenant)
 			if err != nil {
-				return n, err
+				return n, fmt.Errorf("events.retry_due consumer %s tenant %s: %w", c.Name, q.tenant, err)
 			}
 			if !moved {
 				break

@@ -304,7 +304,7 @@ func TestPlatformEventsStayHidden(t *testing.T) {
 		t.Fatalf("PUT plan: %d %s", res.Status, res.Body)
 	}
 	// The event exists, as a platform event.
-	n := countRows(t, owner, "SELECT count(*) FROM outbox WHERE type = 'plan.changed' AND data->>'code' = $1 AND tenant_id = $2", code, postgres.Platform)
+	n := countRows(t, owner, "SELECT count(*) FROM outbox WHERE type = 'plan.changed' AND data->>'code' = $1 AND tenant_id = $2", code, postgres.PlatformTenant)
 	if n != 1 {
 		t.Fatalf("%d platform plan.changed events for %s, want 1", n, code)
 	}

@@ -128,7 +128,7 @@ func (cs *Consumers) applyRun(ctx context.Context, c Consumer, run []Event) (run
 	case errors.Is(err, errAbandon):
 		return res, nil
 	case err != nil:
-		return runResult{}, err
+		return runResult{}, fmt.Errorf("events.apply_run consumer %s events from %s: %w", c.Name, run[0].ID, err)
 	}
 	res.ok = true
 	return res, nil
@@ -189,10 +189,13 @@ func (cs *Consumers) settle(ctx context.Context, c Consumer, e Event, known erro
 		out = parked
 		return park(ctx, tx, c, e, 1, now.Add(cs.Retry.backoff(1)), now, herr.Error())
 	})
-	if errors.Is(err, errDuplicate) {
-		err = nil
+	switch {
+	case errors.Is(err, errDuplicate):
+		return out, nil
+	case err != nil:
+		return out, fmt.Errorf("events.settle consumer %s event %s: %w", c.Name, e.ID, err)
 	}
-	return out, err
+	return out, nil
 }
 
 // apply runs c.Handle, turning a panic into an error: a poison event must not take the

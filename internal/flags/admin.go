@@ -67,7 +67,7 @@ type change struct {
 // answers what it changed, or nil if nothing.
 func (a *Admin) apply(ctx context.Context, actor string, fn func(tx pgx.Tx, version int64, now time.Time) (*change, error)) error {
 	var committed int64
-	err := a.DB.InTenantTx(ctx, postgres.Platform, func(tx pgx.Tx) error {
+	err := a.DB.InTenantTx(ctx, postgres.PlatformTenant, func(tx pgx.Tx) error {
 		current, err := lockVersion(ctx, tx)
 		if err != nil {
 			return err
@@ -93,7 +93,7 @@ func (a *Admin) apply(ctx context.Context, actor string, fn func(tx pgx.Tx, vers
 			return err
 		}
 		ev := ChangedEvent{Key: c.key, Action: c.action, Version: next, TenantID: c.tenantID}
-		if err := a.Events.Append(ctx, tx, postgres.Platform, "flag.changed", ev); err != nil {
+		if err := a.Events.Append(ctx, tx, postgres.PlatformTenant, "flag.changed", ev); err != nil {
 			return err
 		}
 		committed = next
@@ -161,7 +161,10 @@ func (a *Admin) PutFlag(ctx context.Context, actor, key string, in FlagInput) (f
 		created = !found
 		return c, upsertFlag(ctx, tx, f)
 	})
-	return f, created, err
+	if err != nil {
+		return Flag{}, false, fmt.Errorf("flags.put %q: %w", key, err)
+	}
+	return f, created, nil
 }
 
 // checkOverridesKept refuses a definition that drops a variant some override serves: the
@@ -186,7 +189,7 @@ func checkOverridesKept(ctx context.Context, tx pgx.Tx, key string, def Definiti
 
 // DeleteFlag deletes a flag and every tenant's override of it.
 func (a *Admin) DeleteFlag(ctx context.Context, actor, key string) error {
-	return a.apply(ctx, actor, func(tx pgx.Tx, _ int64, _ time.Time) (*change, error) {
+	err := a.apply(ctx, actor, func(tx pgx.Tx, _ int64, _ time.Time) (*change, error) {
 		old, found, err := flagInTx(ctx, tx, key)
 		if err != nil {
 			return nil, err
@@ -204,6 +207,10 @@ func (a *Admin) DeleteFlag(ctx context.Context, actor, key string) error {
 		return &change{action: "flag.deleted", key: key,
 			before: flagState{Key: key, Definition: old.Definition, Overrides: removed}}, nil
 	})
+	if err != nil {
+		return fmt.Errorf("flags.delete %q: %w", key, err)
+	}
+	return nil
 }
 
 // SetOverride serves a tenant a variant of a flag, and says whether the override is new.
@@ -234,12 +241,15 @@ func (a *Admin) SetOverride(ctx context.Context, actor, key string, tenantID uui
 		created = previous == ""
 		return c, nil
 	})
-	return o, created, err
+	if err != nil {
+		return Override{}, false, fmt.Errorf("flags.set_override %q tenant %s: %w", key, tenantID, err)
+	}
+	return o, created, nil
 }
 
 // DeleteOverride removes a tenant's override of a flag.
 func (a *Admin) DeleteOverride(ctx context.Context, actor, key string, tenantID uuid.UUID) error {
-	return a.apply(ctx, actor, func(tx pgx.Tx, _ int64, _ time.Time) (*change, error) {
+	err := a.apply(ctx, actor, func(tx pgx.Tx, _ int64, _ time.Time) (*change, error) {
 		if _, found, err := flagInTx(ctx, tx, key); err != nil || !found {
 			if err == nil {
 				err = errNoFlag(key)
@@ -255,6 +265,10 @@ func (a *Admin) DeleteOverride(ctx context.Context, actor, key string, tenantID 
 		}
 		return &change{action: "override.deleted", key: key, tenantID: &tenantID, before: removed[0]}, nil
 	})
+	if err != nil {
+		return fmt.Errorf("flags.delete_override %q tenant %s: %w", key, tenantID, err)
+	}
+	return nil
 }
 
 // canonical answers d's JSON in one spelling (object keys sorted, numbers as Go prints

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -34,7 +35,11 @@ func scanFlag(row pgx.Row) (Flag, error) {
 // List answers every flag, by key.
 func (s *Store) List(ctx context.Context) ([]Flag, error) {
 	rows, _ := s.DB.Pool.Query(ctx, "SELECT "+flagColumns+" FROM flags ORDER BY key")
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Flag, error) { return scanFlag(r) })
+	flags, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Flag, error) { return scanFlag(r) })
+	if err != nil {
+		return nil, fmt.Errorf("flags.list: %w", err)
+	}
+	return flags, nil
 }
 
 // Get answers one flag.
@@ -43,7 +48,10 @@ func (s *Store) Get(ctx context.Context, key string) (Flag, error) {
 	if postgres.IsNoRows(err) {
 		return Flag{}, errNoFlag(key)
 	}
-	return f, err
+	if err != nil {
+		return Flag{}, fmt.Errorf("flags.get %q: %w", key, err)
+	}
+	return f, nil
 }
 
 func errNoFlag(key string) error { return errs.NotFoundf("no flag %q", key) }
@@ -52,7 +60,7 @@ func errNoFlag(key string) error { return errs.NotFoundf("no flag %q", key) }
 func (s *Store) Overrides(ctx context.Context, key string, page httpx.Page) ([]Override, error) {
 	var exists bool
 	if err := s.DB.Pool.QueryRow(ctx, "SELECT EXISTS (SELECT FROM flags WHERE key = $1)", key).Scan(&exists); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("flags.overrides %q: %w", key, err)
 	}
 	if !exists {
 		return nil, errNoFlag(key)
@@ -60,7 +68,11 @@ func (s *Store) Overrides(ctx context.Context, key string, page httpx.Page) ([]O
 	rows, _ := s.DB.Pool.Query(ctx, `
 		SELECT flag_key, tenant_id, variant FROM app.flag_overrides($1)
 		 WHERE tenant_id > $2 ORDER BY tenant_id LIMIT $3`, key, page.Cursor, page.Limit+1)
-	return pgx.CollectRows(rows, pgx.RowToStructByPos[Override])
+	overrides, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Override])
+	if err != nil {
+		return nil, fmt.Errorf("flags.overrides %q: %w", key, err)
+	}
+	return overrides, nil
 }
 
 // AuditEntry is one change, as the audit trail keeps it.
@@ -84,49 +96,60 @@ func (s *Store) Audit(ctx context.Context, key string, page httpx.Page) ([]Audit
 		  FROM flag_audit
 		 WHERE flag_key = $1 AND id < $2
 		 ORDER BY id DESC LIMIT $3`, key, cursor, page.Limit+1)
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditEntry, error) {
+	entries, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditEntry, error) {
 		var e AuditEntry
 		err := r.Scan(&e.ID, &e.FlagKey, &e.Action, &e.Actor, &e.RequestID, &e.Version, &e.Before, &e.After, &e.CreatedAt)
 		e.CreatedAt = e.CreatedAt.UTC()
 		return e, err
 	})
+	if err != nil {
+		return nil, fmt.Errorf("flags.audit %q: %w", key, err)
+	}
+	return entries, nil
 }
 
 // Version answers the current configuration version: the Refresher's cheap question.
 func (s *Store) Version(ctx context.Context) (int64, error) {
 	var v int64
-	err := s.DB.Pool.QueryRow(ctx, "SELECT version FROM flag_config").Scan(&v)
-	return v, err
+	if err := s.DB.Pool.QueryRow(ctx, "SELECT version FROM flag_config").Scan(&v); err != nil {
+		return 0, fmt.Errorf("flags.version: %w", err)
+	}
+	return v, nil
 }
 
-// Snapshot loads every flag and override at one version. The reads share one REPEATABLE READ
-// transaction, so they see one committed state: the version and exactly its changes.
+// Snapshot loads every flag and override at one version. Like NewSnapshot, it may answer a
+// snapshot together with an error naming what it left out.
 func (s *Store) Snapshot(ctx context.Context) (*Snapshot, error) {
-	var (
-		version   int64
-		flags     []Flag
-		overrides []Override
-	)
+	version, flags, overrides, err := s.readAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("flags.snapshot: %w", err)
+	}
+	return NewSnapshot(version, flags, overrides)
+}
+
+// readAll reads the version, the flags and the overrides in one REPEATABLE READ
+// transaction, so they are one committed state: the version and exactly its changes.
+func (s *Store) readAll(ctx context.Context) (version int64, flags []Flag, overrides []Override, err error) {
 	tx, err := s.DB.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return nil, err
+		return 0, nil, nil, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if err := tx.QueryRow(ctx, "SELECT version FROM flag_config").Scan(&version); err != nil {
-		return nil, err
+		return 0, nil, nil, err
 	}
 	rows, _ := tx.Query(ctx, "SELECT "+flagColumns+" FROM flags")
 	if flags, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Flag, error) { return scanFlag(r) }); err != nil {
-		return nil, err
+		return 0, nil, nil, err
 	}
 	rows, _ = tx.Query(ctx, "SELECT flag_key, tenant_id, variant FROM app.flag_overrides(NULL)")
 	if overrides, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Override]); err != nil {
-		return nil, err
+		return 0, nil, nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, err
+		return 0, nil, nil, err
 	}
-	return NewSnapshot(version, flags, overrides)
+	return version, flags, overrides, nil
 }
 
 // The statements of a change, each run inside Admin's transaction.

@@ -201,7 +201,11 @@ func (s *Store) Claim(ctx context.Context, req Request) (outcome, Record, error)
 		out, rec, err = s.claimIn(ctx, tx, req, id, now, locked, inserted)
 		return err
 	})
-	return out, rec, err
+	if err != nil {
+		// The key is the client's own string: the principal names it well enough.
+		return 0, Record{}, fmt.Errorf("idempotency.claim tenant %s principal %s: %w", req.TenantID, req.Principal, err)
+	}
+	return out, rec, nil
 }
 
 // complete stores the answer and releases the lock, if rec still holds it.
@@ -219,14 +223,18 @@ func complete(ctx context.Context, tx pgx.Tx, rec *Record, res Response) error {
 
 // Complete stores the answer of a phased request.
 func (s *Store) Complete(ctx context.Context, rec *Record, res Response) error {
-	return s.DB.InTenantTx(ctx, rec.TenantID, func(tx pgx.Tx) error { return complete(ctx, tx, rec, res) })
+	err := s.DB.InTenantTx(ctx, rec.TenantID, func(tx pgx.Tx) error { return complete(ctx, tx, rec, res) })
+	if err != nil {
+		return fmt.Errorf("idempotency.complete %s: %w", rec.ID, err)
+	}
+	return nil
 }
 
 // Release lets a retry run again after an answer that is not stored (a 5xx, a 409, a 429). A
 // key that has done nothing yet is deleted; one past a recovery point is only unlocked, so a
 // retry resumes instead of repeating effects.
 func (s *Store) Release(ctx context.Context, rec *Record) error {
-	return s.DB.InTenantTx(ctx, rec.TenantID, func(tx pgx.Tx) error {
+	err := s.DB.InTenantTx(ctx, rec.TenantID, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `
 			DELETE FROM idempotency_keys
 			 WHERE principal_id = $1 AND key = $2 AND locked_at = $3 AND recovery_point = 'started' AND response_status IS NULL`,
@@ -239,6 +247,10 @@ func (s *Store) Release(ctx context.Context, rec *Record) error {
 			 WHERE principal_id = $1 AND key = $2 AND locked_at = $3 AND response_status IS NULL`,
 			rec.Principal, rec.Key, rec.LockedAt))
 	})
+	if err != nil {
+		return fmt.Errorf("idempotency.release %s: %w", rec.ID, err)
+	}
+	return nil
 }
 
 // Advance records that a phased request reached point, in the same transaction as fn's work
@@ -248,7 +260,7 @@ func (s *Store) Release(ctx context.Context, rec *Record) error {
 func (s *Store) Advance(ctx context.Context, rec *Record, point string, data any, fn func(pgx.Tx) error) error {
 	raw, err := json.Marshal(data)
 	if err != nil {
-		return err
+		return fmt.Errorf("idempotency.advance %s to %s: %w", rec.ID, point, err)
 	}
 	renewed := lockTime(s.Clock)
 	err = s.DB.InTenantTx(ctx, rec.TenantID, func(tx pgx.Tx) error {
@@ -262,10 +274,11 @@ func (s *Store) Advance(ctx context.Context, rec *Record, point string, data any
 			 WHERE principal_id = $1 AND key = $2 AND locked_at = $6`,
 			rec.Principal, rec.Key, point, raw, renewed, rec.LockedAt))
 	})
-	if err == nil {
-		rec.RecoveryPoint, rec.RecoveryData, rec.LockedAt = point, raw, &renewed
+	if err != nil {
+		return fmt.Errorf("idempotency.advance %s to %s: %w", rec.ID, point, err)
 	}
-	return err
+	rec.RecoveryPoint, rec.RecoveryData, rec.LockedAt = point, raw, &renewed
+	return nil
 }
 
 // Reap deletes keys past their expiry, in batches, and answers how many it deleted. Several
@@ -275,7 +288,7 @@ func (s *Store) Reap(ctx context.Context) (int, error) {
 	for {
 		var n int
 		if err := s.DB.Pool.QueryRow(ctx, "SELECT app.reap_idempotency_keys($1, 1000)", s.Clock.Now()).Scan(&n); err != nil {
-			return total, err
+			return total, fmt.Errorf("idempotency.reap: %w", err)
 		}
 		total += n
 		if n < 1000 {
@@ -289,11 +302,15 @@ func (s *Store) Reap(ctx context.Context) (int, error) {
 func (s *Store) Abandoned(ctx context.Context, prefix string, limit int) ([]Request, error) {
 	rows, _ := s.DB.Pool.Query(ctx, "SELECT tenant_id, principal_id, key FROM app.abandoned_idempotency_keys($1, $2, $3)",
 		prefix, s.Clock.Now().Add(-s.LockTimeout), limit)
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Request, error) {
+	reqs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Request, error) {
 		var req Request
 		err := r.Scan(&req.TenantID, &req.Principal, &req.Key)
 		return req, err
 	})
+	if err != nil {
+		return nil, fmt.Errorf("idempotency.abandoned %q: %w", prefix, err)
+	}
+	return reqs, nil
 }
 
 // Resume takes over an abandoned key for a completer, as a retry of the request would. It
@@ -319,16 +336,23 @@ func (s *Store) Resume(ctx context.Context, req Request) (*Key, error) {
 	if postgres.IsNoRows(err) {
 		return nil, nil // reaped meanwhile
 	}
-	return key, err
+	if err != nil {
+		return nil, fmt.Errorf("idempotency.resume tenant %s principal %s: %w", req.TenantID, req.Principal, err)
+	}
+	return key, nil
 }
 
 // Unlock releases a key without storing an answer: the completer's last step, after which a
 // retry of the request answers from the finished work.
 func (s *Store) Unlock(ctx context.Context, k *Key) error {
-	return s.DB.InTenantTx(ctx, k.rec.TenantID, func(tx pgx.Tx) error {
+	err := s.DB.InTenantTx(ctx, k.rec.TenantID, func(tx pgx.Tx) error {
 		return fenced(tx.Exec(ctx, "UPDATE idempotency_keys SET locked_at = NULL WHERE principal_id = $1 AND key = $2 AND locked_at = $3",
 			k.rec.Principal, k.rec.Key, k.rec.LockedAt))
 	})
+	if err != nil {
+		return fmt.Errorf("idempotency.unlock %s: %w", k.rec.ID, err)
+	}
+	return nil
 }
 
 // Internal claims a key for work the service does on its own behalf (collecting an invoice),

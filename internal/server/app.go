@@ -129,7 +129,7 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 
 	outbox := &events.Outbox{Clock: a.Clock}
 	tenants := &tenant.Tenants{DB: a.DB, Outbox: outbox}
-	a.Directory = &tenant.Directory{Tenants: tenants, TTL: 500 * time.Millisecond}
+	a.Directory = tenant.NewDirectory(tenants, a.Clock, 500*time.Millisecond)
 	tenants.Directory = a.Directory
 	users := &tenant.Users{DB: a.DB, Outbox: outbox, Clock: a.Clock, Passwords: passwords, Plan: "free"}
 	a.Sessions = &auth.Sessions{

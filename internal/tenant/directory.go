@@ -3,72 +3,37 @@ package tenant
 import (
 	"context"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/saasbase/saasbase/internal/auth"
+	"github.com/saasbase/saasbase/internal/platform/cache"
+	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 )
 
 // Directory is the in-process cache of tenant records that every request consults (status,
-// plan, limits). An entry lives at most TTL, so an operator's change made on another
+// plan, limits). An entry lives at most its TTL, so an operator's change made on another
 // replica holds here within TTL; the replica that made it drops its entry at once.
 type Directory struct {
-	Tenants *Tenants
-	TTL     time.Duration
-
-	mu      sync.RWMutex
-	entries map[uuid.UUID]cached
-	gen     uint64 // bumped by Invalidate, so a load that raced a change is not cached
-	flight  singleflight.Group
+	cache *cache.Cache[uuid.UUID, Tenant]
 }
 
-type cached struct {
-	t       Tenant
-	expires time.Time
+// NewDirectory returns a Directory reading tenants through tenants and keeping each for at
+// most ttl of clk's time. Set tenants.Directory to it, so that a change drops the entry.
+func NewDirectory(tenants *Tenants, clk clock.Clock, ttl time.Duration) *Directory {
+	return &Directory{cache: cache.New(clk, ttl, tenants.Get)}
 }
 
 // Get answers a tenant's record, from the cache when fresh.
 func (d *Directory) Get(ctx context.Context, id uuid.UUID) (Tenant, error) {
-	now := time.Now()
-	d.mu.RLock()
-	e, ok := d.entries[id]
-	gen := d.gen
-	d.mu.RUnlock()
-	if ok && now.Before(e.expires) {
-		return e.t, nil
-	}
-	// Concurrent misses for one tenant share one query.
-	v, err, _ := d.flight.Do(id.String(), func() (any, error) {
-		t, err := d.Tenants.Get(context.WithoutCancel(ctx), id)
-		if err != nil {
-			return Tenant{}, err
-		}
-		d.mu.Lock()
-		if d.entries == nil {
-			d.entries = make(map[uuid.UUID]cached)
-		}
-		if d.gen == gen {
-			d.entries[id] = cached{t: t, expires: time.Now().Add(d.TTL)}
-		}
-		d.mu.Unlock()
-		return t, nil
-	})
-	return v.(Tenant), err
+	return d.cache.Get(ctx, id)
 }
 
 // Invalidate drops a tenant's entry after a change.
-func (d *Directory) Invalidate(id uuid.UUID) {
-	d.mu.Lock()
-	delete(d.entries, id)
-	d.gen++
-	d.mu.Unlock()
-	d.flight.Forget(id.String())
-}
+func (d *Directory) Invalidate(id uuid.UUID) { d.cache.Invalidate(id) }
 
 type tenantKey struct{}
 

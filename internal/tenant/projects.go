@@ -2,6 +2,7 @@ package tenant
 
 import (
 	"context"
+	"fmt"
 	"time"
 	"unicode/utf8"
 
@@ -116,12 +117,19 @@ func (s *Projects) Create(ctx context.Context, tenantID uuid.UUID, in ProjectInp
 		}
 		return s.Outbox.Append(ctx, tx, tenantID, "project.created", p)
 	})
-	return p, err
+	if err != nil {
+		return Project{}, fmt.Errorf("projects.create tenant %s: %w", tenantID, err)
+	}
+	return p, nil
 }
 
 // Get answers one project, in one round trip.
 func (s *Projects) Get(ctx context.Context, tenantID, id uuid.UUID) (Project, error) {
-	return postgres.ReadRow(ctx, s.DB, tenantID, scanProject, "SELECT "+projectColumns+" FROM projects WHERE id = $1", id)
+	p, err := postgres.ReadRow(ctx, s.DB, tenantID, scanProject, "SELECT "+projectColumns+" FROM projects WHERE id = $1", id)
+	if err != nil {
+		return Project{}, fmt.Errorf("projects.get %s: %w", id, err)
+	}
+	return p, nil
 }
 
 // List answers the tenant's projects in creation order.
@@ -133,7 +141,10 @@ func (s *Projects) List(ctx context.Context, tenantID uuid.UUID, page httpx.Page
 		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Project, error) { return scanProject(r) })
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, fmt.Errorf("projects.list tenant %s: %w", tenantID, err)
+	}
+	return out, nil
 }
 
 // Update changes the fields present.
@@ -148,12 +159,15 @@ func (s *Projects) Update(ctx context.Context, tenantID, id uuid.UUID, in Projec
 		}
 		return s.Outbox.Append(ctx, tx, tenantID, "project.updated", p)
 	})
-	return p, err
+	if err != nil {
+		return Project{}, fmt.Errorf("projects.update %s: %w", id, err)
+	}
+	return p, nil
 }
 
 // Delete removes a project.
 func (s *Projects) Delete(ctx context.Context, tenantID, id uuid.UUID) error {
-	return s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+	err := s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, "DELETE FROM projects WHERE id = $1", id)
 		if err != nil {
 			return err
@@ -163,4 +177,8 @@ func (s *Projects) Delete(ctx context.Context, tenantID, id uuid.UUID) error {
 		}
 		return s.Outbox.Append(ctx, tx, tenantID, "project.deleted", map[string]uuid.UUID{"id": id})
 	})
+	if err != nil {
+		return fmt.Errorf("projects.delete %s: %w", id, err)
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -124,7 +125,10 @@ func (s *Tenants) Get(ctx context.Context, id uuid.UUID) (Tenant, error) {
 		}
 		return err
 	})
-	return t, s.DB.InTenantRead(ctx, id, b)
+	if err := s.DB.InTenantRead(ctx, id, b); err != nil {
+		return Tenant{}, fmt.Errorf("tenants.get %s: %w", id, err)
+	}
+	return t, nil
 }
 
 // Update changes a tenant's own settings.
@@ -141,7 +145,10 @@ func (s *Tenants) Update(ctx context.Context, id uuid.UUID, u TenantUpdate) (Ten
 		return s.Outbox.Append(ctx, tx, id, "tenant.updated", t)
 	})
 	s.Directory.Invalidate(id)
-	return t, err
+	if err != nil {
+		return Tenant{}, fmt.Errorf("tenants.update %s: %w", id, err)
+	}
+	return t, nil
 }
 
 // List answers every tenant, for operators, through the named cross-tenant function.
@@ -151,7 +158,11 @@ func (s *Tenants) List(ctx context.Context, page httpx.Page) ([]Tenant, error) {
 		after = &page.Cursor
 	}
 	rows, _ := s.DB.Pool.Query(ctx, "SELECT "+tenantColumns+" FROM app.platform_tenants($1, $2)", after, page.Limit+1)
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Tenant, error) { return scanTenant(r) })
+	ts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Tenant, error) { return scanTenant(r) })
+	if err != nil {
+		return nil, fmt.Errorf("tenants.list: %w", err)
+	}
+	return ts, nil
 }
 
 // AdminUpdate applies an operator's change of plan, status or rate limit. The change holds on
@@ -177,5 +188,8 @@ func (s *Tenants) AdminUpdate(ctx context.Context, id uuid.UUID, u *AdminUpdate)
 		return s.Outbox.Append(ctx, tx, id, "tenant.updated", t)
 	})
 	s.Directory.Invalidate(id)
-	return t, err
+	if err != nil {
+		return Tenant{}, fmt.Errorf("tenants.admin_update %s: %w", id, err)
+	}
+	return t, nil
 }

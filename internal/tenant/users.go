@@ -3,6 +3,7 @@ package tenant
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"time"
 	"unicode/utf8"
@@ -169,7 +170,7 @@ type Users struct {
 func (s *Users) Signup(ctx context.Context, in SignupInput) (SignupResult, error) {
 	hash, err := auth.HashPassword(in.Password, s.Passwords)
 	if err != nil {
-		return SignupResult{}, err
+		return SignupResult{}, fmt.Errorf("users.signup slug %q: %w", in.TenantSlug, err)
 	}
 	tenantID, userID := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
 	now := s.Clock.Now()
@@ -198,7 +199,10 @@ func (s *Users) Signup(ctx context.Context, in SignupInput) (SignupResult, error
 		res = SignupResult{Tenant: t, User: u, TokenPair: pair}
 		return err
 	})
-	return res, err
+	if err != nil {
+		return SignupResult{}, fmt.Errorf("users.signup slug %q: %w", in.TenantSlug, err)
+	}
+	return res, nil
 }
 
 func insertUser(ctx context.Context, tx pgx.Tx, tenantID, id uuid.UUID, email, hash string, role auth.Role, now time.Time) (User, error) {
@@ -221,7 +225,7 @@ func (s *Users) FindLogin(ctx context.Context, slug, email string) (auth.Login, 
 		return l, errs.NotFoundf("no tenant %q", slug)
 	}
 	if err != nil {
-		return l, err
+		return l, fmt.Errorf("users.find_login slug %q: %w", slug, err)
 	}
 	l.Suspended = status == StatusSuspended
 	err = s.DB.InTenantTx(ctx, l.TenantID, func(tx pgx.Tx) error {
@@ -231,7 +235,11 @@ func (s *Users) FindLogin(ctx context.Context, slug, email string) (auth.Login, 
 	if postgres.IsNoRows(err) {
 		return l, errs.NotFoundf("no user")
 	}
-	return l, err
+	if err != nil {
+		// Not the email: it is personal data, and the log keeps it.
+		return l, fmt.Errorf("users.find_login slug %q: %w", slug, err)
+	}
+	return l, nil
 }
 
 // UserRole implements auth.Roles: the user's current role, refused while the tenant is
@@ -245,7 +253,7 @@ func (s *Users) UserRole(ctx context.Context, tx pgx.Tx, id uuid.UUID) (auth.Rol
 	case postgres.IsNoRows(err):
 		return "", errs.NotFoundf("no user %s", id)
 	case err != nil:
-		return "", err
+		return "", fmt.Errorf("users.role %s: %w", id, err)
 	case status == StatusSuspended:
 		return "", auth.ErrTenantSuspended
 	}
@@ -268,7 +276,10 @@ func (s *Users) Me(ctx context.Context, p auth.Principal) (Me, error) {
 	if postgres.IsNoRows(err) || errs.Is(err, errs.NotFound) {
 		return Me{}, auth.ErrUnauthorized // a valid token of a user or key that is gone
 	}
-	return me, err
+	if err != nil {
+		return Me{}, fmt.Errorf("users.me %s: %w", p.ID, err)
+	}
+	return me, nil
 }
 
 // ChangePassword sets a new password after checking the current one, and ends every
@@ -285,25 +296,29 @@ func (s *Users) ChangePassword(ctx context.Context, p auth.Principal, in Passwor
 		return auth.ErrUnauthorized
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("users.change_password %s: %w", p.ID, err)
 	}
 	ok, err := auth.VerifyPassword(in.CurrentPassword, current)
 	if err != nil {
-		return err
+		return fmt.Errorf("users.change_password %s: %w", p.ID, err)
 	}
 	if !ok {
 		return errWrongPass
 	}
 	hash, err := auth.HashPassword(in.NewPassword, s.Passwords)
 	if err != nil {
-		return err
+		return fmt.Errorf("users.change_password %s: %w", p.ID, err)
 	}
-	return s.DB.InTenantTx(ctx, p.TenantID, func(tx pgx.Tx) error {
+	err = s.DB.InTenantTx(ctx, p.TenantID, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1", p.ID, hash, s.Clock.Now()); err != nil {
 			return err
 		}
 		return s.Sessions.RevokeUser(ctx, tx, p.ID)
 	})
+	if err != nil {
+		return fmt.Errorf("users.change_password %s: %w", p.ID, err)
+	}
+	return nil
 }
 
 // Create adds a user to the caller's tenant; nobody grants a role above their own.
@@ -313,7 +328,7 @@ func (s *Users) Create(ctx context.Context, p auth.Principal, in NewUserInput) (
 	}
 	hash, err := auth.HashPassword(in.Password, s.Passwords)
 	if err != nil {
-		return User{}, err
+		return User{}, fmt.Errorf("users.create tenant %s: %w", p.TenantID, err)
 	}
 	var u User
 	err = s.DB.InTenantTx(ctx, p.TenantID, func(tx pgx.Tx) (err error) {
@@ -323,7 +338,10 @@ func (s *Users) Create(ctx context.Context, p auth.Principal, in NewUserInput) (
 		}
 		return s.Outbox.Append(ctx, tx, p.TenantID, "user.created", u)
 	})
-	return u, err
+	if err != nil {
+		return User{}, fmt.Errorf("users.create tenant %s: %w", p.TenantID, err)
+	}
+	return u, nil
 }
 
 // Get answers one user of the tenant.
@@ -333,7 +351,10 @@ func (s *Users) Get(ctx context.Context, tenantID, id uuid.UUID) (User, error) {
 		u, err = getUser(ctx, tx, id, false)
 		return err
 	})
-	return u, err
+	if err != nil {
+		return User{}, fmt.Errorf("users.get %s: %w", id, err)
+	}
+	return u, nil
 }
 
 // List answers the tenant's users in creation order.
@@ -345,7 +366,10 @@ func (s *Users) List(ctx context.Context, tenantID uuid.UUID, page httpx.Page) (
 		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) { return scanUser(r) })
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, fmt.Errorf("users.list tenant %s: %w", tenantID, err)
+	}
+	return out, nil
 }
 
 // SetRole changes a user's role. The caller must outrank neither the user's current role
@@ -374,12 +398,15 @@ func (s *Users) SetRole(ctx context.Context, p auth.Principal, id uuid.UUID, rol
 		}
 		return s.Outbox.Append(ctx, tx, p.TenantID, "user.updated", u)
 	})
-	return u, err
+	if err != nil {
+		return User{}, fmt.Errorf("users.set_role %s: %w", id, err)
+	}
+	return u, nil
 }
 
 // Delete removes a user and, with them, their sessions.
 func (s *Users) Delete(ctx context.Context, p auth.Principal, id uuid.UUID) error {
-	return s.DB.InTenantTx(ctx, p.TenantID, func(tx pgx.Tx) error {
+	err := s.DB.InTenantTx(ctx, p.TenantID, func(tx pgx.Tx) error {
 		cur, owners, err := lockForChange(ctx, tx, p, id)
 		if err != nil {
 			return err
@@ -392,6 +419,10 @@ func (s *Users) Delete(ctx context.Context, p auth.Principal, id uuid.UUID) erro
 		}
 		return s.Outbox.Append(ctx, tx, p.TenantID, "user.deleted", map[string]uuid.UUID{"id": id})
 	})
+	if err != nil {
+		return fmt.Errorf("users.delete %s: %w", id, err)
+	}
+	return nil
 }
 
 // lockForChange locks the user's row and checks that the caller may change this user. The

@@ -178,7 +178,7 @@ func (s *Meters) Put(ctx context.Context, key string, in MeterInput) (m Meter, c
 		return Meter{}, false, errs.Field("key", "api_requests is built in and cannot be changed")
 	}
 	groups, _ := json.Marshal(in.GroupBy)
-	err = s.DB.InTenantTx(ctx, postgres.Platform, func(tx pgx.Tx) error {
+	err = s.DB.InTenantTx(ctx, postgres.PlatformTenant, func(tx pgx.Tx) error {
 		var err error
 		m, err = scanMeter(tx.QueryRow(ctx, `
 			INSERT INTO meters AS m (key, event_type, aggregation, value_property, group_by)
@@ -195,7 +195,7 @@ func (s *Meters) Put(ctx context.Context, key string, in MeterInput) (m Meter, c
 		if err != nil {
 			return err
 		}
-		return s.Outbox.Append(ctx, tx, postgres.Platform, "meter.changed", m)
+		return s.Outbox.Append(ctx, tx, postgres.PlatformTenant, "meter.changed", m)
 	})
 	s.mu.Lock()
 	s.expires = time.Time{}

@@ -184,7 +184,7 @@ func (s *Plans) Put(ctx context.Context, code string, in PlanInput) (p Plan, cre
 	if in.Charges == nil {
 		in.Charges = []pricing.Charge{}
 	}
-	err = s.DB.InTenantTx(ctx, postgres.Platform, func(tx pgx.Tx) error {
+	err = s.DB.InTenantTx(ctx, postgres.PlatformTenant, func(tx pgx.Tx) error {
 		row := tx.QueryRow(ctx, `
 			INSERT INTO plans AS p (code, name, currency, base_fee, rate_limit, quotas, charges)
 			VALUES ($1, $2, $3, $4::numeric, $5, $6, $7)
@@ -198,7 +198,7 @@ func (s *Plans) Put(ctx context.Context, code string, in PlanInput) (p Plan, cre
 		if p, err = scanPlan(row, &created); err != nil {
 			return err
 		}
-		return s.Outbox.Append(ctx, tx, postgres.Platform, "plan.changed", p)
+		return s.Outbox.Append(ctx, tx, postgres.PlatformTenant, "plan.changed", p)
 	})
 	if err != nil {
 		return Plan{}, false, fmt.Errorf("plans.put %q: %w", code, err)

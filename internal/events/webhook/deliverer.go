@@ -99,7 +99,7 @@ func (d *Deliverer) RunOnce(ctx context.Context) (int, error) {
 		return c, err
 	})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("webhook_deliveries.claim: %w", err)
 	}
 	var wg sync.WaitGroup
 	for _, c := range claims {
@@ -143,10 +143,16 @@ type result struct {
 func (d *Deliverer) deliver(ctx context.Context, c claim) error {
 	ctx = context.WithoutCancel(ctx)
 	m, ok, err := d.load(ctx, c)
-	if err != nil || !ok {
-		return err
+	if err != nil {
+		return fmt.Errorf("webhook_deliveries.load %s: %w", c.delivery, err)
 	}
-	return d.record(ctx, c, m, d.send(ctx, m))
+	if !ok {
+		return nil
+	}
+	if err := d.record(ctx, c, m, d.send(ctx, m)); err != nil {
+		return fmt.Errorf("webhook_deliveries.record %s: %w", c.delivery, err)
+	}
+	return nil
 }
 
 // load reads what the attempt sends; ok is false if the delivery is no longer pending or its

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -32,7 +33,10 @@ func (s *Endpoints) Deliveries(ctx context.Context, tenantID, endpointID uuid.UU
 		}
 		return attachAttempts(ctx, tx, out)
 	})
-	return out, err
+	if err != nil {
+		return nil, fmt.Errorf("webhook_endpoints.deliveries %s: %w", endpointID, err)
+	}
+	return out, nil
 }
 
 // Retry sends a delivery again, now, with a fresh schedule: after a failure, or to resend
@@ -61,7 +65,10 @@ func (s *Endpoints) Retry(ctx context.Context, tenantID, endpointID, deliveryID 
 		d = one[0]
 		return err
 	})
-	return d, err
+	if err != nil {
+		return Delivery{}, fmt.Errorf("webhook_deliveries.retry %s: %w", deliveryID, err)
+	}
+	return d, nil
 }
 
 const deliveryColumns = "id, endpoint_id, event_id, event_type, status, next_attempt_at, created_at, updated_at"

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -128,7 +129,7 @@ func (s *Endpoints) Create(ctx context.Context, tenantID uuid.UUID, in EndpointI
 	id := uuid.Must(uuid.NewV7())
 	sealed, err := s.Secrets.Seal(key, aad(tenantID, id))
 	if err != nil {
-		return Endpoint{}, err
+		return Endpoint{}, fmt.Errorf("webhook_endpoints.create tenant %s: %w", tenantID, err)
 	}
 	// Concurrent creations take turns on a lock of the tenant's endpoints, and each counts
 	// after the previous one committed, so the limit holds.
@@ -151,7 +152,7 @@ func (s *Endpoints) Create(ctx context.Context, tenantID uuid.UUID, in EndpointI
 		return s.Outbox.Append(ctx, tx, tenantID, EventEndpointCreated, e)
 	})
 	if err != nil {
-		return Endpoint{}, err
+		return Endpoint{}, fmt.Errorf("webhook_endpoints.create tenant %s: %w", tenantID, err)
 	}
 	e.Secret = encodeSecret(key)
 	return e, nil
@@ -166,7 +167,10 @@ func (s *Endpoints) List(ctx context.Context, tenantID uuid.UUID, page httpx.Pag
 			out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Endpoint, error) { return scanEndpoint(r) })
 			return err
 		})
-	return out, s.DB.InTenantRead(ctx, tenantID, b)
+	if err := s.DB.InTenantRead(ctx, tenantID, b); err != nil {
+		return nil, fmt.Errorf("webhook_endpoints.list tenant %s: %w", tenantID, err)
+	}
+	return out, nil
 }
 
 // Get answers one endpoint.
@@ -178,18 +182,25 @@ func (s *Endpoints) Get(ctx context.Context, tenantID, id uuid.UUID) (Endpoint, 
 			e, err = scanEndpoint(row)
 			return err
 		})
-	return e, s.DB.InTenantRead(ctx, tenantID, b)
+	if err := s.DB.InTenantRead(ctx, tenantID, b); err != nil {
+		return Endpoint{}, fmt.Errorf("webhook_endpoints.get %s: %w", id, err)
+	}
+	return e, nil
 }
 
 // Delete removes an endpoint with its deliveries.
 func (s *Endpoints) Delete(ctx context.Context, tenantID, id uuid.UUID) error {
-	return s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+	err := s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
 		e, err := scanEndpoint(tx.QueryRow(ctx, "DELETE FROM webhook_endpoints WHERE id = $1 RETURNING "+endpointColumns, id))
 		if err != nil {
 			return err
 		}
 		return s.Outbox.Append(ctx, tx, tenantID, EventEndpointDeleted, e)
 	})
+	if err != nil {
+		return fmt.Errorf("webhook_endpoints.delete %s: %w", id, err)
+	}
+	return nil
 }
 
 // Enable turns an endpoint back on after an automatic disable; its pending deliveries go
@@ -215,5 +226,8 @@ func (s *Endpoints) Enable(ctx context.Context, tenantID, id uuid.UUID) (Endpoin
 		}
 		return s.Outbox.Append(ctx, tx, tenantID, EventEndpointEnabled, e)
 	})
-	return e, err
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("webhook_endpoints.enable %s: %w", id, err)
+	}
+	return e, nil
 }

@@ -22,9 +22,9 @@ import (
 // the owner of the tables, so row-level security always applies to it.
 const RuntimeRole = "app_runtime"
 
-// Platform is the tenant id of platform-wide rows (operator events in the outbox). No real
-// tenant has it, so tenants never see those rows.
-var Platform = uuid.Nil
+// PlatformTenant is the tenant id of platform-wide rows (operator events in the outbox). No
+// real tenant has it, so tenants never see those rows.
+var PlatformTenant = uuid.Nil
 
 // DB is the runtime pool.
 type DB struct {

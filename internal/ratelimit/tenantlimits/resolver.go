@@ -6,13 +6,11 @@ package tenantlimits
 import (
 	"context"
 	"net/http"
-	"sync"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/billing/plans"
+	"github.com/saasbase/saasbase/internal/platform/cache"
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/ratelimit"
@@ -35,13 +33,8 @@ type Plans interface {
 // PlanTTL (≤ 500 ms), which, added to the tenant directory's own 500 ms, holds a changed plan
 // or override on every replica within a second.
 type Resolver struct {
-	plans Plans
 	opts  Options
-
-	mu     sync.Mutex
-	cache  map[string]cachedPlan
-	gen    uint64 // bumped by Invalidate, so a load that raced a change is not cached
-	flight singleflight.Group
+	plans *cache.Cache[string, auth.RateLimit] // by plan code
 }
 
 // Options tune a Resolver.
@@ -51,11 +44,6 @@ type Options struct {
 	// Routes answers a request's route-class limits (say, "writes" on mutations, failing
 	// closed on payments); their Scope is set to the tenant's. Nil: none.
 	Routes func(r *http.Request, tenantLimit auth.RateLimit) []ratelimit.Limit
-}
-
-type cachedPlan struct {
-	limit   auth.RateLimit
-	expires time.Time
 }
 
 const maxPlanTTL = 500 * time.Millisecond
@@ -68,7 +56,11 @@ func New(plans Plans, opts Options) *Resolver {
 	if opts.Clock == nil {
 		opts.Clock = clock.System{}
 	}
-	return &Resolver{plans: plans, opts: opts, cache: make(map[string]cachedPlan)}
+	limit := func(ctx context.Context, code string) (auth.RateLimit, error) {
+		plan, err := plans.Get(ctx, code)
+		return plan.RateLimit, err
+	}
+	return &Resolver{opts: opts, plans: cache.New(opts.Clock, opts.PlanTTL, limit)}
 }
 
 // Limits is the Middleware resolver of the tenant routes, behind authentication and
@@ -90,7 +82,7 @@ func (rs *Resolver) Resolve(r *http.Request, t tenant.Tenant, p auth.Principal) 
 	var plan auth.RateLimit
 	if t.RateLimit == nil {
 		var err error
-		if plan, err = rs.planLimit(r.Context(), t.Plan); err != nil {
+		if plan, err = rs.plans.Get(r.Context(), t.Plan); err != nil {
 			// Whatever the store said, a tenant whose plan cannot be read is our failure.
 			return nil, errs.Wrap(err, errs.Internal, "internal", "the tenant's plan could not be read")
 		}
@@ -111,37 +103,5 @@ func (rs *Resolver) Resolve(r *http.Request, t tenant.Tenant, p auth.Principal) 
 	return limits, nil
 }
 
-// planLimit answers a plan's limit, from the cache when fresh; concurrent misses share one
-// query.
-func (rs *Resolver) planLimit(ctx context.Context, code string) (auth.RateLimit, error) {
-	now := rs.opts.Clock.Now()
-	rs.mu.Lock()
-	e, ok := rs.cache[code]
-	gen := rs.gen
-	rs.mu.Unlock()
-	if ok && now.Before(e.expires) {
-		return e.limit, nil
-	}
-	v, err, _ := rs.flight.Do(code, func() (any, error) {
-		plan, err := rs.plans.Get(context.WithoutCancel(ctx), code)
-		if err != nil {
-			return auth.RateLimit{}, err
-		}
-		rs.mu.Lock()
-		if rs.gen == gen {
-			rs.cache[code] = cachedPlan{limit: plan.RateLimit, expires: now.Add(rs.opts.PlanTTL)}
-		}
-		rs.mu.Unlock()
-		return plan.RateLimit, nil
-	})
-	return v.(auth.RateLimit), err
-}
-
 // Invalidate drops a plan's cached limit, for the replica that changed it (plan.changed).
-func (rs *Resolver) Invalidate(code string) {
-	rs.mu.Lock()
-	delete(rs.cache, code)
-	rs.gen++
-	rs.mu.Unlock()
-	rs.flight.Forget(code)
-}
+func (rs *Resolver) Invalidate(code string) { rs.plans.Invalidate(code) }
