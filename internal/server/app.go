@@ -30,8 +30,8 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
 	"github.com/saasbase/saasbase/internal/ratelimit"
-	"github.com/saasbase/saasbase/internal/ratelimit/tenantlimits"
 	"github.com/saasbase/saasbase/internal/tenant"
+	"github.com/saasbase/saasbase/internal/tenantlimits"
 )
 
 // App is the assembled service.
@@ -156,7 +156,7 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	}
 	a.Customers = &payments.Customers{DB: a.DB, Stripe: a.Payments.Stripe, Clock: a.Clock}
 	a.Completer = &payments.Completer{Payments: a.Payments, Keys: a.Idempotency, Logger: a.Logger}
-	meters := &metering.Meters{DB: a.DB, Outbox: outbox}
+	meters := metering.NewMeters(a.DB, outbox, a.Clock)
 	catalog := &plans.Plans{DB: a.DB, Outbox: outbox, Meters: meters}
 	payers := tenantInfo{a.Directory}
 	periods := &invoicing.Periods{Tenants: payers, Clock: a.Clock}

@@ -20,8 +20,8 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 	"github.com/saasbase/saasbase/internal/ratelimit"
-	"github.com/saasbase/saasbase/internal/ratelimit/tenantlimits"
 	"github.com/saasbase/saasbase/internal/tenant"
+	"github.com/saasbase/saasbase/internal/tenantlimits"
 	"github.com/saasbase/saasbase/openapi"
 )
 

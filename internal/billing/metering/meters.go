@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/saasbase/saasbase/internal/events"
+	"github.com/saasbase/saasbase/internal/platform/cache"
+	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
 )
@@ -106,12 +107,19 @@ func pathKeys(path string) []string { return strings.Split(strings.TrimPrefix(pa
 // Meters is the catalog of meters: platform data, read on every ingestion from a snapshot
 // that lives at most a second.
 type Meters struct {
-	DB     *postgres.DB
-	Outbox *events.Outbox
+	db     *postgres.DB
+	outbox *events.Outbox
+	cached *cache.Cache[struct{}, []Meter] // the whole catalog, under one key
+}
 
-	mu      sync.Mutex
-	cached  []Meter
-	expires time.Time
+// catalogTTL is how long a replica may answer from its snapshot after another changed a meter.
+const catalogTTL = time.Second
+
+// NewMeters returns the catalog stored in db; changes emit their events through outbox.
+func NewMeters(db *postgres.DB, outbox *events.Outbox, clk clock.Clock) *Meters {
+	s := &Meters{db: db, outbox: outbox}
+	s.cached = cache.New(clk, catalogTTL, s.load)
+	return s
 }
 
 const meterColumns = "key, event_type, aggregation, value_property, group_by, created_at, updated_at"
@@ -128,18 +136,14 @@ func scanMeter(row pgx.Row, extra ...any) (Meter, error) {
 }
 
 // List answers every meter, by key.
-func (s *Meters) List(ctx context.Context) ([]Meter, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if time.Now().Before(s.expires) {
-		return s.cached, nil
-	}
-	rows, _ := s.DB.Platform(ctx).Query(ctx, "SELECT "+meterColumns+" FROM meters ORDER BY key")
+func (s *Meters) List(ctx context.Context) ([]Meter, error) { return s.cached.Get(ctx, struct{}{}) }
+
+func (s *Meters) load(ctx context.Context, _ struct{}) ([]Meter, error) {
+	rows, _ := s.db.Platform(ctx).Query(ctx, "SELECT "+meterColumns+" FROM meters ORDER BY key")
 	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Meter, error) { return scanMeter(r) })
 	if err != nil {
 		return nil, fmt.Errorf("meters.list: %w", err)
 	}
-	s.cached, s.expires = ms, time.Now().Add(time.Second)
 	return ms, nil
 }
 
@@ -178,7 +182,7 @@ func (s *Meters) Put(ctx context.Context, key string, in MeterInput) (m Meter, c
 		return Meter{}, false, errs.Field("key", "api_requests is built in and cannot be changed")
 	}
 	groups, _ := json.Marshal(in.GroupBy)
-	err = s.DB.InTenantTx(ctx, postgres.PlatformTenant, func(tx pgx.Tx) error {
+	err = s.db.InTenantTx(ctx, postgres.PlatformTenant, func(tx pgx.Tx) error {
 		var err error
 		m, err = scanMeter(tx.QueryRow(ctx, `
 			INSERT INTO meters AS m (key, event_type, aggregation, value_property, group_by)
@@ -195,11 +199,9 @@ func (s *Meters) Put(ctx context.Context, key string, in MeterInput) (m Meter, c
 		if err != nil {
 			return err
 		}
-		return s.Outbox.Append(ctx, tx, postgres.PlatformTenant, "meter.changed", m)
+		return s.outbox.Append(ctx, tx, postgres.PlatformTenant, "meter.changed", m)
 	})
-	s.mu.Lock()
-	s.expires = time.Time{}
-	s.mu.Unlock()
+	s.cached.Invalidate(struct{}{})
 	if err != nil {
 		return Meter{}, false, fmt.Errorf("meters.put %q: %w", key, err)
 	}

@@ -1,6 +1,7 @@
 // Package tenantlimits answers the limits of an authenticated tenant request, for the rate
 // limit middleware: the tenant's (the operator's override, else the plan's), the API key's
-// clamped to the tenant's, and any route class's.
+// clamped to the tenant's, and any route class's. It is the glue between the generic limiter
+// and the domain (tenants, plans), so that internal/ratelimit imports no domain module.
 package tenantlimits
 
 import (

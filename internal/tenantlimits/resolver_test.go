@@ -15,8 +15,8 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/ratelimit"
-	"github.com/saasbase/saasbase/internal/ratelimit/tenantlimits"
 	"github.com/saasbase/saasbase/internal/tenant"
+	"github.com/saasbase/saasbase/internal/tenantlimits"
 )
 
 type fakePlans struct {
