@@ -24,7 +24,7 @@ BENCH         ?= .
 BENCH_COUNT   ?= 1
 BENCH_FLAGS   ?= -benchmem -timeout 30m
 
-# stripe-mock is the Stripe stand-in the tests start (see ARCHITECTURE: real parts in tests).
+# stripe-mock is the Stripe stand-in the tests start (docs/architecture.md, "Tests").
 STRIPE_MOCK_VERSION ?= v0.203.0
 GOBIN_DIR := $(or $(shell $(GO) env GOBIN 2>/dev/null),$(shell $(GO) env GOPATH 2>/dev/null)/bin)
 
