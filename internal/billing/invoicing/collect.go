@@ -8,7 +8,6 @@ import (
 	"net/http"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/saasbase/saasbase/internal/billing/payments"
 	"github.com/saasbase/saasbase/internal/idempotency"
@@ -36,8 +35,7 @@ func (c *Collector) Run(ctx context.Context) (int, error) {
 	if !c.Payments.Enabled() {
 		return 0, nil
 	}
-	rows, _ := c.Invoices.DB.Pool.Query(ctx, "SELECT tenant_id, invoice_id FROM app.open_invoices(100)")
-	open, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ Tenant, Invoice uuid.UUID }])
+	open, err := c.Invoices.open(ctx, 100)
 	if err != nil {
 		return 0, err
 	}

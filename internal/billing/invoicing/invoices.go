@@ -132,6 +132,20 @@ func (s *Invoices) List(ctx context.Context, tenantID uuid.UUID, page httpx.Page
 	return invs, nil
 }
 
+// openInvoice names an invoice waiting to be collected.
+type openInvoice struct{ Tenant, Invoice uuid.UUID }
+
+// open lists up to limit open invoices of every tenant, through the narrow cross-tenant
+// function app.open_invoices (the collector runs for all tenants at once).
+func (s *Invoices) open(ctx context.Context, limit int) ([]openInvoice, error) {
+	rows, _ := s.DB.Pool.Query(ctx, "SELECT tenant_id, invoice_id FROM app.open_invoices($1)", limit)
+	open, err := pgx.CollectRows(rows, pgx.RowToStructByPos[openInvoice])
+	if err != nil {
+		return nil, fmt.Errorf("invoices.open: %w", err)
+	}
+	return open, nil
+}
+
 // setPayment records the payment that collects an invoice, unless one is recorded already.
 func (s *Invoices) setPayment(ctx context.Context, tenantID, invoiceID, paymentID uuid.UUID) error {
 	err := s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
