@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/google/uuid"
 )
@@ -76,6 +77,9 @@ func FromContext(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(principalKey{}).(Principal)
 	return p, ok
 }
+
+// TenantOf answers the calling tenant of a request behind Authenticate.
+func TenantOf(r *http.Request) uuid.UUID { return MustFromContext(r.Context()).TenantID }
 
 // MustFromContext returns the principal of a route behind Authenticate; reaching it without
 // one is a wiring bug, not a client error.

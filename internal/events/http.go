@@ -30,7 +30,7 @@ func (h *Handler) List(w http.ResponseWriter, r *http.Request) error {
 	if len(typ) > 200 {
 		return errs.Field("type", "must be at most 200 characters")
 	}
-	evs, err := h.Log.List(r.Context(), auth.MustFromContext(r.Context()).TenantID, typ, page)
+	evs, err := h.Log.List(r.Context(), auth.TenantOf(r), typ, page)
 	if err != nil {
 		return err
 	}

@@ -23,7 +23,7 @@ func (h *Handler) Routes(rs httpx.Routers) {
 
 // Upcoming is GET /v1/invoices/upcoming.
 func (h *Handler) Upcoming(w http.ResponseWriter, r *http.Request) error {
-	inv, err := h.Invoices.Upcoming(r.Context(), tenantOf(r))
+	inv, err := h.Invoices.Upcoming(r.Context(), auth.TenantOf(r))
 	if err != nil {
 		return err
 	}
@@ -37,7 +37,7 @@ func (h *Handler) List(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	invs, err := h.Invoices.List(r.Context(), tenantOf(r), page)
+	invs, err := h.Invoices.List(r.Context(), auth.TenantOf(r), page)
 	if err != nil {
 		return err
 	}
@@ -51,12 +51,10 @@ func (h *Handler) Get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	inv, err := h.Invoices.Get(r.Context(), tenantOf(r), id)
+	inv, err := h.Invoices.Get(r.Context(), auth.TenantOf(r), id)
 	if err != nil {
 		return err
 	}
 	httpx.JSON(w, http.StatusOK, inv)
 	return nil
 }
-
-func tenantOf(r *http.Request) uuid.UUID { return auth.MustFromContext(r.Context()).TenantID }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/google/uuid"
 
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/idempotency"
@@ -64,13 +63,13 @@ func (h *Handler) Ingest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	res, err := h.Usage.Ingest(r.Context(), tenantOf(r), evs)
+	res, err := h.Usage.Ingest(r.Context(), auth.TenantOf(r), evs)
 	if err != nil {
 		return err
 	}
 	if res.Accepted > 0 {
 		// Quota thresholds are news, not part of the ingestion: a failure here is logged.
-		if err := h.Quotas.CheckQuotas(r.Context(), tenantOf(r), metersOf(meters, evs)); err != nil {
+		if err := h.Quotas.CheckQuotas(r.Context(), auth.TenantOf(r), metersOf(meters, evs)); err != nil {
 			httpx.Logger(r.Context()).WarnContext(r.Context(), "quota thresholds", "error", err.Error())
 		}
 	}
@@ -129,7 +128,7 @@ func (h *Handler) Query(w http.ResponseWriter, r *http.Request) error {
 	if err := f.Err(); err != nil {
 		return err
 	}
-	rep, err := h.Usage.Query(r.Context(), tenantOf(r), q)
+	rep, err := h.Usage.Query(r.Context(), auth.TenantOf(r), q)
 	if err != nil {
 		return err
 	}
@@ -139,15 +138,13 @@ func (h *Handler) Query(w http.ResponseWriter, r *http.Request) error {
 
 // Entitlements is GET /v1/entitlements.
 func (h *Handler) Entitlements(w http.ResponseWriter, r *http.Request) error {
-	es, err := h.Quotas.Entitlements(r.Context(), tenantOf(r))
+	es, err := h.Quotas.Entitlements(r.Context(), auth.TenantOf(r))
 	if err != nil {
 		return err
 	}
 	httpx.JSON(w, http.StatusOK, map[string]any{"data": es})
 	return nil
 }
-
-func tenantOf(r *http.Request) uuid.UUID { return auth.MustFromContext(r.Context()).TenantID }
 
 // metersOf lists the meters that events of evs feed.
 func metersOf(meters []Meter, evs []UsageEvent) []string {

@@ -31,8 +31,6 @@ func (h *Handler) Routes(rs httpx.Routers, keys *idempotency.Middleware) {
 	phased.Method(http.MethodPost, "/payments/{id}/refunds", httpx.HandlerFunc(h.Refund))
 }
 
-func tenantOf(r *http.Request) uuid.UUID { return auth.MustFromContext(r.Context()).TenantID }
-
 // mustKey returns the request's claimed idempotency key; the route's middleware requires one.
 func mustKey(r *http.Request) *idempotency.Key {
 	k, ok := idempotency.FromContext(r.Context())
@@ -48,7 +46,7 @@ func (h *Handler) Create(w http.ResponseWriter, r *http.Request) error {
 	if err := httpx.Decode(r, &in, httpx.MaxBody); err != nil {
 		return err
 	}
-	p, err := h.Payments.Create(r.Context(), tenantOf(r), in, mustKey(r))
+	p, err := h.Payments.Create(r.Context(), auth.TenantOf(r), in, mustKey(r))
 	if err != nil {
 		return err
 	}
@@ -62,7 +60,7 @@ func (h *Handler) Get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, err := h.Payments.Get(r.Context(), tenantOf(r), id)
+	p, err := h.Payments.Get(r.Context(), auth.TenantOf(r), id)
 	if err != nil {
 		return err
 	}
@@ -76,7 +74,7 @@ func (h *Handler) List(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ps, err := h.Payments.List(r.Context(), tenantOf(r), page)
+	ps, err := h.Payments.List(r.Context(), auth.TenantOf(r), page)
 	if err != nil {
 		return err
 	}
@@ -94,7 +92,7 @@ func (h *Handler) Refund(w http.ResponseWriter, r *http.Request) error {
 	if err := httpx.Decode(r, &in, httpx.MaxBody); err != nil {
 		return err
 	}
-	rf, err := h.Payments.Refund(r.Context(), tenantOf(r), id, in, mustKey(r))
+	rf, err := h.Payments.Refund(r.Context(), auth.TenantOf(r), id, in, mustKey(r))
 	if err != nil {
 		return err
 	}

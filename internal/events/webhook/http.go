@@ -28,8 +28,6 @@ func (h *Handler) Routes(rs httpx.Routers) {
 	idem.Method(http.MethodPost, "/webhook-endpoints/{id}/deliveries/{delivery_id}/retry", httpx.HandlerFunc(h.Retry))
 }
 
-func tenantOf(r *http.Request) uuid.UUID { return auth.MustFromContext(r.Context()).TenantID }
-
 // Create is POST /v1/webhook-endpoints. The answer reveals the secret, so it is never
 // stored, neither by caches nor under an Idempotency-Key.
 func (h *Handler) Create(w http.ResponseWriter, r *http.Request) error {
@@ -37,7 +35,7 @@ func (h *Handler) Create(w http.ResponseWriter, r *http.Request) error {
 	if err := httpx.Decode(r, &in, httpx.MaxBody); err != nil {
 		return err
 	}
-	e, err := h.Endpoints.Create(r.Context(), tenantOf(r), in)
+	e, err := h.Endpoints.Create(r.Context(), auth.TenantOf(r), in)
 	if err != nil {
 		return err
 	}
@@ -52,7 +50,7 @@ func (h *Handler) List(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	es, err := h.Endpoints.List(r.Context(), tenantOf(r), page)
+	es, err := h.Endpoints.List(r.Context(), auth.TenantOf(r), page)
 	if err != nil {
 		return err
 	}
@@ -66,7 +64,7 @@ func (h *Handler) Get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	e, err := h.Endpoints.Get(r.Context(), tenantOf(r), id)
+	e, err := h.Endpoints.Get(r.Context(), auth.TenantOf(r), id)
 	if err != nil {
 		return err
 	}
@@ -80,7 +78,7 @@ func (h *Handler) Delete(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := h.Endpoints.Delete(r.Context(), tenantOf(r), id); err != nil {
+	if err := h.Endpoints.Delete(r.Context(), auth.TenantOf(r), id); err != nil {
 		return err
 	}
 	httpx.NoContent(w)
@@ -93,7 +91,7 @@ func (h *Handler) Enable(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	e, err := h.Endpoints.Enable(r.Context(), tenantOf(r), id)
+	e, err := h.Endpoints.Enable(r.Context(), auth.TenantOf(r), id)
 	if err != nil {
 		return err
 	}
@@ -111,7 +109,7 @@ func (h *Handler) Deliveries(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ds, err := h.Endpoints.Deliveries(r.Context(), tenantOf(r), id, page)
+	ds, err := h.Endpoints.Deliveries(r.Context(), auth.TenantOf(r), id, page)
 	if err != nil {
 		return err
 	}
@@ -130,7 +128,7 @@ func (h *Handler) Retry(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	d, err := h.Endpoints.Retry(r.Context(), tenantOf(r), id, deliveryID)
+	d, err := h.Endpoints.Retry(r.Context(), auth.TenantOf(r), id, deliveryID)
 	if err != nil {
 		return err
 	}
