@@ -159,13 +159,13 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	meters := metering.NewMeters(a.DB, outbox, a.Clock)
 	catalog := &plans.Plans{DB: a.DB, Outbox: outbox, Meters: meters}
 	payers := tenantInfo{a.Directory}
-	periods := &invoicing.Periods{Tenants: payers, Clock: a.Clock}
+	periods := invoicing.NewPeriods(a.DB, payers, a.Clock)
 	a.Usage = &metering.Usage{DB: a.DB, Meters: meters, Periods: periods, Clock: a.Clock}
 	quotas := &metering.Quotas{DB: a.DB, Outbox: outbox, Plans: catalog, Usage: a.Usage, Periods: periods}
 	a.Requests = &metering.RequestCounter{DB: a.DB, Quotas: quotas, Clock: a.Clock, Logger: a.Logger}
 	a.Invoices = &invoicing.Invoices{
 		DB: a.DB, Outbox: outbox, Clock: a.Clock, Plans: catalog, Usage: a.Usage,
-		Periods: periods, Grace: cfg.BillingGrace, Logger: a.Logger,
+		Periods: periods, Grace: cfg.BillingGrace, Metrics: invoicing.NewMetrics(a.Registry), Logger: a.Logger,
 	}
 	a.Collector = &invoicing.Collector{
 		Invoices: a.Invoices, Tenants: payers, Payments: a.Payments, Customers: a.Customers,

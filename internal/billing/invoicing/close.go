@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -14,12 +15,15 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/postgres"
 )
 
-// Close finalizes the periods that ended more than Grace ago and have no invoice yet, for
-// every tenant, and collects them. Several replicas may run it: an invoice per (tenant,
-// period) is unique, so each period is finalized once.
+// Close finalizes, for every tenant, the stored periods that ended more than Grace ago and
+// have no invoice yet, oldest first. A period it cannot finalize keeps its error and is tried
+// again on the next run; the failure is logged, counted and listed for the operator
+// (GET /v1/admin/billing/failing-periods). Several replicas may run it: an invoice per
+// (tenant, period) is unique, so each period is finalized once.
 func (s *Invoices) Close(ctx context.Context) (int, error) {
 	var after *uuid.UUID
-	done := 0
+	done, failed := 0, 0
+	defer func() { s.Metrics.failing.Set(float64(failed)) }()
 	for {
 		rows, _ := s.DB.Pool.Query(ctx, "SELECT tenant_id FROM app.billing_tenants($1, 200)", after)
 		ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
@@ -27,62 +31,123 @@ func (s *Invoices) Close(ctx context.Context) (int, error) {
 			return done, err
 		}
 		for _, id := range ids {
-			n, err := s.closeTenant(ctx, id)
+			n, f, err := s.closeTenant(ctx, id)
+			done, failed = done+n, failed+f
 			if err != nil {
 				s.Logger.ErrorContext(ctx, "invoicing: closing periods", slog.String("tenant_id", id.String()), slog.String("error", err.Error()))
-				continue
 			}
-			done += n
 		}
 		after = &ids[len(ids)-1]
 	}
 }
 
-// closeTenant finalizes a tenant's last ended period if its grace is over.
-func (s *Invoices) closeTenant(ctx context.Context, tenantID uuid.UUID) (int, error) {
+// closeTenant stores the tenant's periods up to now and finalizes those due, answering how
+// many it finalized and how many failed.
+func (s *Invoices) closeTenant(ctx context.Context, tenantID uuid.UUID) (done, failed int, err error) {
 	now := s.Clock.Now()
-	ti, loc, cur, err := s.Periods.at(ctx, tenantID, now)
+	ti, err := s.Periods.tenant(ctx, tenantID)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	prev := pricing.PeriodAt(ti.CreatedAt, loc, cur.Start.Add(-time.Microsecond))
-	if now.Before(prev.End.Add(s.Grace)) || !prev.End.After(ti.CreatedAt) {
-		return 0, nil
+	if _, err := s.Periods.ensure(ctx, ti, now); err != nil {
+		return 0, 0, err
 	}
+	due, err := s.Periods.due(ctx, tenantID, now.Add(-s.Grace))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, p := range due {
+		if err := s.closePeriod(ctx, ti, p, now); err != nil {
+			failed++
+			s.Metrics.closeFailures.Inc()
+			s.Logger.ErrorContext(ctx, "invoicing: a period could not be finalized; it is retried on the next run",
+				slog.String("tenant_id", tenantID.String()), slog.Time("period_start", p.Start), slog.String("error", err.Error()))
+			if err := s.recordFailure(ctx, tenantID, p, err, now); err != nil {
+				return done, failed, err
+			}
+			continue
+		}
+		done++
+	}
+	return done, failed, nil
+}
+
+// closePeriod prices a period and stores its invoice and invoice.finalized, once.
+func (s *Invoices) closePeriod(ctx context.Context, ti TenantInfo, p pricing.Period, now time.Time) error {
 	id := uuid.Must(uuid.NewV7())
-	created := false
-	var inv Invoice
-	err = s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+	err := s.DB.InTenantTx(ctx, ti.ID, func(tx pgx.Tx) error {
 		// Ingestion takes this lock shared before it checks for finalized periods: usage is
 		// either in the invoice priced here, or refused as too late, never accepted and lost.
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock("+closeLock+")", tenantID); err != nil {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock("+closeLock+")", ti.ID); err != nil {
 			return err
 		}
-		var err error
-		if inv, err = s.price(postgres.WithTx(ctx, tenantID, tx), ti, prev); err != nil {
+		inv, err := s.price(postgres.WithTx(ctx, ti.ID, tx), ti, p)
+		if err != nil {
 			return err
 		}
 		lines, _ := json.Marshal(inv.Lines)
-		// A period overlapping one already invoiced (the tenant changed its time zone) is not
-		// invoiced again.
 		tag, err := tx.Exec(ctx, `
 			INSERT INTO invoices (tenant_id, id, period_start, period_end, currency, plan_code, lines, subtotal, total, status, created_at, updated_at)
-			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $10
-			 WHERE NOT EXISTS (SELECT FROM invoices WHERE period_start < $4 AND period_end > $3)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $10)
 			ON CONFLICT (tenant_id, period_start) DO NOTHING`,
-			tenantID, id, prev.Start, prev.End, inv.Currency, inv.Plan, lines, inv.Subtotal, inv.Total, now)
+			ti.ID, id, p.Start, p.End, inv.Currency, inv.Plan, lines, inv.Subtotal, inv.Total, now)
 		if err != nil || tag.RowsAffected() == 0 {
+			return err // or another replica finalized it first
+		}
+		if _, err := tx.Exec(ctx, "UPDATE billing_periods SET close_error = NULL, close_failed_at = NULL WHERE period_start = $1", p.Start); err != nil {
 			return err
 		}
-		created = true
 		inv.ID, inv.Status, inv.CreatedAt = &id, "open", &now
-		return s.Outbox.Append(ctx, tx, tenantID, "invoice.finalized", inv)
+		return s.Outbox.Append(ctx, tx, ti.ID, "invoice.finalized", inv)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("invoices.close tenant %s period %s: %w", tenantID, prev.Start.Format(time.RFC3339), err)
+		return fmt.Errorf("invoices.close tenant %s period %s: %w", ti.ID, p.Start.Format(time.RFC3339), err)
 	}
-	if !created {
-		return 0, nil
+	return nil
+}
+
+// maxCloseError bounds the error kept with a period.
+const maxCloseError = 1000
+
+// recordFailure keeps a period's failure to finalize with it, for the operator.
+func (s *Invoices) recordFailure(ctx context.Context, tenantID uuid.UUID, p pricing.Period, cause error, now time.Time) error {
+	msg := cause.Error()
+	if len(msg) > maxCloseError {
+		msg = strings.ToValidUTF8(msg[:maxCloseError], "")
 	}
-	return 1, nil
+	err := s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `
+			UPDATE billing_periods SET close_attempts = close_attempts + 1, close_error = $2, close_failed_at = $3
+			 WHERE period_start = $1`, p.Start, msg, now)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("invoices.close tenant %s period %s: recording the failure: %w", tenantID, p.Start.Format(time.RFC3339), err)
+	}
+	return nil
+}
+
+// FailingPeriod is a period the closer has failed to finalize: the operator's view.
+type FailingPeriod struct {
+	TenantID uuid.UUID `json:"tenant_id"`
+	pricing.Period
+	Attempts      int       `json:"attempts"`
+	LastError     string    `json:"last_error"`
+	LastAttemptAt time.Time `json:"last_attempt_at"`
+}
+
+// Failing lists the periods, of every tenant, that the closer has failed to finalize, the
+// most recent failure first.
+func (s *Invoices) Failing(ctx context.Context, limit int) ([]FailingPeriod, error) {
+	rows, _ := s.DB.Pool.Query(ctx, "SELECT * FROM app.failing_billing_periods($1)", limit)
+	ps, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (FailingPeriod, error) {
+		var p FailingPeriod
+		err := r.Scan(&p.TenantID, &p.Start, &p.End, &p.Attempts, &p.LastError, &p.LastAttemptAt)
+		p.Start, p.End, p.LastAttemptAt = p.Start.UTC(), p.End.UTC(), p.LastAttemptAt.UTC()
+		return p, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("invoices.failing: %w", err)
+	}
+	return ps, nil
 }

@@ -2,10 +2,12 @@ package invoicing
 
 import (
 	"net/http"
+	"strconv"
 
 	"github.com/google/uuid"
 
 	"github.com/saasbase/saasbase/internal/auth"
+	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 )
 
@@ -14,11 +16,13 @@ type Handler struct {
 	Invoices *Invoices
 }
 
-// Routes mounts the tenant's invoices, for its members.
+// Routes mounts the tenant's invoices, for its members, and the periods the closer could not
+// finalize, for operators.
 func (h *Handler) Routes(rs httpx.Routers) {
 	rs.Member.Method(http.MethodGet, "/invoices/upcoming", httpx.HandlerFunc(h.Upcoming))
 	rs.Member.Method(http.MethodGet, "/invoices", httpx.HandlerFunc(h.List))
 	rs.Member.Method(http.MethodGet, "/invoices/{id}", httpx.HandlerFunc(h.Get))
+	rs.Operator.Method(http.MethodGet, "/billing/failing-periods", httpx.HandlerFunc(h.FailingPeriods))
 }
 
 // Upcoming is GET /v1/invoices/upcoming.
@@ -56,5 +60,25 @@ func (h *Handler) Get(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	httpx.JSON(w, http.StatusOK, inv)
+	return nil
+}
+
+// FailingPeriods is GET /v1/admin/billing/failing-periods: every tenant's billing periods
+// that the closer has failed to finalize, the most recent failure first, one page of up to
+// limit (default 100, at most 1000).
+func (h *Handler) FailingPeriods(w http.ResponseWriter, r *http.Request) error {
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return errs.Field("limit", "must be an integer from 1 to 1000")
+		}
+		limit = n
+	}
+	ps, err := h.Invoices.Failing(r.Context(), limit)
+	if err != nil {
+		return err
+	}
+	httpx.JSON(w, http.StatusOK, httpx.List[FailingPeriod]{Data: ps})
 	return nil
 }

@@ -55,12 +55,13 @@ type Invoices struct {
 	Usage   *metering.Usage
 	Periods *Periods
 	Grace   time.Duration // how long after its end a period still takes late usage
+	Metrics *Metrics
 	Logger  *slog.Logger
 }
 
 // Upcoming previews the current period's invoice.
 func (s *Invoices) Upcoming(ctx context.Context, tenantID uuid.UUID) (Invoice, error) {
-	ti, _, p, err := s.Periods.at(ctx, tenantID, s.Clock.Now())
+	ti, p, err := s.Periods.now(ctx, tenantID)
 	if err != nil {
 		return Invoice{}, err
 	}

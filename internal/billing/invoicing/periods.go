@@ -9,7 +9,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/saasbase/saasbase/internal/billing/pricing"
+	"github.com/saasbase/saasbase/internal/platform/cache"
 	"github.com/saasbase/saasbase/internal/platform/clock"
+	"github.com/saasbase/saasbase/internal/platform/postgres"
 )
 
 // TenantInfo is what billing needs to know of a tenant.
@@ -26,30 +28,124 @@ type Tenants interface {
 	BillingInfo(ctx context.Context, id uuid.UUID) (TenantInfo, error)
 }
 
-// Periods places a tenant's billing periods: monthly, from the day of the month it was
-// created, at midnight in its time zone.
+// Periods keeps a tenant's billing periods: monthly, from the day of the month it was
+// created, at midnight in its time zone. Each is stored when it begins, so its bounds never
+// move: a change of time zone applies from the next period (pricing.NextPeriod).
 type Periods struct {
-	Tenants Tenants
-	Clock   clock.Clock
+	db      *postgres.DB
+	tenants Tenants
+	clock   clock.Clock
+	current *cache.Cache[uuid.UUID, pricing.Period]
 }
 
-// at answers the tenant and its period containing t.
-func (s *Periods) at(ctx context.Context, tenantID uuid.UUID, t time.Time) (TenantInfo, *time.Location, pricing.Period, error) {
-	ti, err := s.Tenants.BillingInfo(ctx, tenantID)
-	if err != nil {
-		return ti, nil, pricing.Period{}, fmt.Errorf("periods: tenant %s: %w", tenantID, err)
-	}
-	loc, err := time.LoadLocation(ti.Timezone)
-	if err != nil {
-		return ti, nil, pricing.Period{}, fmt.Errorf("periods: tenant %s time zone %q: %w", tenantID, ti.Timezone, err)
-	}
-	return ti, loc, pricing.PeriodAt(ti.CreatedAt, loc, t), nil
+// currentTTL bounds how long a replica answers a tenant's current period from memory. The
+// bounds of a period never change, so the cache only needs to notice that one has ended.
+const currentTTL = time.Minute
+
+// NewPeriods returns the periods stored in db of the tenants tenants describes.
+func NewPeriods(db *postgres.DB, tenants Tenants, clk clock.Clock) *Periods {
+	s := &Periods{db: db, tenants: tenants, clock: clk}
+	s.current = cache.New(clk, currentTTL, func(ctx context.Context, tenantID uuid.UUID) (pricing.Period, error) {
+		ti, err := s.tenant(ctx, tenantID)
+		if err != nil {
+			return pricing.Period{}, err
+		}
+		return s.ensure(ctx, ti, s.clock.Now())
+	})
+	return s
 }
 
 // Current answers the tenant's plan and the period it is in now (metering.Periods).
 func (s *Periods) Current(ctx context.Context, tenantID uuid.UUID) (string, pricing.Period, error) {
-	ti, _, p, err := s.at(ctx, tenantID, s.Clock.Now())
+	ti, p, err := s.now(ctx, tenantID)
 	return ti.Plan, p, err
+}
+
+// now answers the tenant and the period it is in now, from memory while that period lasts.
+func (s *Periods) now(ctx context.Context, tenantID uuid.UUID) (TenantInfo, pricing.Period, error) {
+	ti, err := s.tenant(ctx, tenantID)
+	if err != nil {
+		return ti, pricing.Period{}, err
+	}
+	p, err := s.current.Get(ctx, tenantID)
+	if err == nil && !s.clock.Now().Before(p.End) {
+		s.current.Invalidate(tenantID) // it has ended: the next one begins
+		p, err = s.current.Get(ctx, tenantID)
+	}
+	return ti, p, err
+}
+
+func (s *Periods) tenant(ctx context.Context, tenantID uuid.UUID) (TenantInfo, error) {
+	ti, err := s.tenants.BillingInfo(ctx, tenantID)
+	if err != nil {
+		return ti, fmt.Errorf("periods: tenant %s: %w", tenantID, err)
+	}
+	return ti, nil
+}
+
+// ensure stores the tenant's periods up to the one containing t, and answers that one. The
+// first begins on the tenant's first day, or where its last invoice ends (a tenant billed
+// before periods were stored); each next one begins where the last ended, placed in the zone
+// the tenant has when it is stored. A lock per tenant keeps two replicas from chaining two
+// different next periods.
+func (s *Periods) ensure(ctx context.Context, ti TenantInfo, t time.Time) (pricing.Period, error) {
+	loc, err := time.LoadLocation(ti.Timezone)
+	if err != nil {
+		return pricing.Period{}, fmt.Errorf("periods: tenant %s time zone %q: %w", ti.ID, ti.Timezone, err)
+	}
+	var last pricing.Period
+	err = s.db.InTenantTx(ctx, ti.ID, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('billing-periods/' || $1::text, 0))", ti.ID); err != nil {
+			return err
+		}
+		err := tx.QueryRow(ctx, "SELECT period_start, period_end FROM billing_periods ORDER BY period_start DESC LIMIT 1").
+			Scan(&last.Start, &last.End)
+		if postgres.IsNoRows(err) {
+			var invoicedUntil *time.Time
+			if err := tx.QueryRow(ctx, "SELECT max(period_end) FROM invoices").Scan(&invoicedUntil); err != nil {
+				return err
+			}
+			last = pricing.PeriodAt(ti.CreatedAt, loc, ti.CreatedAt)
+			if invoicedUntil != nil {
+				last = pricing.NextPeriod(ti.CreatedAt, loc, *invoicedUntil)
+			}
+			err = s.insert(ctx, tx, ti.ID, last, loc)
+		}
+		for err == nil && !t.Before(last.End) {
+			last = pricing.NextPeriod(ti.CreatedAt, loc, last.End)
+			err = s.insert(ctx, tx, ti.ID, last, loc)
+		}
+		return err
+	})
+	if err != nil {
+		return pricing.Period{}, fmt.Errorf("periods.ensure tenant %s until %s: %w", ti.ID, t.Format(time.RFC3339), err)
+	}
+	last.Start, last.End = last.Start.UTC(), last.End.UTC()
+	return last, nil
+}
+
+func (s *Periods) insert(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, p pricing.Period, loc *time.Location) error {
+	_, err := tx.Exec(ctx, `
+		INSERT INTO billing_periods (tenant_id, period_start, period_end, timezone, created_at)
+		VALUES ($1, $2, $3, $4, $5)`, tenantID, p.Start, p.End, loc.String(), s.clock.Now())
+	return err
+}
+
+// due answers the tenant's stored periods that ended by until and have no invoice, oldest
+// first: the closer's work, including periods it failed to finalize before.
+func (s *Periods) due(ctx context.Context, tenantID uuid.UUID, until time.Time) ([]pricing.Period, error) {
+	ps, err := postgres.ReadRows(ctx, s.db, tenantID, func(row pgx.Row) (pricing.Period, error) {
+		var p pricing.Period
+		err := row.Scan(&p.Start, &p.End)
+		p.Start, p.End = p.Start.UTC(), p.End.UTC()
+		return p, err
+	}, `SELECT p.period_start, p.period_end FROM billing_periods p
+	     WHERE p.period_end <= $1 AND NOT EXISTS (SELECT FROM invoices i WHERE i.period_start = p.period_start)
+	     ORDER BY p.period_start`, until)
+	if err != nil {
+		return nil, fmt.Errorf("periods.due tenant %s: %w", tenantID, err)
+	}
+	return ps, nil
 }
 
 // closeLock is the advisory lock between closing a tenant's period (exclusive) and ingesting

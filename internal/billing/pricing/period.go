@@ -29,3 +29,21 @@ func periodStart(year int, month time.Month, day int, loc *time.Location) time.T
 	last := first.AddDate(0, 1, -1).Day()
 	return time.Date(first.Year(), first.Month(), min(day, last), 0, 0, 0, 0, loc)
 }
+
+// minPeriod is the shortest period NextPeriod makes. A change of time zone moves the next
+// boundary by at most 26 hours; a period ending that soon after it began is merged into the
+// one after, so that a tenant is never charged a base fee for a sliver.
+const minPeriod = 7 * 24 * time.Hour
+
+// NextPeriod answers the period that begins at start, for a tenant created at created whose
+// time zone is now loc: it ends at the first boundary of loc's periods after start (start may
+// be a boundary of another zone, when the tenant changed its own), or at the one after that
+// if the first is less than a week away. Chained from the first period, the periods cover
+// every instant once, whatever zones the tenant moves through.
+func NextPeriod(created time.Time, loc *time.Location, start time.Time) Period {
+	end := PeriodAt(created, loc, start).End
+	if end.Sub(start) < minPeriod {
+		end = PeriodAt(created, loc, end).End
+	}
+	return Period{Start: start.UTC(), End: end.UTC()}
+}

@@ -32,3 +32,26 @@ func TestPeriodAt(t *testing.T) {
 		}
 	}
 }
+
+func TestNextPeriod(t *testing.T) {
+	created := time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC) // the 10th in all three zones
+	plus11, minus11 := time.FixedZone("UTC+11", 11*3600), time.FixedZone("UTC-11", -11*3600)
+	d := func(s string) time.Time { t, _ := time.Parse(time.RFC3339, s); return t }
+	cases := []struct {
+		name  string
+		loc   *time.Location
+		start string
+		end   string
+	}{
+		{"same zone: the next boundary", time.UTC, "2026-02-10T00:00:00Z", "2026-03-10T00:00:00Z"},
+		{"from UTC to a zone ahead: its boundary came 11 h early, so the next one", plus11, "2026-02-10T00:00:00Z", "2026-03-09T13:00:00Z"},
+		{"from UTC to a zone behind: its boundary is 11 h away, a sliver merged into the next", minus11, "2026-02-10T00:00:00Z", "2026-03-10T11:00:00Z"},
+		{"from ahead to behind: 22 h away, merged", minus11, "2026-02-09T13:00:00Z", "2026-03-10T11:00:00Z"},
+	}
+	for _, c := range cases {
+		p := NextPeriod(created, c.loc, d(c.start))
+		if !p.Start.Equal(d(c.start)) || !p.End.Equal(d(c.end)) {
+			t.Errorf("%s: [%s, %s), want [%s, %s)", c.name, p.Start, p.End, c.start, c.end)
+		}
+	}
+}
