@@ -71,7 +71,7 @@ compose: ## validate docker-compose.yml
 		echo "docker-compose config -q"; docker-compose config -q; \
 	elif docker compose version >/dev/null 2>&1; then \
 		echo "docker compose config -q"; docker compose config -q; \
-	elif [ "$$CI" = true ]; then echo "compose: docker-compose is not installed (.ci/run installs it)"; exit 1; \
+	elif [ "$${CI:-}" = true ]; then echo "compose: docker-compose is not installed (.ci/run installs it)"; exit 1; \
 	else echo "compose: docker-compose not installed, compose file check skipped"; fi
 
 migrate: ## run migrations: DIR=up (default), down or status

@@ -14,6 +14,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -79,6 +80,7 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 // serve runs until SIGTERM or SIGINT, then drains: readyz turns 503 for DrainDelay so load
 // balancers stop routing here, the listener closes, and in-flight requests finish.
 func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	warnPublicKeys(logger, cfg.PublicKeys())
 	app, err := server.New(ctx, cfg, server.Options{Logger: logger})
 	if err != nil {
 		return err
@@ -157,6 +159,25 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	logger.Info("stopped", slog.Any("error", errShutdown))
 	return errShutdown
+}
+
+// warnPublicKeys says, in one line at start, which secrets are the public development ones:
+// fine on a laptop, dangerous anywhere reachable (production refuses them).
+func warnPublicKeys(logger *slog.Logger, names []string) {
+	if len(names) == 0 {
+		return
+	}
+	what := map[string]string{
+		"JWT_SIGNING_KEY":    "tokens are signed with the public development key (anyone can mint tokens this service accepts)",
+		"WEBHOOK_SECRET_KEY": "webhook secrets are sealed with a key derived from the public development key",
+	}
+	var said []string
+	for _, n := range names {
+		said = append(said, what[n])
+	}
+	logger.Warn("WARNING: "+strings.Join(said, "; ")+"; set "+strings.Join(names, " and ")+
+		" to secrets of your own (openssl rand -base64 32) before anyone else can reach this service",
+		slog.Any("public_keys", names))
 }
 
 // profiler serves the runtime's profiles on their own mux, so they are reachable only on

@@ -45,7 +45,7 @@ var configNames = []string{
 	"JWT_PREVIOUS_PUBLIC_KEYS", "JWT_ISSUER", "JWT_AUDIENCE", "ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL",
 	"STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_URL", "KAFKA_BROKERS", "KAFKA_TOPIC",
 	"TRUSTED_PROXIES", "CORS_ALLOWED_ORIGINS", "AUTH_RATE_LIMIT_PER_MINUTE",
-	"WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "HTTP_READ_TIMEOUT", "HTTP_WRITE_TIMEOUT", "SHUTDOWN_TIMEOUT",
+	"WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "WEBHOOK_SECRET_KEY", "HTTP_READ_TIMEOUT", "HTTP_WRITE_TIMEOUT", "SHUTDOWN_TIMEOUT",
 	"SHUTDOWN_DRAIN_DELAY", "LOG_LEVEL",
 }
 
@@ -522,6 +522,7 @@ func TestBadConfigurationExits(t *testing.T) {
 		{"production without a signing key", map[string]string{"APP_ENV": "production", "DATABASE_URL": db, "HTTP_ADDR": freeAddr(t)}, nil, []string{"JWT_SIGNING_KEY"}},
 		{"production with the development key", map[string]string{"APP_ENV": "production", "DATABASE_URL": db, "JWT_SIGNING_KEY": "ZGV2ZWxvcG1lbnQtb25seS1zZWVkLWRvLW5vdC11c2U="}, nil, []string{"JWT_SIGNING_KEY"}},
 		{"production without a database", map[string]string{"APP_ENV": "production", "JWT_SIGNING_KEY": key}, nil, []string{"DATABASE_URL"}},
+		{"production without a webhook secret key", map[string]string{"APP_ENV": "production", "DATABASE_URL": db, "JWT_SIGNING_KEY": key}, nil, []string{"WEBHOOK_SECRET_KEY"}},
 		{"several bad values", map[string]string{"DATABASE_MAX_CONNS": "lots", "ACCESS_TOKEN_TTL": "1h", "LOG_LEVEL": "chatty"}, []string{"migrate", "status"},
 			[]string{"DATABASE_MAX_CONNS", "ACCESS_TOKEN_TTL", "LOG_LEVEL"}},
 		{"an unknown command", map[string]string{}, []string{"frobnicate"}, []string{"frobnicate"}},
@@ -595,4 +596,85 @@ func TestProfilesOnlyOnDebugAddr(t *testing.T) {
 	}
 	t.Logf("stopped %v after SIGTERM", time.Since(sent).Round(time.Millisecond))
 	<-profiling
+}
+
+// TestDevelopmentWarnsOfPublicKeys: in development, serve says at start, in one warning, that
+// tokens are signed with the public development key and webhook secrets sealed with a key
+// derived from it; with keys of its own it says nothing of the kind.
+func TestDevelopmentWarnsOfPublicKeys(t *testing.T) {
+	warnings := func(s *service) []string {
+		var out []string
+		for _, line := range strings.Split(s.output.String(), "\n") {
+			var l struct{ Level, Msg string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Level == "WARN" && strings.Contains(l.Msg, "development key") {
+				out = append(out, l.Msg)
+			}
+		}
+		return out
+	}
+
+	dev := migratedService(t, nil) // APP_ENV unset: development, with its public keys
+	got := warnings(dev)
+	if len(got) != 1 {
+		t.Fatalf("%d warnings about development keys, want 1:\n%s", len(got), dev.output.String())
+	}
+	for _, w := range []string{"tokens are signed with the public development key", "JWT_SIGNING_KEY", "webhook secrets", "WEBHOOK_SECRET_KEY"} {
+		if !strings.Contains(got[0], w) {
+			t.Errorf("the warning does not say %q: %s", w, got[0])
+		}
+	}
+
+	own := maps.Clone(dev.env)
+	own["HTTP_ADDR"] = freeAddr(t)
+	own["JWT_SIGNING_KEY"] = "c2VjcmV0LXNlZWQtb2YtdGhpcnR5LXR3by1ieXRlcyE="
+	own["WEBHOOK_SECRET_KEY"] = "b3RoZXItc2VjcmV0LW9mLXRoaXJ0eS10d28tYnl0ZXM="
+	if got := warnings(startService(t, own)); len(got) != 0 {
+		t.Errorf("with keys of its own, serve warns: %q", got)
+	}
+}
+
+// TestImageRefusesPublicKeys: the Docker image runs in production, so a container given no
+// keys of its own refuses to start instead of signing tokens with the public development key.
+// Every command checks the configuration first; `migrate status` is the one that ends by
+// itself either way (a `serve` that wrongly starts would run until killed).
+func TestImageRefusesPublicKeys(t *testing.T) {
+	env := dockerfileEnv(t, "../../Dockerfile")
+	env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/saasbase_cmdtest_unused?sslmode=disable"
+	r := runAPI(t, env, "migrate", "status")
+	if r.code == 0 {
+		t.Fatalf("the image's environment and no keys: exit status 0\n%s", r.stdout)
+	}
+	for _, w := range []string{"JWT_SIGNING_KEY", "WEBHOOK_SECRET_KEY"} {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("stderr does not name %s:\n%s%s", w, r.stdout, r.stderr)
+		}
+	}
+}
+
+// dockerfileEnv is what the ENV instructions of the Dockerfile's last stage set (the
+// KEY=value form, the one the Dockerfile uses).
+func dockerfileEnv(t *testing.T, path string) map[string]string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		fields := strings.Fields(line)
+		switch {
+		case len(fields) == 0:
+		case strings.EqualFold(fields[0], "FROM"):
+			clear(env) // a new stage
+		case strings.EqualFold(fields[0], "ENV"):
+			for _, kv := range fields[1:] {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					t.Fatalf("%s: %q: want ENV KEY=value", path, line)
+				}
+				env[k] = strings.Trim(v, `"`)
+			}
+		}
+	}
+	return env
 }

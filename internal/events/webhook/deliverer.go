@@ -121,6 +121,7 @@ type claim struct {
 
 // message is what one attempt sends.
 type message struct {
+	tenant   uuid.UUID
 	eventID  uuid.UUID
 	endpoint uuid.UUID
 	url      string
@@ -175,6 +176,7 @@ func (d *Deliverer) load(ctx context.Context, c claim) (m message, ok bool, err 
 	if err := d.DB.InTenantRead(ctx, c.tenant, b); err != nil || !ok {
 		return m, false, err
 	}
+	m.tenant = c.tenant
 	m.key, err = d.Secrets.Open(sealed, aad(c.tenant, m.endpoint))
 	return m, err == nil, err
 }
@@ -203,9 +205,17 @@ func (d *Deliverer) send(ctx context.Context, m message) result {
 	}
 	r.duration = time.Since(started)
 	var netErr net.Error
+	_, unresolved := errors.AsType[*net.DNSError](err)
 	switch {
-	case errors.Is(err, ErrForbiddenAddress):
-		r.outcome, r.err = outcomeRefused, "refused: the endpoint resolves to a private, loopback or link-local address"
+	case errors.Is(err, ErrForbiddenAddress) || unresolved:
+		// One text for both, and no resolver detail: otherwise a tenant could register
+		// internal names and read off which exist. The operator's log has the cause.
+		r.outcome, r.err = outcomeRefused, noPublicAddress
+		if unresolved {
+			r.outcome = outcomeNetwork
+		}
+		d.logger().WarnContext(ctx, "webhook endpoint has no public address", slog.String("tenant_id", m.tenant.String()),
+			slog.String("endpoint_id", m.endpoint.String()), slog.String("outcome", r.outcome), slog.String("error", errorText(err)))
 	case errors.As(err, &netErr) && netErr.Timeout():
 		r.outcome, r.err = outcomeTimeout, "timeout: no answer in time"
 	case err != nil:
@@ -219,6 +229,10 @@ func (d *Deliverer) send(ctx context.Context, m message) result {
 	d.Metrics.attempt(r.outcome, r.duration)
 	return r
 }
+
+// noPublicAddress is the attempt's error, as its tenant sees it, when the endpoint's host
+// does not resolve or resolves only to addresses a webhook must not reach.
+const noPublicAddress = "refused: the endpoint's host does not resolve to a public address"
 
 // errorText is the part of a client error worth showing a tenant: the cause, without our
 // request's method and URL around it.

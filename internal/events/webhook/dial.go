@@ -12,31 +12,61 @@ import (
 )
 
 // ErrForbiddenAddress refuses a connection to an address a tenant's webhook must not reach.
-var ErrForbiddenAddress = errors.New("webhook: address is private, loopback or link-local")
+var ErrForbiddenAddress = errors.New("webhook: address is not public (private, loopback, link-local or reserved)")
 
-// nonPublic are ranges beyond what netip's predicates cover that no webhook should reach:
-// shared carrier-grade NAT, "this network", IETF protocol assignments, benchmarking, the
-// reserved block, and IPv6 prefixes that embed an IPv4 address (NAT64, 6to4), which would
-// otherwise smuggle a private one through.
-var nonPublic = []netip.Prefix{
+// nonPublic4 are IPv4 ranges beyond what netip's predicates cover that no webhook should
+// reach: "this network", shared carrier-grade NAT, IETF protocol assignments, benchmarking,
+// and the reserved block (broadcast included).
+var nonPublic4 = []netip.Prefix{
 	netip.MustParsePrefix("0.0.0.0/8"),
 	netip.MustParsePrefix("100.64.0.0/10"),
 	netip.MustParsePrefix("192.0.0.0/24"),
 	netip.MustParsePrefix("198.18.0.0/15"),
 	netip.MustParsePrefix("240.0.0.0/4"),
-	netip.MustParsePrefix("64:ff9b::/96"),
-	netip.MustParsePrefix("64:ff9b:1::/48"),
-	netip.MustParsePrefix("2002::/16"),
 }
 
+// IPv6 prefixes: the global unicast space, and inside or beside it the ones that carry an
+// IPv4 address the packets end up at.
+var (
+	globalUnicast = netip.MustParsePrefix("2000::/3")
+	nat64         = netip.MustParsePrefix("64:ff9b::/96") // RFC 6052: the IPv4 address in the last 32 bits
+	sixToFour     = netip.MustParsePrefix("2002::/16")    // RFC 3056: the IPv4 address in bits 16-47
+	teredo        = netip.MustParsePrefix("2001::/32")    // RFC 4380: the server in bits 32-63, the client inverted in the last 32
+)
+
 // publicAddr reports whether a webhook may connect to ip.
+//
+// IPv6 is allowed only inside global unicast (2000::/3) rather than refused range by range:
+// that leaves out at once everything else, IPv4-compatible (::/96) and IPv4-translated
+// addresses, unique and site-local (fec0::/10), link-local, multicast, and whatever is
+// reserved next. An address that carries an IPv4 address (IPv4-mapped, NAT64, 6to4, Teredo)
+// reaches that address in the end, so it is exactly as public as what it carries.
 func publicAddr(ip netip.Addr) bool {
 	ip = ip.Unmap().WithZone("")
-	if !ip.IsValid() || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() ||
-		ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() {
+	switch {
+	case ip.Is4():
+		return public4(ip)
+	case !ip.IsValid():
+		return false
+	case nat64.Contains(ip):
+		b := ip.As16()
+		return public4(netip.AddrFrom4([4]byte(b[12:16])))
+	case sixToFour.Contains(ip):
+		b := ip.As16()
+		return public4(netip.AddrFrom4([4]byte(b[2:6])))
+	case teredo.Contains(ip):
+		b := ip.As16()
+		client := [4]byte{^b[12], ^b[13], ^b[14], ^b[15]}
+		return public4(netip.AddrFrom4([4]byte(b[4:8]))) && public4(netip.AddrFrom4(client))
+	}
+	return globalUnicast.Contains(ip)
+}
+
+func public4(ip netip.Addr) bool {
+	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsMulticast() || ip.IsUnspecified() {
 		return false
 	}
-	for _, p := range nonPublic {
+	for _, p := range nonPublic4 {
 		if p.Contains(ip) {
 			return false
 		}

@@ -95,7 +95,7 @@ func (s *Endpoints) checkURL(raw string) error {
 	}
 	host := u.Hostname()
 	if ip, err := netip.ParseAddr(host); (err == nil && !publicAddr(ip)) || localName(host) {
-		return errs.Field("url", "must not point at a private, loopback or link-local address")
+		return errs.Field("url", "must point at a public address, not a private, loopback, link-local or reserved one")
 	}
 	return nil
 }

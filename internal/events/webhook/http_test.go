@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -185,5 +186,87 @@ func TestWebhookRoutes(t *testing.T) {
 	}
 	if got := a.do(t, "GET", "/v1/webhook-endpoints/not-a-uuid", admin, nil); got.status != http.StatusBadRequest {
 		t.Errorf("a bad id: %d, want 400", got.status)
+	}
+}
+
+// Without WEBHOOKS_ALLOW_PRIVATE_NETWORKS, a URL whose host is a literal non-public address
+// is refused at registration, IPv6 forms that carry or stand for a private address included.
+func TestCreateRefusesNonPublicAddresses(t *testing.T) {
+	f := newFixture(t, false)
+	admin := "admin:" + f.newTenant().String()
+	strict := *f.endpoints
+	strict.AllowPrivate = false
+	a := newAPI(t, &webhook.Handler{Endpoints: &strict})
+
+	for _, u := range []string{
+		"https://[::127.0.0.1]/hook",                          // IPv4-compatible loopback
+		"https://[::ffff:10.0.0.1]/hook",                      // IPv4-mapped private
+		"https://[64:ff9b::a9fe:a9fe]/hook",                   // NAT64 of the cloud metadata address
+		"https://[fec0::1]/hook",                              // site-local
+		"https://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/hook", // Teredo, client 10.0.0.1
+		"https://[2002:7f00:1::1]:8443/hook",                  // 6to4 of 127.0.0.1
+		"https://[fe80::1%25eth0]/hook",                       // link-local with a zone
+	} {
+		got := a.do(t, "POST", "/v1/webhook-endpoints", admin, map[string]any{"url": u, "event_types": []string{"*"}})
+		p := decode[struct {
+			Code   string
+			Errors []struct{ Field string }
+		}](t, got)
+		if got.status != http.StatusBadRequest || p.Code != "validation_failed" || len(p.Errors) != 1 || p.Errors[0].Field != "url" {
+			t.Errorf("POST %s: %d %s, want 400 validation_failed naming url", u, got.status, got.body)
+		}
+	}
+	for _, u := range []string{"https://[2606:2800:21f:cb07::1]/hook", "https://93.184.215.14/hook"} {
+		if got := a.do(t, "POST", "/v1/webhook-endpoints", admin, map[string]any{"url": u, "event_types": []string{"*"}}); got.status != http.StatusCreated {
+			t.Errorf("POST %s: %d %s, want 201", u, got.status, got.body)
+		}
+	}
+}
+
+// A tenant cannot use deliveries to learn which internal names resolve: an endpoint whose
+// name does not resolve and one whose name resolves to a private address show the same
+// error in their attempts.
+func TestDeliveryErrorHidesResolution(t *testing.T) {
+	f := newFixture(t, false)
+	tenant := f.newTenant()
+	admin := "admin:" + tenant.String()
+	a := newAPI(t, &webhook.Handler{Endpoints: f.endpoints}) // the fixture registers any host
+	rcv := newReceiver(t)
+	_, port, _ := strings.Cut(strings.TrimPrefix(rcv.URL, "http://"), ":")
+
+	var paths []string
+	for _, u := range []string{"http://localhost:" + port + "/hook", "http://nonexistent.invalid:" + port + "/hook"} {
+		created := a.do(t, "POST", "/v1/webhook-endpoints", admin, map[string]any{"url": u, "event_types": []string{"project.created"}})
+		if created.status != http.StatusCreated {
+			t.Fatalf("create %s: %d %s", u, created.status, created.body)
+		}
+		paths = append(paths, "/v1/webhook-endpoints/"+decode[webhook.Endpoint](t, created).ID.String()+"/deliveries")
+	}
+	var log bytes.Buffer // the handler serialises writes
+	f.deliverer.Logger = slog.New(slog.NewTextHandler(&log, nil))
+	f.emit(tenant, "project.created", map[string]string{})
+	if n := f.deliverDue(); n != 2 {
+		t.Fatalf("sent %d deliveries, want 2", n)
+	}
+
+	var shown []string
+	for _, p := range paths {
+		ds := decode[struct{ Data []webhook.Delivery }](t, a.do(t, "GET", p, admin, nil)).Data
+		if len(ds) != 1 || len(ds[0].Attempts) != 1 || ds[0].Attempts[0].Error == nil || ds[0].Attempts[0].StatusCode != nil {
+			t.Fatalf("GET %s: %+v, want one delivery with one failed attempt and no status", p, ds)
+		}
+		shown = append(shown, *ds[0].Attempts[0].Error)
+	}
+	if shown[0] != shown[1] {
+		t.Errorf("attempt errors differ, telling which name resolves:\n  resolves to 127.0.0.1: %q\n  does not resolve:      %q", shown[0], shown[1])
+	}
+	if len(rcv.requests()) != 0 {
+		t.Errorf("the receiver on loopback got %d requests", len(rcv.requests()))
+	}
+	// The operator still learns which is which.
+	for _, detail := range []string{webhook.ErrForbiddenAddress.Error(), "lookup nonexistent.invalid"} {
+		if !strings.Contains(log.String(), detail) {
+			t.Errorf("the log does not mention %s:\n%s", detail, log.String())
+		}
 	}
 }

@@ -242,3 +242,17 @@ func (r *reader) webhookSecretKey(prod bool) []byte {
 	}
 	return key
 }
+
+// PublicKeys names the secrets that hold their public development values (JWT_SIGNING_KEY,
+// WEBHOOK_SECRET_KEY): with them anyone can mint tokens the service accepts or open the
+// webhook secrets it stores. Load refuses them in production; in development serve warns.
+func (c Config) PublicKeys() []string {
+	var names []string
+	if seed, _ := base64.StdEncoding.DecodeString(DevJWTSigningKey); bytes.Equal(c.JWTSigningKey, seed) {
+		names = append(names, "JWT_SIGNING_KEY")
+	}
+	if bytes.Equal(c.WebhookSecretKey, devWebhookSecretKey()) {
+		names = append(names, "WEBHOOK_SECRET_KEY")
+	}
+	return names
+}

@@ -202,7 +202,10 @@ func TestLoadProduction(t *testing.T) {
 		{"no signing key", map[string]string{"JWT_SIGNING_KEY": ""}, []string{"JWT_SIGNING_KEY"}},
 		{"the development key", map[string]string{"JWT_SIGNING_KEY": DevJWTSigningKey}, []string{"JWT_SIGNING_KEY"}},
 		{"no database", map[string]string{"DATABASE_URL": ""}, []string{"DATABASE_URL"}},
-		{"nothing of its own", map[string]string{"DATABASE_URL": "", "JWT_SIGNING_KEY": ""}, []string{"DATABASE_URL", "JWT_SIGNING_KEY"}},
+		{"no webhook secret key", map[string]string{"WEBHOOK_SECRET_KEY": ""}, []string{"WEBHOOK_SECRET_KEY must be set in production"}},
+		{"the development webhook key", map[string]string{"WEBHOOK_SECRET_KEY": base64.StdEncoding.EncodeToString(devWebhookSecretKey())}, []string{"WEBHOOK_SECRET_KEY"}},
+		{"nothing of its own", map[string]string{"DATABASE_URL": "", "JWT_SIGNING_KEY": "", "WEBHOOK_SECRET_KEY": ""},
+			[]string{"DATABASE_URL", "JWT_SIGNING_KEY", "WEBHOOK_SECRET_KEY"}},
 		{"stripe without webhook secret", map[string]string{"STRIPE_SECRET_KEY": "sk_live_x"}, []string{"STRIPE_WEBHOOK_SECRET"}},
 		{"private webhooks", map[string]string{"WEBHOOKS_ALLOW_PRIVATE_NETWORKS": "true"}, []string{"WEBHOOKS_ALLOW_PRIVATE_NETWORKS"}},
 	} {
@@ -221,5 +224,30 @@ func TestLoadProduction(t *testing.T) {
 	// What production refuses, development accepts.
 	if _, err := load(map[string]string{"JWT_SIGNING_KEY": DevJWTSigningKey, "WEBHOOKS_ALLOW_PRIVATE_NETWORKS": "true", "STRIPE_SECRET_KEY": "sk_test_x"}); err != nil {
 		t.Errorf("development refuses its own defaults: %v", err)
+	}
+}
+
+// PublicKeys names the secrets left at their public development values, which serve warns of.
+func TestPublicKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"development defaults", nil, []string{"JWT_SIGNING_KEY", "WEBHOOK_SECRET_KEY"}},
+		{"the development key set explicitly", map[string]string{"JWT_SIGNING_KEY": DevJWTSigningKey}, []string{"JWT_SIGNING_KEY", "WEBHOOK_SECRET_KEY"}},
+		{"an own signing key only", map[string]string{"JWT_SIGNING_KEY": ownKey}, []string{"WEBHOOK_SECRET_KEY"}},
+		{"an own webhook key only", map[string]string{"WEBHOOK_SECRET_KEY": ownKey}, []string{"JWT_SIGNING_KEY"}},
+		{"keys of its own", map[string]string{"JWT_SIGNING_KEY": ownKey, "WEBHOOK_SECRET_KEY": ownKey}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := load(tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.PublicKeys(); !slices.Equal(got, tc.want) {
+				t.Errorf("PublicKeys() = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
