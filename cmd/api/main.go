@@ -41,7 +41,8 @@ const usage = `usage:
   api [serve]                                          run the service
   api migrate up|down|status                           manage the schema (as DATABASE_URL)
   api token --tenant <slug|id> --role <role> [--ttl 1h]  print a JWT for local use
-  api token --platform-admin [--ttl 1h]                print an operator JWT`
+  api token --platform-admin [--ttl 1h]                print an operator JWT
+                                                       (--ttl at most JWT_MAX_TOKEN_TTL)`
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := "serve"
@@ -235,9 +236,14 @@ func token(ctx context.Context, cfg config.Config, args []string, stdout io.Writ
 	tenantArg := fs.String("tenant", "", "tenant slug or id")
 	roleArg := fs.String("role", "owner", "owner, admin or member")
 	platform := fs.Bool("platform-admin", false, "mint an operator token (no tenant)")
-	ttl := fs.Duration("ttl", time.Hour, "lifetime")
+	ttl := fs.Duration("ttl", time.Hour, "lifetime, at most JWT_MAX_TOKEN_TTL")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	// Signing would refuse a longer token too; refusing here names the setting, before any
+	// connection is made.
+	if *ttl <= 0 || *ttl > cfg.JWTMaxTokenTTL {
+		return fmt.Errorf("token: --ttl %s must be more than 0 and at most JWT_MAX_TOKEN_TTL (%s)", *ttl, cfg.JWTMaxTokenTTL)
 	}
 	app, err := server.New(ctx, cfg, server.Options{})
 	if err != nil {

@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 var configNames = []string{
 	"APP_ENV", "HTTP_ADDR", "METRICS_ADDR", "DATABASE_URL", "APP_DATABASE_URL", "DATABASE_MAX_CONNS",
 	"DATABASE_STATEMENT_TIMEOUT", "REDIS_URL", "REDIS_KEY_PREFIX", "JWT_SIGNING_KEY",
-	"JWT_PREVIOUS_PUBLIC_KEYS", "JWT_ISSUER", "JWT_AUDIENCE", "ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL",
+	"JWT_PREVIOUS_PUBLIC_KEYS", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_MAX_TOKEN_TTL", "ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL",
 	"STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_URL", "KAFKA_BROKERS", "KAFKA_TOPIC",
 	"TRUSTED_PROXIES", "CORS_ALLOWED_ORIGINS", "AUTH_RATE_LIMIT_PER_MINUTE",
 	"WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "WEBHOOK_SECRET_KEY", "HTTP_READ_TIMEOUT", "HTTP_WRITE_TIMEOUT", "SHUTDOWN_TIMEOUT",
@@ -505,6 +505,23 @@ func TestMigrateStatusAndToken(t *testing.T) {
 	r = runAPI(t, s.env, "token", "--tenant", tn.Tenant.Slug, "--role", "superuser")
 	if r.code == 0 || strings.TrimSpace(r.stdout) != "" {
 		t.Fatalf("api token --role superuser: exit %d, stdout %q", r.code, r.stdout)
+	}
+
+	// --ttl is capped by JWT_MAX_TOKEN_TTL (24h by default): beyond it the command mints
+	// nothing and names the cap; within it, the service accepts the token.
+	for _, args := range [][]string{{"--tenant", tn.Tenant.Slug}, {"--platform-admin"}} {
+		r = runAPI(t, s.env, append([]string{"token", "--ttl", "25h"}, args...)...)
+		if r.code == 0 || strings.TrimSpace(r.stdout) != "" || !strings.Contains(r.stderr, "JWT_MAX_TOKEN_TTL") || !strings.Contains(r.stderr, "24h") {
+			t.Fatalf("api token --ttl 25h %s: exit %d, stdout %q, stderr %q; want a refusal naming JWT_MAX_TOKEN_TTL (24h)",
+				strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+	}
+	r = runAPI(t, s.env, "token", "--tenant", tn.Tenant.Slug, "--ttl", "23h")
+	if r.code != 0 {
+		t.Fatalf("api token --ttl 23h: exit %d\n%s", r.code, r.stderr)
+	}
+	if status, body, _ := get(s.url+"/v1/me", strings.TrimSpace(r.stdout)); status != http.StatusOK {
+		t.Fatalf("/v1/me with a 23h CLI token: %d %s", status, body)
 	}
 }
 

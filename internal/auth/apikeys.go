@@ -34,7 +34,8 @@ type NewAPIKeyInput struct {
 	RateLimit *RateLimit `json:"rate_limit"`
 }
 
-// Validate checks the fields.
+// Validate checks the fields. The rate limit's numbers are checked by APIKeys.CheckLimit,
+// the rate limiter's own rule.
 func (in NewAPIKeyInput) Validate() error {
 	var f errs.Fields
 	if in.Name == "" || utf8.RuneCountInString(in.Name) > 200 {
@@ -43,16 +44,8 @@ func (in NewAPIKeyInput) Validate() error {
 	if _, ok := ParseTenantRole(string(in.Role)); !ok {
 		f.Add("role", "must be owner, admin or member")
 	}
-	if l := in.RateLimit; l != nil {
-		if l.RequestsPerSecond <= 0 {
-			f.Add("rate_limit.requests_per_second", "must be greater than 0")
-		}
-		if l.Burst < 1 {
-			f.Add("rate_limit.burst", "must be at least 1")
-		}
-		if l.MaxConcurrent != 0 {
-			f.Add("rate_limit.max_concurrent", "is set by the plan, not per key")
-		}
+	if in.RateLimit != nil && in.RateLimit.MaxConcurrent != 0 {
+		f.Add("rate_limit.max_concurrent", "is set by the plan, not per key")
 	}
 	return f.Err()
 }
@@ -62,12 +55,21 @@ type APIKeys struct {
 	DB    *postgres.DB
 	Clock clock.Clock
 	Live  bool // sk_live_ keys in production, sk_test_ elsewhere
+	// CheckLimit is the rate limiter's rule for a limit (ratelimit.CheckRateLimit, handed in
+	// because ratelimit imports auth): a key's limit must pass it when the key is created,
+	// or every request made with the key would fail. Required.
+	CheckLimit func(field string, rl RateLimit) error
 }
 
 // Create makes a key for the caller's tenant; the answer is the only time its secret is seen.
 func (s *APIKeys) Create(ctx context.Context, p Principal, in NewAPIKeyInput) (APIKey, error) {
 	if err := CheckGrant(p, in.Role); err != nil {
 		return APIKey{}, err
+	}
+	if in.RateLimit != nil {
+		if err := s.CheckLimit("rate_limit", *in.RateLimit); err != nil {
+			return APIKey{}, err
+		}
 	}
 	id, token, hash, err := NewAPIKey(s.Live)
 	if err != nil {
@@ -110,14 +112,22 @@ func (s *APIKeys) List(ctx context.Context, tenantID uuid.UUID, page httpx.Page)
 	return keys, nil
 }
 
-// Revoke refuses the key from now on.
-func (s *APIKeys) Revoke(ctx context.Context, tenantID, id uuid.UUID) error {
-	err := s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx,
-			"UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", id, s.Clock.Now())
-		if err == nil && tag.RowsAffected() == 0 {
+// Revoke refuses the key from now on. Revoking acts on the key's role, so nobody revokes a
+// key that outranks them (CheckActOn).
+func (s *APIKeys) Revoke(ctx context.Context, p Principal, id uuid.UUID) error {
+	err := s.DB.InTenantTx(ctx, p.TenantID, func(tx pgx.Tx) error {
+		var role Role
+		err := tx.QueryRow(ctx, "SELECT role FROM api_keys WHERE id = $1 AND revoked_at IS NULL FOR UPDATE", id).Scan(&role)
+		if postgres.IsNoRows(err) {
 			return errs.NotFoundf("no API key %s", id)
 		}
+		if err != nil {
+			return err
+		}
+		if err := CheckActOn(p, role); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "UPDATE api_keys SET revoked_at = $2 WHERE id = $1", id, s.Clock.Now())
 		return err
 	})
 	if err != nil {

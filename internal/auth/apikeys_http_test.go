@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/saasbase/saasbase/internal/auth"
+	"github.com/saasbase/saasbase/internal/platform/config"
 	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
 	"github.com/saasbase/saasbase/internal/server/servertest"
 )
@@ -167,4 +168,102 @@ func TestAPIKeyRoles(t *testing.T) {
 	res.Want(t, http.StatusForbidden, "forbidden")
 
 	s.CreateAPIKey(t, a.Token, "owner-made", "owner")
+}
+
+// TestAPIKeyRevocationRespectsRank: revoking a key acts on a principal of the key's role, so
+// it follows the rule of every such action: an admin, by token or by key, may not revoke an
+// owner's key (403 forbidden, as for deleting an owner), and the key keeps working; keys of
+// the admin's rank or below are the admin's to revoke, and the owner's are the owner's.
+func TestAPIKeyRevocationRespectsRank(t *testing.T) {
+	s := servertest.New(t)
+	a := s.Signup(t, "revoke-rank")
+	_, admin := s.LoginNewUser(t, a, "admin")
+	ownerKey := s.CreateAPIKey(t, a.Token, "owner-key", "owner")
+	adminKey := s.CreateAPIKey(t, a.Token, "admin-key", "admin")
+	otherAdminKey := s.CreateAPIKey(t, a.Token, "other-admin-key", "admin")
+	memberKey := s.CreateAPIKey(t, a.Token, "member-key", "member")
+	revoke := func(token, id string) *servertest.Response {
+		t.Helper()
+		return s.Do(t, servertest.Request{Method: "DELETE", Path: "/v1/api-keys/" + id, Token: token})
+	}
+
+	for _, token := range []string{admin.AccessToken, *adminKey.Key} {
+		revoke(token, ownerKey.ID).Want(t, http.StatusForbidden, "forbidden")
+	}
+	if me := s.Me(t, *ownerKey.Key); me.Role != "owner" {
+		t.Fatalf("the owner key after the refused revocations: /v1/me = %+v", me)
+	}
+
+	revoke(admin.AccessToken, memberKey.ID).Want(t, http.StatusNoContent, "")
+	revoke(*adminKey.Key, otherAdminKey.ID).Want(t, http.StatusNoContent, "")
+	revoke(a.Token, ownerKey.ID).Want(t, http.StatusNoContent, "")
+	for _, k := range []servertest.APIKey{ownerKey, otherAdminKey, memberKey} {
+		s.Get(t, *k.Key, "/v1/me").WantUnauthorized(t)
+	}
+}
+
+// TestAPIKeyRateLimitMustSuitTheLimiter: a key's rate limit is checked at creation by the
+// limiter's own rule, so a limit the limiter cannot hold is a 400 naming the field and
+// stores no key, instead of a key whose every request fails.
+func TestAPIKeyRateLimitMustSuitTheLimiter(t *testing.T) {
+	s := servertest.New(t, func(c *config.Config) { c.RateLimitEnabled = true })
+	a := s.Signup(t, "key-limits")
+	create := func(rl map[string]any) *servertest.Response {
+		t.Helper()
+		return s.Do(t, servertest.Request{Method: "POST", Path: "/v1/api-keys", Token: a.Token,
+			Body: map[string]any{"name": "limited", "role": "member", "rate_limit": rl}})
+	}
+
+	for _, c := range []struct {
+		name  string
+		limit map[string]any
+		field string
+	}{
+		{"a rate too low to ever refill", map[string]any{"requests_per_second": 1e-300, "burst": 1}, "rate_limit.requests_per_second"},
+		{"a burst that takes longer than three years to refill", map[string]any{"requests_per_second": 1, "burst": 1e12}, "rate_limit.requests_per_second"},
+		{"a burst beyond any rate", map[string]any{"requests_per_second": 1e300, "burst": 1e15}, "rate_limit.burst"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := create(c.limit)
+			res.Want(t, http.StatusBadRequest, "validation_failed")
+			if p := res.Problem(t); len(p.Errors) != 1 || p.Errors[0].Field != c.field {
+				t.Fatalf("errors %+v, want one naming %s", p.Errors, c.field)
+			}
+		})
+	}
+	var list struct{ Data []any }
+	s.Get(t, a.Token, "/v1/api-keys").Decode(t, &list)
+	if len(list.Data) != 0 {
+		t.Fatalf("refused keys were stored: %v", list.Data)
+	}
+
+	// The extremes the limiter can hold are accepted, and their keys work: a huge rate is
+	// clamped to the tenant's, a slow one spends its one request.
+	for _, rl := range []map[string]any{
+		{"requests_per_second": 1e300, "burst": 1},
+		{"requests_per_second": 1e-6, "burst": 1},
+	} {
+		res := create(rl)
+		res.Want(t, http.StatusCreated, "")
+		var k servertest.APIKey
+		res.Decode(t, &k)
+		s.Me(t, *k.Key)
+	}
+}
+
+// TestAPIKeyWithAnUnusableStoredLimit: a key stored before its limit was checked, with a
+// limit the limiter cannot hold, is limited by its tenant's budget alone rather than answered
+// 500 on every request.
+func TestAPIKeyWithAnUnusableStoredLimit(t *testing.T) {
+	s := servertest.New(t, func(c *config.Config) { c.RateLimitEnabled = true })
+	a := s.Signup(t, "key-legacy-limit")
+	k := s.CreateAPIKey(t, a.Token, "legacy", "member")
+	_, err := pgtest.Owner(t).Exec(context.Background(),
+		`UPDATE api_keys SET rate_limit = '{"requests_per_second": 1e-300, "burst": 1}' WHERE id = $1`, k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		s.Get(t, *k.Key, "/v1/projects").Want(t, http.StatusOK, "")
+	}
 }

@@ -103,7 +103,7 @@ func (h *Handler) DeleteAPIKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := h.APIKeys.Revoke(r.Context(), MustFromContext(r.Context()).TenantID, id); err != nil {
+	if err := h.APIKeys.Revoke(r.Context(), MustFromContext(r.Context()), id); err != nil {
 		return err
 	}
 	httpx.NoContent(w)

@@ -20,6 +20,10 @@ import (
 // any verification failure to 401 without caring which check failed.
 var ErrInvalidToken = errors.New("invalid token")
 
+// errLifetime is why a token with no iat, or one living longer than the maximum,
+// is neither signed nor accepted.
+var errLifetime = errors.New("token lifetime not within the maximum")
+
 // clockLeeway absorbs small clock differences between the signer and the
 // verifier when checking exp, nbf and iat.
 const clockLeeway = 30 * time.Second
@@ -34,19 +38,25 @@ type Claims struct {
 // Keys signs tokens with the current key and verifies tokens signed with the
 // current key or any previous one, so the signing key can be rotated without
 // logging everybody out: the old public key stays in previous until the last
-// token it signed has expired.
+// token it signed has expired. It signs and accepts only tokens that live at
+// most maxTTL (exp - iat), so no token, however it was minted, outlives that.
 type Keys struct {
 	private ed25519.PrivateKey
 	kid     string
 	public  map[string]ed25519.PublicKey // by kid, current key included
 	jwks    []byte
+	maxTTL  time.Duration
 }
 
-// NewKeys builds Keys whose signing key is derived from the 32-byte seed and
-// which also accept tokens signed by the previous public keys.
-func NewKeys(seed []byte, previous []ed25519.PublicKey) (*Keys, error) {
+// NewKeys builds Keys whose signing key is derived from the 32-byte seed,
+// which also accept tokens signed by the previous public keys, and which sign
+// and accept tokens whose exp - iat is at most maxTTL.
+func NewKeys(seed []byte, previous []ed25519.PublicKey, maxTTL time.Duration) (*Keys, error) {
 	if len(seed) != ed25519.SeedSize {
 		return nil, fmt.Errorf("auth: signing key seed is %d bytes, want %d", len(seed), ed25519.SeedSize)
+	}
+	if maxTTL <= 0 {
+		return nil, fmt.Errorf("auth: maximum token lifetime %s, want more than 0", maxTTL)
 	}
 	private := ed25519.NewKeyFromSeed(seed)
 	current := private.Public().(ed25519.PublicKey)
@@ -54,6 +64,7 @@ func NewKeys(seed []byte, previous []ed25519.PublicKey) (*Keys, error) {
 		private: private,
 		kid:     thumbprint(current),
 		public:  make(map[string]ed25519.PublicKey, 1+len(previous)),
+		maxTTL:  maxTTL,
 	}
 	k.public[k.kid] = current
 
@@ -78,8 +89,12 @@ func NewKeys(seed []byte, previous []ed25519.PublicKey) (*Keys, error) {
 }
 
 // Sign returns c as a compact JWS signed with the current key; the kid header
-// tells verifiers, including ourselves after a rotation, which key to use.
+// tells verifiers, including ourselves after a rotation, which key to use. It
+// refuses claims that Verify would refuse for their lifetime.
 func (k *Keys) Sign(c Claims) (string, error) {
+	if err := k.checkLifetime(&c); err != nil {
+		return "", fmt.Errorf("auth: signing token: %w", err)
+	}
 	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c) // sets typ JWT and alg EdDSA
 	t.Header["kid"] = k.kid
 	s, err := t.SignedString(k.private)
@@ -90,8 +105,9 @@ func (k *Keys) Sign(c Claims) (string, error) {
 }
 
 // Verify checks the token's signature, issuer, audience and lifetime as of now
-// and returns its claims. A token must carry exp and a kid naming a known key.
-// Every error wraps ErrInvalidToken.
+// and returns its claims. A token must carry iat, exp no more than the maximum
+// lifetime after it, and a kid naming a known key. Every error wraps
+// ErrInvalidToken.
 func (k *Keys) Verify(token, issuer, audience string, now time.Time) (*Claims, error) {
 	var c Claims
 	_, err := jwt.ParseWithClaims(token, &c, k.keyFor,
@@ -110,7 +126,25 @@ func (k *Keys) Verify(token, issuer, audience string, now time.Time) (*Claims, e
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
+	if err := k.checkLifetime(&c); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
 	return &c, nil
+}
+
+// checkLifetime refuses a token that lives longer than maxTTL, or that has no
+// iat: exp alone does not say how long a token lives, so without iat a token
+// valid for years would pass.
+func (k *Keys) checkLifetime(c *Claims) error {
+	switch {
+	case c.IssuedAt == nil:
+		return fmt.Errorf("%w: no iat, so no bound", errLifetime)
+	case c.ExpiresAt == nil:
+		return fmt.Errorf("%w: no exp", errLifetime)
+	case c.ExpiresAt.Sub(c.IssuedAt.Time) > k.maxTTL:
+		return fmt.Errorf("%w: exp - iat is %s, the maximum %s", errLifetime, c.ExpiresAt.Sub(c.IssuedAt.Time), k.maxTTL)
+	}
+	return nil
 }
 
 // keyFor picks the verification key named by the token's kid header. Without

@@ -20,6 +20,9 @@ const (
 
 var testNow = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
+// testMaxTTL is the longest token lifetime the test keys sign and accept.
+const testMaxTTL = 24 * time.Hour
+
 // testSeed derives a deterministic 32-byte seed from a label.
 func testSeed(label string) []byte {
 	s := sha256.Sum256([]byte(label))
@@ -32,7 +35,7 @@ func testPublicKey(seed []byte) ed25519.PublicKey {
 
 func mustKeys(t *testing.T, seed []byte, previous ...ed25519.PublicKey) *Keys {
 	t.Helper()
-	k, err := NewKeys(seed, previous)
+	k, err := NewKeys(seed, previous, testMaxTTL)
 	if err != nil {
 		t.Fatalf("NewKeys: %v", err)
 	}
@@ -124,6 +127,10 @@ func TestVerifyRejects(t *testing.T) {
 		{"no exp", signWith(t, jwt.SigningMethodEdDSA, priv, k.kid, with(func(c *Claims) { c.ExpiresAt = nil })), jwt.ErrTokenRequiredClaimMissing},
 		{"expired", signWith(t, jwt.SigningMethodEdDSA, priv, k.kid, with(func(c *Claims) { c.ExpiresAt = jwt.NewNumericDate(testNow.Add(-time.Minute)) })), jwt.ErrTokenExpired},
 		{"issued in the future", signWith(t, jwt.SigningMethodEdDSA, priv, k.kid, with(func(c *Claims) { c.IssuedAt = jwt.NewNumericDate(testNow.Add(time.Minute)) })), jwt.ErrTokenUsedBeforeIssued},
+		{"no iat", signWith(t, jwt.SigningMethodEdDSA, priv, k.kid, with(func(c *Claims) { c.IssuedAt = nil })), errLifetime},
+		{"living longer than the maximum", signWith(t, jwt.SigningMethodEdDSA, priv, k.kid, with(func(c *Claims) {
+			c.ExpiresAt = jwt.NewNumericDate(c.IssuedAt.Add(testMaxTTL + time.Second))
+		})), errLifetime},
 		{"not yet valid", signWith(t, jwt.SigningMethodEdDSA, priv, k.kid, with(func(c *Claims) { c.NotBefore = jwt.NewNumericDate(testNow.Add(time.Minute)) })), jwt.ErrTokenNotValidYet},
 		{"unknown kid", signWith(t, jwt.SigningMethodEdDSA, priv, "no-such-key", validClaims()), jwt.ErrTokenUnverifiable},
 		{"missing kid", signWith(t, jwt.SigningMethodEdDSA, priv, "", validClaims()), jwt.ErrTokenUnverifiable},
@@ -143,6 +150,32 @@ func TestVerifyRejects(t *testing.T) {
 				t.Errorf("Verify returned claims %+v with an error", c)
 			}
 		})
+	}
+}
+
+// Keys sign no token that they would refuse for its lifetime, and accept one that lives
+// exactly the maximum.
+func TestSignBoundsTheLifetime(t *testing.T) {
+	k := mustKeys(t, testSeed("current"))
+	c := validClaims()
+	c.ExpiresAt = jwt.NewNumericDate(c.IssuedAt.Add(testMaxTTL))
+	tok, err := k.Sign(c)
+	if err != nil {
+		t.Fatalf("Sign a token of the maximum lifetime: %v", err)
+	}
+	if _, err := k.Verify(tok, testIssuer, testAudience, testNow); err != nil {
+		t.Fatalf("Verify a token of the maximum lifetime: %v", err)
+	}
+	for name, edit := range map[string]func(*Claims){
+		"longer than the maximum": func(c *Claims) { c.ExpiresAt = jwt.NewNumericDate(c.IssuedAt.Add(testMaxTTL + time.Second)) },
+		"no iat":                  func(c *Claims) { c.IssuedAt = nil },
+		"no exp":                  func(c *Claims) { c.ExpiresAt = nil },
+	} {
+		c := validClaims()
+		edit(&c)
+		if tok, err := k.Sign(c); !errors.Is(err, errLifetime) {
+			t.Errorf("Sign a token %s = %q, %v; want errLifetime", name, tok, err)
+		}
 	}
 }
 
@@ -241,11 +274,14 @@ func TestJWKS(t *testing.T) {
 }
 
 func TestNewKeysRejectsBadKeys(t *testing.T) {
-	if _, err := NewKeys(make([]byte, 31), nil); err == nil {
+	if _, err := NewKeys(make([]byte, 31), nil, testMaxTTL); err == nil {
 		t.Error("NewKeys accepted a 31-byte seed")
 	}
-	if _, err := NewKeys(testSeed("s"), []ed25519.PublicKey{make([]byte, 31)}); err == nil {
+	if _, err := NewKeys(testSeed("s"), []ed25519.PublicKey{make([]byte, 31)}, testMaxTTL); err == nil {
 		t.Error("NewKeys accepted a 31-byte previous key")
+	}
+	if _, err := NewKeys(testSeed("s"), nil, 0); err == nil {
+		t.Error("NewKeys accepted a maximum lifetime of 0")
 	}
 }
 

@@ -139,6 +139,7 @@ var (
 	errTenantOnly      = errs.E(errs.Forbidden, "forbidden", "this route needs a tenant credential")
 	errPlatformOnly    = errs.E(errs.Forbidden, "forbidden", "this route is for platform operators")
 	errRoleAboveCaller = errs.E(errs.Forbidden, "forbidden", "you cannot grant a role above your own")
+	errOutranked       = errs.E(errs.Forbidden, "forbidden", "you cannot act on a user or key whose role is above your own")
 )
 
 // RequireRole admits tenant principals with at least role min.
@@ -169,10 +170,19 @@ func RequirePlatformAdmin(next http.Handler) http.Handler {
 	})
 }
 
-// CheckGrant refuses to let a principal hand out a role stronger than its own.
+// CheckGrant refuses to let a principal hand out a role stronger than its own (MayActOn).
 func CheckGrant(p Principal, role Role) error {
-	if role.rank() > p.Role.rank() {
+	if !MayActOn(p.Role, role) {
 		return errRoleAboveCaller
+	}
+	return nil
+}
+
+// CheckActOn refuses to let a principal change, delete or revoke a user or key whose role is
+// stronger than its own (MayActOn).
+func CheckActOn(p Principal, target Role) error {
+	if !MayActOn(p.Role, target) {
+		return errOutranked
 	}
 	return nil
 }

@@ -34,6 +34,12 @@ func (r Role) rank() int {
 // AtLeast reports whether r is a tenant role as strong as min or stronger.
 func (r Role) AtLeast(min Role) bool { return r.rank() > 0 && r.rank() >= min.rank() }
 
+// MayActOn is the one rule of rank: a principal of role actor may act on a principal of
+// role target (grant that role, change or delete a user who has it, revoke a key that
+// carries it) only if target is not above actor. Without it, an admin could remove the
+// owners above them and, with them, any check on what the admin does.
+func MayActOn(actor, target Role) bool { return actor.rank() > 0 && target.rank() <= actor.rank() }
+
 // ParseTenantRole accepts owner, admin and member.
 func ParseTenantRole(s string) (Role, bool) {
 	r := Role(s)

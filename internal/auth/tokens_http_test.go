@@ -361,3 +361,41 @@ func TestPlatformTokenScope(t *testing.T) {
 	}
 	s.Get(t, "", "/v1/admin/tenants").WantUnauthorized(t)
 }
+
+// TestTokenLifetimeIsCapped: a token signed with the service's own key is refused, though
+// unexpired, when exp - iat exceeds JWT_MAX_TOKEN_TTL (24h by default) or when it has no iat
+// to measure its lifetime by: a leaked long-lived token stays usable for no more than the cap.
+func TestTokenLifetimeIsCapped(t *testing.T) {
+	s := servertest.New(t)
+	a := s.Signup(t, "lifetime")
+	priv := ed25519.NewKeyFromSeed(s.Config.JWTSigningKey)
+	kid := thumbprint(priv.Public().(ed25519.PublicKey))
+
+	now := time.Now()
+	hourAgo := now.Add(-time.Hour)
+	// token is an owner token of ten, issued at iat (nil: no iat) and expiring at exp.
+	token := func(ten servertest.Tenant, iat *time.Time, exp time.Time) string {
+		c := jwt.MapClaims{
+			"iss": s.Config.JWTIssuer, "aud": s.Config.JWTAudience,
+			"sub": ten.OwnerID, "tid": ten.ID, "role": "owner", "exp": exp.Unix(),
+		}
+		if iat != nil {
+			c["iat"] = iat.Unix()
+		}
+		return sign(t, jwt.SigningMethodEdDSA, priv, kid, c)
+	}
+
+	if me := s.Me(t, token(a, &hourAgo, hourAgo.Add(23*time.Hour))); me.ID != a.OwnerID {
+		t.Fatalf("a 23h token: /v1/me = %+v", me)
+	}
+	s.Get(t, token(a, &hourAgo, hourAgo.Add(25*time.Hour)), "/v1/me").WantUnauthorized(t)
+	s.Get(t, token(a, &now, now.Add(365*24*time.Hour)), "/v1/me").WantUnauthorized(t)
+	s.Get(t, token(a, nil, now.Add(time.Hour)), "/v1/me").WantUnauthorized(t)
+
+	// The cap is the configured one, and the service's own tokens live within it.
+	short := servertest.New(t, func(c *config.Config) { c.JWTMaxTokenTTL = 2 * time.Hour })
+	b := short.Signup(t, "lifetime-short")
+	short.Me(t, short.Login(t, b.Slug, b.OwnerEmail, servertest.Password).AccessToken)
+	short.Me(t, token(b, &hourAgo, hourAgo.Add(2*time.Hour)))
+	short.Get(t, token(b, &hourAgo, hourAgo.Add(3*time.Hour)), "/v1/me").WantUnauthorized(t)
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/saasbase/saasbase/internal/auth"
+	"github.com/saasbase/saasbase/internal/platform/errs"
 )
 
 // Scope is whose budget a limit is, and the Redis Cluster hash tag of its keys. Every limit
@@ -92,32 +93,68 @@ func (l Limit) params() (params, error) {
 	if !isScope(l.Scope) {
 		return params{}, fmt.Errorf("%w: policy %q: scope %q must be non-empty, without { or }", ErrInvalidLimit, l.Policy, l.Scope)
 	}
+	interval, bad := budget(l.Rate, l.Burst, l.MaxConcurrent)
+	if len(bad) > 0 {
+		return params{}, fmt.Errorf("%w: policy %q: %s %s", ErrInvalidLimit, l.Policy, bad[0].Field, bad[0].Message)
+	}
 	cost := l.Cost
 	if cost == 0 {
 		cost = 1
 	}
-	// Faster than a million a second is a million a second: the interval is whole µs.
-	interval := max(math.Round(perSecond/l.Rate), 1)
 	switch {
-	case !(l.Rate > 0) || math.IsInf(l.Rate, 1):
-		return params{}, fmt.Errorf("%w: policy %q: rate %v must be a positive number", ErrInvalidLimit, l.Policy, l.Rate)
-	case l.Burst < 1:
-		return params{}, fmt.Errorf("%w: policy %q: burst %d must be at least 1", ErrInvalidLimit, l.Policy, l.Burst)
-	case interval*float64(l.Burst) > maxTau:
-		return params{}, fmt.Errorf("%w: policy %q: burst %d at rate %v takes longer than three years to refill", ErrInvalidLimit, l.Policy, l.Burst, l.Rate)
 	case cost < 1 || cost > l.Burst:
 		return params{}, fmt.Errorf("%w: policy %q: cost %d must be from 1 to the burst, %d", ErrInvalidLimit, l.Policy, cost, l.Burst)
-	case l.MaxConcurrent < 0:
-		return params{}, fmt.Errorf("%w: policy %q: max concurrent %d must not be negative", ErrInvalidLimit, l.Policy, l.MaxConcurrent)
 	case l.Failure > FailClosed:
 		return params{}, fmt.Errorf("%w: policy %q: unknown failure mode %d", ErrInvalidLimit, l.Policy, l.Failure)
 	}
 	return params{
-		interval: int64(interval),
+		interval: interval,
 		burst:    int64(l.Burst),
 		cost:     int64(cost),
 		maxConc:  int64(l.MaxConcurrent),
 	}, nil
+}
+
+// budget is the rule for a budget's numbers, the one both Allow and CheckRateLimit apply: it
+// answers the interval between two tokens in µs, or every member at fault, named as in
+// auth.RateLimit's JSON.
+func budget(rate float64, burst, maxConcurrent int) (int64, errs.Fields) {
+	var bad errs.Fields
+	if !(rate > 0) || math.IsInf(rate, 1) {
+		bad.Add("requests_per_second", "must be a positive number")
+	}
+	switch {
+	case burst < 1:
+		bad.Add("burst", "must be at least 1")
+	case float64(burst) > maxTau: // too large even at the fastest rate
+		bad.Add("burst", fmt.Sprintf("must be at most %d", int64(maxTau)))
+	}
+	if maxConcurrent < 0 {
+		bad.Add("max_concurrent", "must not be negative")
+	}
+	if len(bad) > 0 {
+		return 0, bad
+	}
+	// Faster than a million a second is a million a second: the interval is whole µs.
+	interval := max(math.Round(perSecond/rate), 1)
+	if interval*float64(burst) > maxTau {
+		bad.Add("requests_per_second", fmt.Sprintf("is too low: at %v a second, a burst of %d takes longer than three years to refill", rate, burst))
+		return 0, bad
+	}
+	return int64(interval), nil
+}
+
+// CheckRateLimit reports whether the limiter can hold rl, by the rule Allow applies to every
+// limit. A limit taken from a client must pass it when it is given: stored unchecked, it
+// would fail every request that spends from it. field is where rl sits in the request
+// ("rate_limit"); the error is a validation error naming each member at fault under it
+// ("rate_limit.requests_per_second").
+func CheckRateLimit(field string, rl auth.RateLimit) error {
+	_, bad := budget(rl.RequestsPerSecond, rl.Burst, rl.MaxConcurrent)
+	for i := range bad {
+		bad[i].Field = field + "." + bad[i].Field
+	}
+	return bad.Err()
 }
 
 // isPolicyName keeps policy names safe in a structured-field string and unambiguous inside

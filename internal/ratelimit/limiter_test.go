@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,7 +15,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/platform/clock"
+	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/ratelimit"
 )
 
@@ -251,6 +254,48 @@ func TestInvalidLimits(t *testing.T) {
 	}
 	if _, err := ratelimit.New(client, ratelimit.Options{Prefix: "bad{prefix}:"}); err == nil {
 		t.Fatal("a prefix with braces was accepted")
+	}
+}
+
+// CheckRateLimit, which callers use to refuse a client's limit before storing it, agrees
+// with Allow on every budget: what it accepts, Allow decides; what it refuses, Allow refuses
+// as ErrInvalidLimit; and it names the member at fault.
+func TestCheckRateLimitAgreesWithAllow(t *testing.T) {
+	l, _ := newLimiter(t, newClient(t, redisAddr), newPrefix(t), ratelimit.Options{})
+	for _, c := range []struct {
+		rl    auth.RateLimit
+		field string // "" when valid
+	}{
+		{auth.RateLimit{RequestsPerSecond: 1, Burst: 1}, ""},
+		{auth.RateLimit{RequestsPerSecond: 1e300, Burst: 1}, ""},
+		{auth.RateLimit{RequestsPerSecond: 1e-6, Burst: 100}, ""},
+		{auth.RateLimit{RequestsPerSecond: 1e6, Burst: 1e14}, ""},
+		{auth.RateLimit{RequestsPerSecond: 1e-300, Burst: 1}, "rate_limit.requests_per_second"},
+		{auth.RateLimit{RequestsPerSecond: 1, Burst: 1e12}, "rate_limit.requests_per_second"},
+		{auth.RateLimit{RequestsPerSecond: 0, Burst: 1}, "rate_limit.requests_per_second"},
+		{auth.RateLimit{RequestsPerSecond: math.Inf(1), Burst: 1}, "rate_limit.requests_per_second"},
+		{auth.RateLimit{RequestsPerSecond: math.NaN(), Burst: 1}, "rate_limit.requests_per_second"},
+		{auth.RateLimit{RequestsPerSecond: 1, Burst: 0}, "rate_limit.burst"},
+		{auth.RateLimit{RequestsPerSecond: 1e300, Burst: 1e14 + 1}, "rate_limit.burst"},
+		{auth.RateLimit{RequestsPerSecond: 1, Burst: 1, MaxConcurrent: -1}, "rate_limit.max_concurrent"},
+	} {
+		t.Run(fmt.Sprintf("%+v", c.rl), func(t *testing.T) {
+			err := ratelimit.CheckRateLimit("rate_limit", c.rl)
+			_, allowErr := l.Allow(context.Background(), ratelimit.FromRateLimit(ratelimit.Tenant(uuid.New()), "tenant", "", c.rl))
+			if c.field == "" {
+				if err != nil || allowErr != nil {
+					t.Fatalf("CheckRateLimit: %v; Allow: %v; want both to accept", err, allowErr)
+				}
+				return
+			}
+			var e *errs.Error
+			if !errors.As(err, &e) || e.Kind != errs.Invalid || len(e.Fields) != 1 || e.Fields[0].Field != c.field {
+				t.Fatalf("CheckRateLimit: %v, want a validation error naming %s", err, c.field)
+			}
+			if !errors.Is(allowErr, ratelimit.ErrInvalidLimit) {
+				t.Fatalf("Allow: %v, want ErrInvalidLimit", allowErr)
+			}
+		})
 	}
 }
 

@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		a.Close()
 		return nil, fmt.Errorf("JWT_PREVIOUS_PUBLIC_KEYS: %w", err)
 	}
-	if a.Keys, err = auth.NewKeys(cfg.JWTSigningKey, previous); err != nil {
+	if a.Keys, err = auth.NewKeys(cfg.JWTSigningKey, previous, cfg.JWTMaxTokenTTL); err != nil {
 		a.Close()
 		return nil, fmt.Errorf("JWT_SIGNING_KEY: %w", err)
 	}
@@ -176,7 +176,7 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		a.Close()
 		return nil, err
 	}
-	limits := tenantlimits.New(catalog, tenantlimits.Options{Clock: a.Clock, Routes: paymentsFailClosed})
+	limits := tenantlimits.New(catalog, tenantlimits.Options{Clock: a.Clock, Routes: paymentsFailClosed, Logger: a.Logger})
 	catalog.OnChange = limits.Invalidate
 
 	endpoints, err := a.events(cfg, outbox)
@@ -194,7 +194,7 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		},
 		auth: &auth.Handler{
 			Grants:  &auth.Grants{DB: a.DB, Logins: users, Sessions: a.Sessions},
-			APIKeys: &auth.APIKeys{DB: a.DB, Clock: a.Clock, Live: cfg.Production()},
+			APIKeys: &auth.APIKeys{DB: a.DB, Clock: a.Clock, Live: cfg.Production(), CheckLimit: ratelimit.CheckRateLimit},
 			Keys:    a.Keys,
 		},
 		tenant:    &tenant.Handler{Tenants: tenants, Users: users, Projects: &tenant.Projects{DB: a.DB, Outbox: outbox, Clock: a.Clock, Flags: a.Flags}},

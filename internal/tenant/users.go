@@ -437,7 +437,7 @@ func lockForChange(ctx context.Context, tx pgx.Tx, p auth.Principal, id uuid.UUI
 	if u, err = getUser(ctx, tx, id, true); err != nil {
 		return User{}, 0, err
 	}
-	return u, len(ids), auth.CheckGrant(p, u.Role)
+	return u, len(ids), auth.CheckActOn(p, u.Role)
 }
 
 func isForeignKeyViolation(err error) bool {

@@ -6,6 +6,7 @@ package tenantlimits
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -45,6 +46,7 @@ type Options struct {
 	// Routes answers a request's route-class limits (say, "writes" on mutations, failing
 	// closed on payments); their Scope is set to the tenant's. Nil: none.
 	Routes func(r *http.Request, tenantLimit auth.RateLimit) []ratelimit.Limit
+	Logger *slog.Logger // where an API key's unusable limit is reported (slog.Default())
 }
 
 const maxPlanTTL = 500 * time.Millisecond
@@ -56,6 +58,9 @@ func New(plans Plans, opts Options) *Resolver {
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.System{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
 	limit := func(ctx context.Context, code string) (auth.RateLimit, error) {
 		plan, err := plans.Get(ctx, code)
@@ -93,7 +98,15 @@ func (rs *Resolver) Resolve(r *http.Request, t tenant.Tenant, p auth.Principal) 
 	limits := make([]ratelimit.Limit, 0, 3)
 	limits = append(limits, ratelimit.FromRateLimit(scope, PolicyTenant, "", tl))
 	if p.Kind == auth.KindAPIKey && p.KeyLimit != nil {
-		limits = append(limits, ratelimit.FromRateLimit(scope, PolicyKey, p.ID.String(), ratelimit.KeyLimit(*p.KeyLimit, tl)))
+		kl := ratelimit.KeyLimit(*p.KeyLimit, tl)
+		if err := ratelimit.CheckRateLimit("rate_limit", kl); err != nil {
+			// A key stored before its limit was checked at creation: it spends from its
+			// tenant's budget alone, rather than failing every request it makes.
+			rs.opts.Logger.WarnContext(r.Context(), "API key's rate limit is unusable; only the tenant's applies",
+				slog.String("api_key_id", p.ID.String()), slog.Any("error", err))
+		} else {
+			limits = append(limits, ratelimit.FromRateLimit(scope, PolicyKey, p.ID.String(), kl))
+		}
 	}
 	if rs.opts.Routes != nil {
 		for _, l := range rs.opts.Routes(r, tl) {

@@ -36,7 +36,8 @@ type Config struct {
 	JWTPreviousKeys      string        // JWT_PREVIOUS_PUBLIC_KEYS: comma-separated base64 public keys ("")
 	JWTIssuer            string        // JWT_ISSUER (saasbase)
 	JWTAudience          string        // JWT_AUDIENCE (saasbase-api)
-	AccessTokenTTL       time.Duration // ACCESS_TOKEN_TTL (15m, at most 15m)
+	JWTMaxTokenTTL       time.Duration // JWT_MAX_TOKEN_TTL: the longest exp - iat of a token, ours or the CLI's (24h)
+	AccessTokenTTL       time.Duration // ACCESS_TOKEN_TTL (15m, at most 15m and at most JWT_MAX_TOKEN_TTL)
 	RefreshTokenTTL      time.Duration // REFRESH_TOKEN_TTL (720h)
 	StripeSecretKey      string        // STRIPE_SECRET_KEY ("": payments answer 503)
 	StripeWebhookSecret  string        // STRIPE_WEBHOOK_SECRET ("")
@@ -80,6 +81,7 @@ func Load(getenv func(string) string) (Config, error) {
 		JWTPreviousKeys:      getenv("JWT_PREVIOUS_PUBLIC_KEYS"),
 		JWTIssuer:            r.str("JWT_ISSUER", "saasbase"),
 		JWTAudience:          r.str("JWT_AUDIENCE", "saasbase-api"),
+		JWTMaxTokenTTL:       r.duration("JWT_MAX_TOKEN_TTL", 24*time.Hour),
 		AccessTokenTTL:       r.duration("ACCESS_TOKEN_TTL", 15*time.Minute),
 		RefreshTokenTTL:      r.duration("REFRESH_TOKEN_TTL", 720*time.Hour),
 		StripeSecretKey:      getenv("STRIPE_SECRET_KEY"),
@@ -124,8 +126,15 @@ func Load(getenv func(string) string) (Config, error) {
 	} else {
 		c.JWTSigningKey = seed
 	}
-	if c.AccessTokenTTL <= 0 || c.AccessTokenTTL > 15*time.Minute {
+	if c.JWTMaxTokenTTL <= 0 {
+		r.fail("JWT_MAX_TOKEN_TTL", "must be more than 0")
+	}
+	switch {
+	case c.AccessTokenTTL <= 0 || c.AccessTokenTTL > 15*time.Minute:
 		r.fail("ACCESS_TOKEN_TTL", "must be more than 0 and at most 15m")
+	case c.AccessTokenTTL > c.JWTMaxTokenTTL && c.JWTMaxTokenTTL > 0:
+		// The verifier would refuse every token the service issues.
+		r.fail("ACCESS_TOKEN_TTL", fmt.Sprintf("must be at most JWT_MAX_TOKEN_TTL (%s)", c.JWTMaxTokenTTL))
 	}
 	if prod && c.StripeSecretKey != "" && c.StripeWebhookSecret == "" {
 		r.fail("STRIPE_WEBHOOK_SECRET", "is required in production when STRIPE_SECRET_KEY is set")

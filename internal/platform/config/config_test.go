@@ -40,6 +40,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"JWT_PREVIOUS_PUBLIC_KEYS", c.JWTPreviousKeys, ""},
 		{"JWT_ISSUER", c.JWTIssuer, "saasbase"},
 		{"JWT_AUDIENCE", c.JWTAudience, "saasbase-api"},
+		{"JWT_MAX_TOKEN_TTL", c.JWTMaxTokenTTL, 24 * time.Hour},
 		{"ACCESS_TOKEN_TTL", c.AccessTokenTTL, 15 * time.Minute},
 		{"REFRESH_TOKEN_TTL", c.RefreshTokenTTL, 720 * time.Hour},
 		{"STRIPE_SECRET_KEY", c.StripeSecretKey, ""},
@@ -77,6 +78,7 @@ func TestLoadReadsValues(t *testing.T) {
 		"HTTP_ADDR":                       "127.0.0.1:9000",
 		"DATABASE_MAX_CONNS":              "7",
 		"ACCESS_TOKEN_TTL":                "5m",
+		"JWT_MAX_TOKEN_TTL":               "2h",
 		"SHUTDOWN_DRAIN_DELAY":            "1500ms",
 		"KAFKA_BROKERS":                   " a:9092, b:9092 ,",
 		"CORS_ALLOWED_ORIGINS":            "https://app.example.com,https://admin.example.com",
@@ -87,7 +89,7 @@ func TestLoadReadsValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Production() || c.HTTPAddr != "127.0.0.1:9000" || c.DatabaseMaxConns != 7 || c.AccessTokenTTL != 5*time.Minute ||
+	if !c.Production() || c.HTTPAddr != "127.0.0.1:9000" || c.DatabaseMaxConns != 7 || c.AccessTokenTTL != 5*time.Minute || c.JWTMaxTokenTTL != 2*time.Hour ||
 		c.DrainDelay != 1500*time.Millisecond || c.LogLevel != "debug" || c.DatabaseURL != "postgres://owner@db:5432/app" {
 		t.Errorf("Load = %+v", c)
 	}
@@ -121,6 +123,9 @@ func TestLoadRefusesBadValues(t *testing.T) {
 		{"ACCESS_TOKEN_TTL", "0s"},
 		{"ACCESS_TOKEN_TTL", "soon"},
 		{"REFRESH_TOKEN_TTL", "forever"},
+		{"JWT_MAX_TOKEN_TTL", "0s"},
+		{"JWT_MAX_TOKEN_TTL", "-24h"},
+		{"JWT_MAX_TOKEN_TTL", "a day"},
 		{"AUTH_RATE_LIMIT_PER_MINUTE", "0"},
 		{"WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "maybe"},
 		{"HTTP_READ_TIMEOUT", "1 minute"},
@@ -142,6 +147,21 @@ func TestLoadRefusesBadValues(t *testing.T) {
 	}
 }
 
+// The service never issues a token its own verifier would refuse: ACCESS_TOKEN_TTL may not
+// exceed JWT_MAX_TOKEN_TTL.
+func TestLoadAccessTokenTTLWithinTheCap(t *testing.T) {
+	_, err := load(map[string]string{"JWT_MAX_TOKEN_TTL": "5m", "ACCESS_TOKEN_TTL": "10m"})
+	if err == nil {
+		t.Fatal("ACCESS_TOKEN_TTL=10m accepted under JWT_MAX_TOKEN_TTL=5m")
+	}
+	if msg := err.Error(); !strings.HasPrefix(msg, "ACCESS_TOKEN_TTL ") || !strings.Contains(msg, "JWT_MAX_TOKEN_TTL (5m0s)") {
+		t.Fatalf("the error does not say ACCESS_TOKEN_TTL is over JWT_MAX_TOKEN_TTL: %v", err)
+	}
+	if _, err := load(map[string]string{"JWT_MAX_TOKEN_TTL": "10m", "ACCESS_TOKEN_TTL": "10m"}); err != nil {
+		t.Fatalf("an access token TTL equal to the cap is refused: %v", err)
+	}
+}
+
 func TestLoadReportsEveryBadValue(t *testing.T) {
 	bad := map[string]string{
 		"APP_ENV":                    "prod",
@@ -149,6 +169,7 @@ func TestLoadReportsEveryBadValue(t *testing.T) {
 		"DATABASE_STATEMENT_TIMEOUT": "long",
 		"JWT_SIGNING_KEY":            "short",
 		"ACCESS_TOKEN_TTL":           "1h",
+		"JWT_MAX_TOKEN_TTL":          "0s",
 		"AUTH_RATE_LIMIT_PER_MINUTE": "-5",
 		"HTTP_WRITE_TIMEOUT":         "later",
 		"TRUSTED_PROXIES":            "nowhere",
