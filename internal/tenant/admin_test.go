@@ -139,6 +139,11 @@ func TestAdminTenantUpdates(t *testing.T) {
 		t.Fatalf("rate_limit %+v after a change of status, want it kept", v.RateLimit)
 	}
 	patch(map[string]any{"rate_limit": map[string]any{"requests_per_second": 0, "burst": 10}}).Want(t, http.StatusBadRequest, "validation_failed")
+	// A limit the limiter cannot hold (a burst that would take longer than years to refill)
+	// is refused, not stored to fail every request of the tenant.
+	if p := patch(map[string]any{"rate_limit": map[string]any{"requests_per_second": 1e-300, "burst": 1}}).Problem(t); !p.Field("rate_limit.requests_per_second") {
+		t.Fatalf("a rate limit of 1e-300/s: %+v, want rate_limit.requests_per_second named", p)
+	}
 	patch(map[string]any{"rate_limit": nil}).Want(t, http.StatusOK, "")
 	if v := get(); v.RateLimit != nil {
 		t.Fatalf("rate_limit %+v after rate_limit: null, want none", v.RateLimit)

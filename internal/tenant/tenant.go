@@ -19,6 +19,7 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
+	"github.com/saasbase/saasbase/internal/ratelimit"
 )
 
 // Status of a tenant. A suspended tenant is refused on every tenant endpoint.
@@ -98,9 +99,7 @@ func (u *AdminUpdate) Validate() error {
 		var rl auth.RateLimit
 		if err := httpx.DecodeBytes(u.RateLimit, &rl); err != nil {
 			f.Add("rate_limit", "must be {requests_per_second, burst, max_concurrent?} or null")
-		} else if rl.RequestsPerSecond <= 0 || rl.Burst < 1 || rl.MaxConcurrent < 0 {
-			f.Add("rate_limit", "requests_per_second must be > 0, burst >= 1, max_concurrent >= 0")
-		} else {
+		} else if !f.AddFrom(ratelimit.CheckRateLimit("rate_limit", rl)) {
 			u.rateLimit = &rl
 		}
 	}

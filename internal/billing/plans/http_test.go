@@ -45,6 +45,14 @@ func TestAdminPutPlan(t *testing.T) {
 	b["name"] = "Hijack"
 	put("/v1/admin/plans/"+code, b).Want(t, http.StatusBadRequest, "validation_failed")
 
+	// A limit the limiter cannot hold is refused, not stored to fail every request of the
+	// plan's tenants.
+	slow := body("Slow")
+	slow["rate_limit"] = map[string]any{"requests_per_second": 1e-300, "burst": 1}
+	if p := put("/v1/admin/plans/"+code, slow).Problem(t); !p.Field("rate_limit.requests_per_second") {
+		t.Fatalf("a plan limited to 1e-300/s: %+v, want rate_limit.requests_per_second named", p)
+	}
+
 	// A tenant may move to the new plan.
 	a := s.Signup(t, "newplan")
 	s.Do(t, servertest.Request{Method: "PATCH", Path: "/v1/admin/tenants/" + a.ID, Token: op, Body: map[string]string{"plan": code}}).Want(t, http.StatusOK, "")

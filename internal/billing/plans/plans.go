@@ -17,6 +17,7 @@ import (
 	"github.com/saasbase/saasbase/internal/events"
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
+	"github.com/saasbase/saasbase/internal/ratelimit"
 )
 
 // Plan is an offer tenants subscribe to. Prices are decimal strings in major units.
@@ -70,8 +71,9 @@ func (in PlanInput) Validate() error {
 	switch rl := in.RateLimit; {
 	case rl == nil:
 		f.Add("rate_limit", "is required")
-	case rl.RequestsPerSecond <= 0 || rl.Burst < 1 || rl.MaxConcurrent < 0:
-		f.Add("rate_limit", "requests_per_second must be > 0, burst >= 1, max_concurrent >= 0")
+	default:
+		// The limiter's own rule: a plan it cannot hold would fail every request of its tenants.
+		f.AddFrom(ratelimit.CheckRateLimit("rate_limit", *rl))
 	}
 	for meter, q := range in.Quotas {
 		if q.Limit < 0 || (q.Enforcement != "hard" && q.Enforcement != "soft") {

@@ -128,6 +128,17 @@ func (f *Fields) Add(field, message string) {
 	*f = append(*f, FieldError{Field: field, Message: message})
 }
 
+// AddFrom records the field errors of err, a validation error from another validator, so
+// that the client still learns every problem at once. It reports whether err had any.
+func (f *Fields) AddFrom(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) || len(e.Fields) == 0 {
+		return false
+	}
+	*f = append(*f, e.Fields...)
+	return true
+}
+
 // Err returns a validation error with the collected fields, or nil if there are none.
 func (f Fields) Err() error {
 	if len(f) == 0 {
