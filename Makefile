@@ -47,7 +47,7 @@ run: build ## migrate (creating the database and roles) and serve on HTTP_ADDR (
 build: ## build the static binary to bin/api
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/api
 
-test: compose ## the compose file, all tests with the race detector, then a short fuzz run (FUZZTIME=0 skips it)
+test: tools compose ## install what the tests need (tools), check the compose file, run all tests with the race detector, then short fuzz runs (FUZZTIME=0 skips them)
 	$(GO) test $(GO_TEST_FLAGS) $(PKGS)
 ifneq ($(FUZZTIME),0)
 	$(GO) test -run '^$$' -fuzz '^$(FUZZ_TARGET)$$' -fuzztime $(FUZZTIME) $(FUZZ_PKG)
