@@ -15,10 +15,11 @@ BIN           ?= bin/api
 PKGS          ?= ./...
 GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
 
-# The short fuzz run that follows the tests. FUZZTIME=0 skips it.
+# The short fuzz runs that follow the tests, FUZZTIME each; FUZZTIME=0 skips them. Each is
+# package:target, since go test fuzzes one target of one package at a time; one alone:
+#   make fuzz FUZZ=./internal/billing/metering/:FuzzParseEvents FUZZTIME=1m
 FUZZTIME      ?= 10s
-FUZZ_TARGET   ?= FuzzDecode
-FUZZ_PKG      ?= ./internal/platform/httpx/
+FUZZ          ?= ./internal/platform/httpx/:FuzzDecode ./internal/billing/metering/:FuzzParseEvents ./internal/server/:FuzzOperations
 
 BENCH         ?= .
 BENCH_COUNT   ?= 1
@@ -47,14 +48,21 @@ run: build ## migrate (creating the database and roles) and serve on HTTP_ADDR (
 build: ## build the static binary to bin/api
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/api
 
+define run-fuzz
+@for f in $(FUZZ); do \
+	echo "$(GO) test -run '^\$$' -fuzz '^$${f#*:}\$$' -fuzztime $(FUZZTIME) $${f%%:*}"; \
+	$(GO) test -run '^$$' -fuzz "^$${f#*:}\$$" -fuzztime $(FUZZTIME) "$${f%%:*}"; \
+done
+endef
+
 test: tools compose ## install what the tests need (tools), check the compose file, run all tests with the race detector, then short fuzz runs (FUZZTIME=0 skips them)
 	$(GO) test $(GO_TEST_FLAGS) $(PKGS)
 ifneq ($(FUZZTIME),0)
-	$(GO) test -run '^$$' -fuzz '^$(FUZZ_TARGET)$$' -fuzztime $(FUZZTIME) $(FUZZ_PKG)
+	$(run-fuzz)
 endif
 
-fuzz: ## only the fuzz run (FUZZTIME, FUZZ_TARGET, FUZZ_PKG)
-	$(GO) test -run '^$$' -fuzz '^$(FUZZ_TARGET)$$' -fuzztime $(FUZZTIME) $(FUZZ_PKG)
+fuzz: ## only the fuzz runs (FUZZ, FUZZTIME)
+	$(run-fuzz)
 
 bench: ## benchmarks (BENCH=regexp, BENCH_COUNT, PKGS)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -count $(BENCH_COUNT) $(BENCH_FLAGS) $(PKGS)

@@ -64,16 +64,22 @@ type Log struct {
 	DB *postgres.DB
 }
 
-// List answers a tenant's events, newest first, optionally of one type.
-func (l *Log) List(ctx context.Context, tenantID uuid.UUID, typ string, page httpx.Page) ([]Event, error) {
+// Query selects events of a tenant's log.
+type Query struct {
+	Type string   // only events of this type; "" for every type
+	Hide []string // leave out events whose type starts with any of these
+}
+
+// List answers a tenant's events, newest first, as q selects them.
+func (l *Log) List(ctx context.Context, tenantID uuid.UUID, q Query, page httpx.Page) ([]Event, error) {
 	cursor := page.Before()
 	var out []Event
 	err := l.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
 		rows, _ := tx.Query(ctx, `
 			SELECT id, type, tenant_id, occurred_at, data
 			  FROM outbox
-			 WHERE id < $1 AND ($2 = '' OR type = $2)
-			 ORDER BY id DESC LIMIT $3`, cursor, typ, page.Limit+1)
+			 WHERE id < $1 AND ($2 = '' OR type = $2) AND NOT type ^@ ANY (coalesce($4::text[], '{}'))
+			 ORDER BY id DESC LIMIT $3`, cursor, q.Type, page.Limit+1, q.Hide)
 		var err error
 		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) {
 			var e Event

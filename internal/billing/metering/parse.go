@@ -3,8 +3,11 @@ package metering
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math/big"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,6 +80,11 @@ func parseEvent(i int, raw json.RawMessage, meters []Meter, now time.Time, probl
 		problems.add(i, "", "invalid", "must be a JSON object (a CloudEvent)")
 		return UsageEvent{}
 	}
+	// Nothing else is worth checking in an event that cannot be stored as it was sent.
+	if field, bad := badText(raw); bad {
+		problems.add(i, field, "invalid", "must be text: no NUL and only valid UTF-8")
+		return UsageEvent{}
+	}
 	str := func(name string, required bool) (string, bool) {
 		v, ok := attrs[name]
 		if !ok {
@@ -132,18 +140,24 @@ func parseEvent(i int, raw json.RawMessage, meters []Meter, now time.Time, probl
 			problems.add(i, name, "invalid", "an extension attribute has a lowercase alphanumeric name and a scalar value")
 		}
 	}
+	// Each value is checked once, however many meters read it: one problem per field.
+	checked := map[string]bool{}
 	for _, m := range meters {
-		if m.EventType != ev.Type || m.ValueProperty == nil || ev.data == nil {
+		if m.EventType != ev.Type || m.ValueProperty == nil || ev.data == nil || checked[*m.ValueProperty] {
 			continue
 		}
+		field := "data" + strings.TrimPrefix(*m.ValueProperty, "$")
 		if m.Aggregation == AggUniqueCount {
+			// Any value counts, but it must be there; it may yet be a number for another meter.
 			if _, ok := lookup(ev.data, *m.ValueProperty); !ok {
-				problems.add(i, "data"+strings.TrimPrefix(*m.ValueProperty, "$"), "required", "is required by meter "+m.Key)
+				problems.add(i, field, "required", "is required by meter "+m.Key)
+				checked[*m.ValueProperty] = true
 			}
 			continue
 		}
+		checked[*m.ValueProperty] = true
 		if _, err := numberAt(ev.data, *m.ValueProperty); err != nil {
-			problems.add(i, "data"+strings.TrimPrefix(*m.ValueProperty, "$"), "invalid", err.Error()+" (meter "+m.Key+")")
+			problems.add(i, field, "invalid", err.Error()+" (meter "+m.Key+")")
 		}
 	}
 	return ev
@@ -164,26 +178,107 @@ func lookup(data map[string]any, path string) (any, bool) {
 	return cur, cur != nil
 }
 
-// numberAt reads an exact decimal at path: a JSON number or a numeric string.
+// numberAt reads the usage value at path: a JSON number or a numeric string (parseValue).
 func numberAt(data map[string]any, path string) (decimal.Decimal, error) {
 	v, ok := lookup(data, path)
 	if !ok {
-		return decimal.Decimal{}, fmt.Errorf("is required")
+		return decimal.Decimal{}, errors.New("is required")
 	}
-	var s string
 	switch x := v.(type) {
 	case json.Number:
-		s = x.String()
+		return parseValue(x.String())
 	case string:
-		s = x
-	default:
-		return decimal.Decimal{}, fmt.Errorf("must be a number or a numeric string")
+		return parseValue(x)
 	}
-	d, err := decimal.NewFromString(s)
-	if err != nil {
-		return decimal.Decimal{}, fmt.Errorf("must be a number or a numeric string")
+	return decimal.Decimal{}, errNotNumber
+}
+
+// Bounds of a usage value (docs/metering.md): a finite number from 0 to 10^15 with at most
+// 12 decimal places. Within them every total is an exact numeric in PostgreSQL and a small
+// decimal in Go, and no single event can swamp a period.
+const (
+	maxValueDigits = 15 // at most 10^15
+	maxValuePlaces = 12 // digits after the point, as written once the exponent is applied
+)
+
+var (
+	errNotNumber     = errors.New("must be a number or a numeric string")
+	errNegative      = errors.New("must not be negative")
+	errTooLarge      = fmt.Errorf("must be at most 10^%d", maxValueDigits)
+	errTooManyPlaces = fmt.Errorf("must have at most %d decimal places", maxValuePlaces)
+)
+
+// parseValue reads a usage value written as a JSON number is ("12.5e-3"; in a string, a
+// leading "+" too) and checks it against the bounds. It reads the digits and the exponent
+// itself rather than handing them to an arbitrary-precision parser, so no power of ten is
+// ever computed beyond the bounds: "1e999999999" costs what its eleven bytes cost.
+//
+// Decimal places are counted as written, as PostgreSQL's numeric keeps them: "2.50" has two,
+// "15e-13" has thirteen. So whatever is accepted, PostgreSQL reads back (a jsonb number, or
+// a string cast to numeric by the raw aggregates) within the same bounds.
+func parseValue(s string) (decimal.Decimal, error) {
+	neg := false
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		neg, s = s[0] == '-', s[1:]
 	}
-	return d, nil
+	mant, exp, hasExp := s, "", false
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		mant, exp, hasExp = s[:i], s[i+1:], true
+	}
+	whole, frac, _ := strings.Cut(mant, ".")
+	if whole+frac == "" || !allDigits(whole) || !allDigits(frac) {
+		return decimal.Decimal{}, errNotNumber
+	}
+	e := 0
+	if hasExp {
+		expNeg := exp != "" && exp[0] == '-'
+		if exp != "" && (exp[0] == '-' || exp[0] == '+') {
+			exp = exp[1:]
+		}
+		if exp == "" || !allDigits(exp) {
+			return decimal.Decimal{}, errNotNumber
+		}
+		// An exponent of more than four digits puts any value out of bounds, zero included
+		// (PostgreSQL cannot read 0e-99999), and parsing it could overflow.
+		if exp = strings.TrimLeft(exp, "0"); len(exp) > 4 {
+			if expNeg {
+				return decimal.Decimal{}, errTooManyPlaces
+			}
+			return decimal.Decimal{}, errTooLarge
+		}
+		e, _ = strconv.Atoi(exp)
+		if expNeg {
+			e = -e
+		}
+	}
+	if len(frac)-e > maxValuePlaces {
+		return decimal.Decimal{}, errTooManyPlaces
+	}
+	// The value is coef × 10^scale, coef without leading or trailing zeros.
+	coef := strings.TrimLeft(whole+frac, "0")
+	trimmed := strings.TrimRight(coef, "0")
+	scale := e - len(frac) + len(coef) - len(trimmed)
+	coef = trimmed
+	switch {
+	case coef == "":
+		return decimal.Zero, nil // however it is written, even "-0"
+	case neg:
+		return decimal.Decimal{}, errNegative
+	case len(coef)+scale > maxValueDigits+1, len(coef)+scale == maxValueDigits+1 && coef != "1":
+		return decimal.Decimal{}, errTooLarge
+	}
+	// Within the bounds coef has at most 28 digits and scale is in [-12, 15].
+	n, _ := new(big.Int).SetString(coef, 10)
+	return decimal.NewFromBigInt(n, int32(scale)), nil
+}
+
+func allDigits(s string) bool {
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // groupKey is the JSON object of an event's group values (sorted keys; missing groups left out).

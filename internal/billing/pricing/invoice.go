@@ -3,7 +3,6 @@ package pricing
 import (
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 
 	"github.com/shopspring/decimal"
@@ -17,30 +16,37 @@ type Line struct {
 	Amount      int64           // in minor units of the invoice currency
 }
 
+// MaxAmount is the most an invoice charges, in minor units of its currency: 10^15 (ten
+// trillion usd in cents). Usage values are bounded but their totals are not, and prices are
+// the operator's, so an exact amount can exceed what an int64, or a client's float64, holds
+// exactly; an invoice caps it here instead of failing, so that no usage can keep a period
+// from being previewed or finalized. Below 2^53, every amount is exact in JSON clients too.
+const MaxAmount int64 = 1e15
+
 // Invoice prices one period of a plan: a line for the base fee, if there is one, then a line
 // per charge in order, each priced from its meter's usage (a meter missing from usage
 // measured nothing). Each line is rounded once and subtotal is the sum of the rounded lines,
-// so the lines always add up to it.
+// so the lines always add up to it. The subtotal is capped at MaxAmount: a line that would
+// pass it charges what the lines before it left, and the lines after it charge nothing.
 func Invoice(currency string, baseFee decimal.Decimal, charges []Charge, usage map[string]Usage) (lines []Line, subtotal int64, err error) {
 	if baseFee.IsNegative() {
 		return nil, 0, errors.New("pricing: negative base fee")
 	}
 	lines = make([]Line, 0, len(charges)+1)
-	add := func(l Line, amount decimal.Decimal) error {
-		minor := toMinor(amount, currency)
-		// Amounts are never negative, so only the upper bound can be crossed.
-		if !minor.BigInt().IsInt64() || minor.IntPart() > math.MaxInt64-subtotal {
-			return fmt.Errorf("pricing: %s: %s %s overflows the invoice", l.Description, amount, currency)
+	add := func(l Line, amount decimal.Decimal) {
+		// Amounts are never negative, so only the upper bound can be crossed; comparing as
+		// decimals keeps the amount from ever having to fit an int64.
+		left := MaxAmount - subtotal
+		if minor := toMinor(amount, currency); minor.LessThan(decimal.NewFromInt(left)) {
+			l.Amount = minor.IntPart()
+		} else {
+			l.Amount = left
 		}
-		l.Amount = minor.IntPart()
 		subtotal += l.Amount
 		lines = append(lines, l)
-		return nil
 	}
 	if baseFee.IsPositive() {
-		if err := add(Line{Description: "Base fee", Quantity: decimal.NewFromInt(1)}, baseFee); err != nil {
-			return nil, 0, err
-		}
+		add(Line{Description: "Base fee", Quantity: decimal.NewFromInt(1)}, baseFee)
 	}
 	for i, c := range charges {
 		u := usage[c.Meter]
@@ -48,17 +54,14 @@ func Invoice(currency string, baseFee decimal.Decimal, charges []Charge, usage m
 		if err != nil {
 			return nil, 0, fmt.Errorf("charges[%d]: %w", i, err)
 		}
-		l := Line{Description: fmt.Sprintf("%s (%s)", c.Meter, c.Model), Meter: c.Meter, Quantity: u.Quantity}
-		if err := add(l, amount); err != nil {
-			return nil, 0, err
-		}
+		add(Line{Description: fmt.Sprintf("%s (%s)", c.Meter, c.Model), Meter: c.Meter, Quantity: u.Quantity}, amount)
 	}
 	return lines, subtotal, nil
 }
 
 // Round converts an exact amount in major units to whole minor units of currency, rounding
 // half away from zero: 0.005 usd is 1 cent. The result is undefined beyond the range of
-// int64, which Invoice reports as an error instead.
+// int64; Invoice caps amounts at MaxAmount instead.
 func Round(amount decimal.Decimal, currency string) int64 {
 	return toMinor(amount, currency).IntPart()
 }

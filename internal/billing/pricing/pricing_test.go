@@ -345,8 +345,6 @@ func TestInvoice(t *testing.T) {
 }
 
 func TestInvoiceRejects(t *testing.T) {
-	perUnit := pricing.Charge{Meter: "m", Model: pricing.Standard, UnitPrice: &pricing.DecimalString{Decimal: dec("1")}}
-	maxMajor := dec("92233720368547758.07") // math.MaxInt64 cents
 	tests := []struct {
 		name    string
 		baseFee string
@@ -356,8 +354,6 @@ func TestInvoiceRejects(t *testing.T) {
 		{"negative base fee", "-1", nil, nil},
 		{"invalid charge", "0", []pricing.Charge{decode(t, standardJSON), {Meter: "m", Model: "flat"}}, nil},
 		{"negative usage", "0", []pricing.Charge{decode(t, standardJSON)}, map[string]pricing.Usage{"api_calls": qty("-5")}},
-		{"line overflows", "0", []pricing.Charge{perUnit}, map[string]pricing.Usage{"m": {Quantity: maxMajor.Add(dec("0.01"))}}},
-		{"subtotal overflows", "0.01", []pricing.Charge{perUnit}, map[string]pricing.Usage{"m": {Quantity: maxMajor}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -365,6 +361,63 @@ func TestInvoiceRejects(t *testing.T) {
 				t.Errorf("Invoice = %v, %d; want an error", lines, subtotal)
 			}
 		})
+	}
+}
+
+// TestInvoiceAtTheBound: no usage makes an invoice fail. Usage values are at most 10^15 each
+// but their totals are not bounded, so an amount may pass what an invoice can hold: the
+// subtotal is then capped at MaxAmount, each line taking what the lines before it left, and
+// the lines still add up to the subtotal.
+func TestInvoiceAtTheBound(t *testing.T) {
+	const events = 1_000_000
+	atBound := pricing.Usage{Quantity: dec("1e15").Mul(decimal.NewFromInt(events)), Events: events}
+	huge := map[string]pricing.Usage{"api_calls": atBound, "sms": atBound, "payments": atBound, "pings": atBound}
+	tiny := `{"meter": "pings", "model": "standard", "unit_price": "0.000000000001"}` // 10^9 usd: fits
+	for _, tt := range []struct {
+		name     string
+		currency string
+		baseFee  string
+		charges  []string
+		want     []int64
+	}{
+		{"standard", "usd", "0", []string{standardJSON}, []int64{pricing.MaxAmount}},
+		{"graduated", "usd", "0", []string{graduatedJSON}, []int64{pricing.MaxAmount}},
+		{"volume", "usd", "0", []string{volumeJSON}, []int64{pricing.MaxAmount}},
+		{"package", "usd", "0", []string{packageJSON}, []int64{pricing.MaxAmount}},
+		{"percentage", "usd", "0", []string{percentageJSON}, []int64{pricing.MaxAmount}},
+		{"every model, after a base fee", "usd", "20", []string{standardJSON, graduatedJSON, volumeJSON, packageJSON, percentageJSON},
+			[]int64{2000, pricing.MaxAmount - 2000, 0, 0, 0, 0}},
+		{"a line that fits stays exact", "usd", "20", []string{tiny, standardJSON},
+			[]int64{2000, 100_000_000_000, pricing.MaxAmount - 2000 - 100_000_000_000}},
+		{"no minor unit", "jpy", "0", []string{standardJSON}, []int64{pricing.MaxAmount}},
+		{"three decimals", "kwd", "0", []string{percentageJSON}, []int64{pricing.MaxAmount}},
+		{"within the cap", "usd", "0", []string{tiny}, []int64{100_000_000_000}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var charges []pricing.Charge
+			for _, doc := range tt.charges {
+				charges = append(charges, decode(t, doc))
+			}
+			lines, subtotal, err := pricing.Invoice(tt.currency, dec(tt.baseFee), charges, huge)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []int64
+			var sum int64
+			for _, l := range lines {
+				got = append(got, l.Amount)
+				sum += l.Amount
+			}
+			if !slices.Equal(got, tt.want) || subtotal != sum {
+				t.Errorf("amounts %v, subtotal %d; want %v adding up to the subtotal", got, subtotal, tt.want)
+			}
+		})
+	}
+
+	// A base fee beyond the cap is capped too.
+	lines, subtotal, err := pricing.Invoice("usd", dec("99999999999999.999999"), nil, nil)
+	if err != nil || len(lines) != 1 || lines[0].Amount != pricing.MaxAmount || subtotal != pricing.MaxAmount {
+		t.Errorf("Invoice with a base fee past the cap = %v, %d, %v; want one line of MaxAmount", lines, subtotal, err)
 	}
 }
 
