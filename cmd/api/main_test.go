@@ -192,6 +192,7 @@ func migratedService(t *testing.T, override map[string]string) *service {
 	env := map[string]string{
 		"DATABASE_URL":         freshDatabase(t),
 		"HTTP_ADDR":            freeAddr(t),
+		"METRICS_ADDR":         freeAddr(t), // not production's :9090, which runs side by side would share
 		"REDIS_KEY_PREFIX":     "cmdtest:" + randomHex(4) + ":",
 		"SHUTDOWN_DRAIN_DELAY": "1500ms",
 		"LOG_LEVEL":            "warn",
@@ -694,4 +695,40 @@ func dockerfileEnv(t *testing.T, path string) map[string]string {
 		}
 	}
 	return env
+}
+
+// TestMetricsOffThePublicListenerInProduction: in production /metrics answers 404 on
+// HTTP_ADDR and is served on METRICS_ADDR, with the public listener's requests under bounded
+// labels.
+func TestMetricsOffThePublicListenerInProduction(t *testing.T) {
+	key := "c2VjcmV0LXNlZWQtb2YtdGhpcnR5LXR3by1ieXRlcyE=" // 32 bytes, not the development key
+	s := migratedService(t, map[string]string{"APP_ENV": "production", "JWT_SIGNING_KEY": key, "WEBHOOK_SECRET_KEY": key})
+	if status, body, err := get(s.url+"/metrics", ""); err != nil || status != http.StatusNotFound {
+		t.Errorf("GET /metrics on HTTP_ADDR: %d %.80q %v, want 404", status, body, err)
+	}
+	req, err := http.NewRequest("INVENTED", s.url+"/livez", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+
+	status, body, err := get("http://"+s.env["METRICS_ADDR"]+"/metrics", "")
+	if err != nil || status != http.StatusOK {
+		t.Fatalf("GET /metrics on METRICS_ADDR: %d %v, want 200", status, err)
+	}
+	for _, want := range []string{
+		`http_request_duration_seconds_count{method="GET",route="/readyz",status="200"}`,
+		`http_request_duration_seconds_count{method="OTHER",route="unmatched",status="404"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics on METRICS_ADDR has no %s", want)
+		}
+	}
+	if strings.Contains(body, "INVENTED") {
+		t.Error("/metrics on METRICS_ADDR labels an invented method")
+	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 )
 
@@ -138,6 +139,16 @@ func parseOFREPContext(body []byte) (key string, attrs map[string]any, fail *ofr
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return "", nil, nil
+	}
+	// Strings the service could not store are refused as on every route, in OFREP's words:
+	// in the context, the context is invalid; elsewhere, the body.
+	var bad *errs.Error
+	if errors.As(httpx.CheckStrings(body), &bad) && len(bad.Fields) > 0 {
+		f := bad.Fields[0]
+		if f.Field == "context" || strings.HasPrefix(f.Field, "context.") {
+			return "", nil, invalid(f.Field + " " + f.Message)
+		}
+		return "", nil, parseError(f.Field + " " + f.Message)
 	}
 	var req struct {
 		Context json.RawMessage `json:"context"`

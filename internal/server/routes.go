@@ -82,7 +82,11 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 		PerIP:      rt.perIP("auth", a.Config.AuthRatePerMinute),
 		Idempotent: rt.idem.Handler(idempotency.Options{}),
 	}
+	root := r
 	r.Route("/v1", func(r chi.Router) {
+		// Text PostgreSQL cannot store is refused before anything (authentication, an
+		// idempotency record) can carry the path or the query to the database.
+		r.Use(httpx.CheckURL(root))
 		rs.Public = r
 		authenticated := r.With(rt.authn.Authenticate)
 		rs.Operator = authenticated.Route("/admin", func(r chi.Router) {

@@ -14,6 +14,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/saasbase/saasbase/internal/platform/errs"
+	"github.com/saasbase/saasbase/internal/platform/httpx"
 )
 
 // Ingestion limits.
@@ -81,8 +82,10 @@ func parseEvent(i int, raw json.RawMessage, meters []Meter, now time.Time, probl
 		return UsageEvent{}
 	}
 	// Nothing else is worth checking in an event that cannot be stored as it was sent.
-	if field, bad := badText(raw); bad {
-		problems.add(i, field, "invalid", "must be text: no NUL and only valid UTF-8")
+	if err := httpx.CheckStrings(raw); err != nil {
+		for _, f := range errs.FieldsOf(err) {
+			problems.add(i, f.Field, "invalid", f.Message)
+		}
 		return UsageEvent{}
 	}
 	str := func(name string, required bool) (string, bool) {

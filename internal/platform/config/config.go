@@ -24,7 +24,7 @@ const DevJWTSigningKey = "ZGV2ZWxvcG1lbnQtb25seS1zZWVkLWRvLW5vdC11c2U="
 type Config struct {
 	Env                  string        // APP_ENV: development | production (development)
 	HTTPAddr             string        // HTTP_ADDR (:8080)
-	MetricsAddr          string        // METRICS_ADDR: serve /metrics here instead ("")
+	MetricsAddr          string        // METRICS_ADDR: serve /metrics here, not on HTTP_ADDR ("" in development; :9090 in production)
 	DebugAddr            string        // DEBUG_ADDR: serve /debug/pprof/ here; keep it off public networks ("": off)
 	DatabaseURL          string        // DATABASE_URL: the schema owner (postgres://postgres@127.0.0.1:5432/saasbase?sslmode=disable in development)
 	AppDatabaseURL       string        // APP_DATABASE_URL: the runtime role ("": DATABASE_URL as app_runtime)
@@ -105,6 +105,9 @@ func Load(getenv func(string) string) (Config, error) {
 		BillingGrace:         r.duration("BILLING_GRACE_PERIOD", 24*time.Hour),
 	}
 	prod := c.Production()
+	if prod && c.MetricsAddr == "" {
+		c.MetricsAddr = ":9090" // never on the public listener in production
+	}
 
 	c.DatabaseURL = getenv("DATABASE_URL")
 	if c.DatabaseURL == "" {

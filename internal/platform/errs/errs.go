@@ -128,15 +128,21 @@ func (f *Fields) Add(field, message string) {
 	*f = append(*f, FieldError{Field: field, Message: message})
 }
 
+// FieldsOf answers the field errors err carries, if it is a validation error.
+func FieldsOf(err error) []FieldError {
+	var e *Error
+	if !errors.As(err, &e) {
+		return nil
+	}
+	return e.Fields
+}
+
 // AddFrom records the field errors of err, a validation error from another validator, so
 // that the client still learns every problem at once. It reports whether err had any.
 func (f *Fields) AddFrom(err error) bool {
-	var e *Error
-	if !errors.As(err, &e) || len(e.Fields) == 0 {
-		return false
-	}
-	*f = append(*f, e.Fields...)
-	return true
+	fields := FieldsOf(err)
+	*f = append(*f, fields...)
+	return len(fields) > 0
 }
 
 // Err returns a validation error with the collected fields, or nil if there are none.

@@ -24,8 +24,9 @@ type Validator interface {
 }
 
 // Decode reads one JSON object of at most limit bytes into v, strictly: unknown fields,
-// wrong types, trailing data and oversized bodies are client errors that name the problem.
-// If v is a Validator, it is validated too.
+// wrong types, trailing data, oversized bodies and strings PostgreSQL cannot store (see
+// CheckStrings) are client errors that name the problem. If v is a Validator, it is
+// validated too.
 func Decode(r *http.Request, v any, limit int64) error {
 	if limit <= 0 {
 		limit = MaxBody
@@ -44,6 +45,11 @@ func Decode(r *http.Request, v any, limit int64) error {
 func DecodeBytes(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return errs.Field("body", "a JSON body is required")
+	}
+	// Before decoding: a string decoded into a type of its own (a time, a UUID) would fail
+	// there with an error that names no field, and encoding/json hides invalid UTF-8.
+	if err := CheckStrings(body); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

@@ -1,11 +1,14 @@
 package httpx_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
@@ -54,8 +57,52 @@ func (b *fuzzBody) Validate() error {
 	return f.Err()
 }
 
+// strings answers every string of b.
+func (b *fuzzBody) strings() []string {
+	out := append([]string{b.Name, b.Meta.Key}, b.Tags...)
+	if b.Note != nil {
+		out = append(out, *b.Note)
+	}
+	if b.Inner != nil {
+		out = append(out, b.Inner.Key)
+	}
+	for _, it := range b.Items {
+		out = append(out, it.Key)
+	}
+	return out
+}
+
+// storable reports whether s, decoded from data, is text PostgreSQL can store as the client
+// sent it: no NUL, and no U+FFFD unless the client sent one (encoding/json puts U+FFFD in place
+// of invalid UTF-8 and of unpaired surrogates).
+func storable(s string, data []byte) bool {
+	if strings.ContainsRune(s, 0) {
+		return false
+	}
+	return !strings.ContainsRune(s, utf8.RuneError) ||
+		bytes.Contains(data, []byte("\uFFFD")) || bytes.Contains(bytes.ToLower(data), []byte(`\ufffd`))
+}
+
+// allStrings appends every string and member name in a decoded JSON value to out.
+func allStrings(v any, out []string) []string {
+	switch v := v.(type) {
+	case string:
+		out = append(out, v)
+	case []any:
+		for _, e := range v {
+			out = allStrings(e, out)
+		}
+	case map[string]any:
+		for k, e := range v {
+			out = allStrings(e, append(out, k))
+		}
+	}
+	return out
+}
+
 // FuzzDecode: DecodeBytes never panics, and answers either nil for a valid JSON object that
-// survives a round trip, or a validation error that names the fields at fault.
+// survives a round trip and holds only storable strings (no NUL, no U+FFFD the client did not
+// send), or a validation error that names the fields at fault.
 func FuzzDecode(f *testing.F) {
 	for _, seed := range []string{
 		`{"name":"a","count":1,"note":"n","limit":5,"flag":true,"meta":{"key":"m","value":2},"inner":{"key":"k","value":-3},"tags":["x","y"],"items":[{"key":"i","value":4}]}`,
@@ -84,10 +131,36 @@ func FuzzDecode(f *testing.F) {
 		`{"count":-1,"inner":{},"items":[{"value":-1}]}`,
 		"{\"name\":\"\xff\xfe\"}",
 		`{"tags":[1]}`,
+		`{"name":"a\u0000b"}`,
+		`{"name":"\\u0000"}`,
+		`{"name":"\ud800"}`,
+		`{"name":"\udc00\ud800"}`,
+		`{"name":"\ud83d\ude00"}`,
+		`{"name":"\ud83d\u0041"}`,
+		"{\"name\":\"\xed\xa0\x80\"}",
+		"{\"name\":\"\xc3\"}",
+		`{"tags":["x","\u0000"]}`,
+		`{"items":[{"key":"a"},{"key":"\u0000","value":1}]}`,
+		`{"meta":{"key":"\uD800\uDC00"}}`,
+		`{"na\u0000me":"x"}`,
+		"{\"na\xffme\":\"x\"}",
+		`{"name":"\u0000`,
 	} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// CheckStrings, which DecodeBytes relies on, passes a document only if every string
+		// in it, at any depth and member names included, is storable.
+		if httpx.CheckStrings(data) == nil && json.Valid(data) {
+			var doc any
+			json.Unmarshal(data, &doc)
+			for _, s := range allStrings(doc, nil) {
+				if !storable(s, data) {
+					t.Fatalf("%q: CheckStrings passed %q", data, s)
+				}
+			}
+		}
+
 		var v fuzzBody
 		err := httpx.DecodeBytes(data, &v)
 		if err != nil {
@@ -110,6 +183,11 @@ func FuzzDecode(f *testing.F) {
 		}
 		if !json.Valid(data) {
 			t.Fatalf("%q: accepted, but it is not valid JSON", data)
+		}
+		for _, s := range v.strings() {
+			if !storable(s, data) {
+				t.Fatalf("%q: accepted with %q, which PostgreSQL cannot store or the client did not send", data, s)
+			}
 		}
 		out, err := json.Marshal(&v)
 		if err != nil {

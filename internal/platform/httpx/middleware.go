@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -125,8 +126,45 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// Observe logs each request and records its latency under its route pattern (never the raw
-// path, and never a tenant: both would explode the label space).
+// methodLabel is the request method as a metric label: one of HTTP's methods, else OTHER.
+// A client may send any token as a method, and every label value is a series kept for the
+// life of the process and sent with every scrape.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "OTHER"
+}
+
+// routeLabel is the pattern of the route that served r, or "unmatched". For a path none of
+// its routes match, a subrouter reports its own mount pattern ("/v1/*"), so a pattern ending
+// in /* counts only if the router finds it for the request too.
+func routeLabel(r *http.Request) string {
+	rctx := chi.RouteContext(r.Context())
+	if rctx == nil {
+		return "unmatched"
+	}
+	pattern := rctx.RoutePattern()
+	if pattern == "" || strings.HasSuffix(pattern, "/*") && !hasRoute(rctx, r, pattern) {
+		return "unmatched"
+	}
+	return pattern
+}
+
+// hasRoute reports whether the router has a route of this pattern for r.
+func hasRoute(rctx *chi.Context, r *http.Request, pattern string) bool {
+	path := r.URL.RawPath
+	if path == "" {
+		path = r.URL.Path
+	}
+	return rctx.Routes != nil && rctx.Routes.Find(chi.NewRouteContext(), r.Method, path) == pattern
+}
+
+// Observe logs each request and records its latency under labels from fixed sets: the method
+// (methodLabel), the route pattern (never the raw path, and never a tenant: both would
+// explode the label space) and the status.
 func Observe(logger *slog.Logger, m *Metrics, ip ClientIP) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -139,11 +177,8 @@ func Observe(logger *slog.Logger, m *Metrics, ip ClientIP) func(http.Handler) ht
 				sw.status = http.StatusOK
 			}
 			elapsed := time.Since(start)
-			route := chi.RouteContext(ctx).RoutePattern()
-			if route == "" {
-				route = "unmatched"
-			}
-			m.duration.WithLabelValues(r.Method, route, strconv.Itoa(sw.status)).Observe(elapsed.Seconds())
+			route := routeLabel(r)
+			m.duration.WithLabelValues(methodLabel(r.Method), route, strconv.Itoa(sw.status)).Observe(elapsed.Seconds())
 			level := slog.LevelInfo
 			if sw.status >= 500 {
 				level = slog.LevelError

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -155,6 +156,17 @@ type Problem struct {
 		Message string `json:"message"`
 		Index   *int   `json:"index"`
 	} `json:"errors"`
+}
+
+// FieldAt reports whether the problem names path, written "[i].field", as the field of an
+// error with index i: how a batch's problems name the item at fault (usage events).
+func (p Problem) FieldAt(path string) bool {
+	for _, e := range p.Errors {
+		if e.Index != nil && path == fmt.Sprintf("[%d].%s", *e.Index, e.Field) {
+			return true
+		}
+	}
+	return false
 }
 
 // Field reports whether the problem names field among its errors.
