@@ -115,7 +115,7 @@ func (c *chooser) n(max int) int {
 func (c *chooser) pick(vs ...string) string { return vs[c.n(len(vs))] }
 
 // hostile are the strings a careless or malicious client sends.
-var hostile = []string{"", " ", strings.Repeat("x", 10_000), "\u202e", "💥", "' OR 1=1 --", "../../etc/passwd", "null", "Ω≈ç√"}
+var hostile = []string{"", " ", "nul\x00byte", strings.Repeat("x", 10_000), "\u202e", "💥", "' OR 1=1 --", "../../etc/passwd", "null", "Ω≈ç√"}
 
 // value builds a value for schema s: valid at choice 0, more and more unusual beyond.
 func (c *chooser) value(s *openapi3.Schema, depth int) any {
