@@ -33,9 +33,10 @@ var ErrTenantSuspended = errs.E(errs.Forbidden, "tenant_suspended", "this tenant
 
 // Grants implements the token endpoint's grants.
 type Grants struct {
-	DB       *postgres.DB
-	Logins   Logins
-	Sessions *Sessions
+	DB        *postgres.DB
+	Logins    Logins
+	Sessions  *Sessions
+	Passwords *Passwords
 }
 
 // TokenRequest is the body of POST /v1/auth/token.
@@ -84,13 +85,15 @@ func (g *Grants) Token(ctx context.Context, r TokenRequest) (TokenPair, error) {
 func (g *Grants) password(ctx context.Context, slug, email, password string) (TokenPair, error) {
 	l, err := g.Logins.FindLogin(ctx, slug, NormalizeEmail(email))
 	if errs.Is(err, errs.NotFound) {
-		DummyVerify(password)
+		if err := g.Passwords.DummyVerify(ctx, password); err != nil {
+			return TokenPair{}, err
+		}
 		return TokenPair{}, errInvalidCredentials
 	}
 	if err != nil {
 		return TokenPair{}, err
 	}
-	ok, err := VerifyPassword(password, l.PasswordHash)
+	ok, err := g.Passwords.Verify(ctx, password, l.PasswordHash)
 	if err != nil {
 		return TokenPair{}, fmt.Errorf("grants.password user %s: %w", l.UserID, err)
 	}

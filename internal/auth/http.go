@@ -15,13 +15,13 @@ type Handler struct {
 	Keys    *Keys
 }
 
-// Routes mounts the JWKS, the token endpoints (the one that checks credentials under the
-// per-address budget) and the tenant admins' API keys.
+// Routes mounts the JWKS, the token endpoints (under the per-address budget: they work
+// without a credential) and the tenant admins' API keys.
 func (h *Handler) Routes(rs httpx.Routers) {
 	rs.Root.Get("/.well-known/jwks.json", h.JWKS)
 
 	rs.Public.With(rs.PerIP).Method(http.MethodPost, "/auth/token", httpx.HandlerFunc(h.Token))
-	rs.Public.Method(http.MethodPost, "/auth/revoke", httpx.HandlerFunc(h.Revoke))
+	rs.Public.With(rs.PerIP).Method(http.MethodPost, "/auth/revoke", httpx.HandlerFunc(h.Revoke))
 
 	// Creating a key answers its secret, which is never stored under an Idempotency-Key.
 	rs.Admin.Method(http.MethodGet, "/api-keys", httpx.HandlerFunc(h.ListAPIKeys))

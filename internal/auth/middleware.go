@@ -27,9 +27,23 @@ type Authenticator struct {
 	DB       *postgres.DB
 	Clock    clock.Clock
 	Live     bool // accept sk_live_ keys (production) rather than sk_test_ ones
+	// Failures, when set, is each client's budget of failed authentications (nil: unbounded).
+	Failures FailureBudget
 
 	cacheOnce sync.Once
 	cache     *tokenCache
+}
+
+// FailureBudget bounds each client's failed authentications. It is an interface so that
+// this package needs no rate limiter: internal/server backs it with the per-address "auth"
+// budget that the routes working without a credential spend too (ratelimit.AddrBudget).
+type FailureBudget interface {
+	// Check answers nil while r's client may have a credential looked up, else the error to
+	// answer (429 rate_limited). It spends nothing.
+	Check(r *http.Request) error
+	// Spend charges a failed authentication to r's client, and answers the error to answer
+	// instead of the 401 when the client had spent its budget already.
+	Spend(r *http.Request) error
 }
 
 // Authenticate requires a valid credential and puts its principal in the context.
@@ -40,9 +54,13 @@ func (a *Authenticator) Authenticate(next http.Handler) http.Handler {
 			httpx.Error(w, r, ErrUnauthorized)
 			return
 		}
+		if err := a.mayLookUp(r, token); err != nil {
+			httpx.Error(w, r, err)
+			return
+		}
 		p, err := a.Principal(r.Context(), token)
 		if err != nil {
-			httpx.Error(w, r, err)
+			httpx.Error(w, r, a.failed(r, err))
 			return
 		}
 		if p.TenantID != uuid.Nil {
@@ -50,6 +68,30 @@ func (a *Authenticator) Authenticate(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 	})
+}
+
+// mayLookUp refuses an API key from a client that has spent its failure budget, before the
+// database is asked: that lookup is the work the budget bounds, and a key is known valid only
+// after it. An access token is verified without the database, so a valid one passes
+// whatever its client's budget, and an invalid one is charged (failed).
+func (a *Authenticator) mayLookUp(r *http.Request, token string) error {
+	if a.Failures == nil || !strings.HasPrefix(token, "sk_") {
+		return nil
+	}
+	return a.Failures.Check(r)
+}
+
+// failed charges a credential refused with err to its client: the answer is err, or the
+// budget's 429 once the client has spent it. Only refusals are charged: not a missing
+// credential, which cost no work, nor a failure of ours (a database error), which is no guess.
+func (a *Authenticator) failed(r *http.Request, err error) error {
+	if a.Failures == nil || !errs.Is(err, errs.Unauthenticated) {
+		return err
+	}
+	if denied := a.Failures.Spend(r); denied != nil {
+		return denied
+	}
+	return err
 }
 
 // Principal checks a JWT or an API key.

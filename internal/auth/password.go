@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -9,8 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/argon2"
+
+	"github.com/saasbase/saasbase/internal/platform/errs"
 )
 
 // PasswordParams are the argon2id cost parameters. Memory is in KiB.
@@ -165,4 +169,83 @@ var dummyHash = sync.OnceValue(func() string {
 // are registered.
 func DummyVerify(pw string) {
 	_, _ = VerifyPassword(pw, dummyHash())
+}
+
+// errServerBusy answers a password that could not be hashed or checked in time because as
+// many as the bound allows are in progress. httpx adds Retry-After to every 503.
+var errServerBusy = errs.E(errs.Unavailable, "server_busy", "too many passwords are being checked right now; retry after the Retry-After seconds")
+
+// PasswordWait is the longest a password waits for a slot before it is answered 503
+// server_busy: long enough to ride out a short burst, short enough that a flood is refused
+// rather than queued.
+const PasswordWait = 100 * time.Millisecond
+
+// Passwords hashes and checks passwords with argon2id, at most a fixed number at once. Each
+// one holds its memory parameter (19 MiB by default) and a core for tens of milliseconds, so
+// without a bound a burst of signups or logins would take the memory and the CPU of every
+// other request; past it, a password waits at most PasswordWait (or its request's context)
+// for a slot and is then refused, so no queue grows without bound. Every path that hashes or
+// verifies a password goes through one Passwords.
+type Passwords struct {
+	params PasswordParams
+	slots  chan struct{} // a token per hash in progress
+	wait   time.Duration
+}
+
+// NewPasswords hashes new passwords with params, at most concurrency at once
+// (PASSWORD_HASH_CONCURRENCY; at least 1).
+func NewPasswords(params PasswordParams, concurrency int) *Passwords {
+	return &Passwords{params: params, slots: make(chan struct{}, max(concurrency, 1)), wait: PasswordWait}
+}
+
+// Hash is HashPassword under the bound, with the Passwords' parameters.
+func (p *Passwords) Hash(ctx context.Context, pw string) (string, error) {
+	release, err := p.acquire(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	return HashPassword(pw, p.params)
+}
+
+// Verify is VerifyPassword under the bound.
+func (p *Passwords) Verify(ctx context.Context, pw, encoded string) (bool, error) {
+	release, err := p.acquire(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer release()
+	return VerifyPassword(pw, encoded)
+}
+
+// DummyVerify is DummyVerify under the bound, which it counts against like any check, so a
+// busy answer reveals no more than the time did.
+func (p *Passwords) DummyVerify(ctx context.Context, pw string) error {
+	release, err := p.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	DummyVerify(pw)
+	return nil
+}
+
+// acquire takes a slot, waiting at most p.wait or until ctx is done.
+func (p *Passwords) acquire(ctx context.Context) (release func(), err error) {
+	release = func() { <-p.slots }
+	select {
+	case p.slots <- struct{}{}:
+		return release, nil
+	default:
+	}
+	t := time.NewTimer(p.wait)
+	defer t.Stop()
+	select {
+	case p.slots <- struct{}{}:
+		return release, nil
+	case <-t.C:
+		return nil, errServerBusy
+	case <-ctx.Done():
+		return nil, errs.Wrap(ctx.Err(), errs.Unavailable, errServerBusy.Code, errServerBusy.Detail)
+	}
 }

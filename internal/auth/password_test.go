@@ -1,8 +1,13 @@
 package auth
 
 import (
+	"context"
+	"errors"
 	"regexp"
 	"testing"
+	"time"
+
+	"github.com/saasbase/saasbase/internal/platform/errs"
 )
 
 // fastParams keep the tests quick; they are far too cheap for production.
@@ -110,5 +115,54 @@ func TestHashPasswordRejectsBadParams(t *testing.T) {
 		if h, err := HashPassword("pw", p); err == nil {
 			t.Errorf("HashPassword with %+v = %q, want an error", p, h)
 		}
+	}
+}
+
+func isServerBusy(err error) bool {
+	var e *errs.Error
+	return errors.As(err, &e) && e.Kind == errs.Unavailable && e.Code == "server_busy"
+}
+
+// With the bound at one and a password in progress, hashing, checking and the dummy check
+// each wait their while and are refused server_busy; once the first is done, they go through.
+func TestPasswordsAreBounded(t *testing.T) {
+	ctx := context.Background()
+	p := NewPasswords(fastParams, 1)
+	p.wait = time.Millisecond // how long is not the point here: that it ends is
+	hash := mustHash(t, "correct horse", fastParams)
+
+	release := p.Hold()
+	if _, err := p.Hash(ctx, "correct horse"); !isServerBusy(err) {
+		t.Fatalf("Hash while the bound is full: %v, want server_busy", err)
+	}
+	if _, err := p.Verify(ctx, "correct horse", hash); !isServerBusy(err) {
+		t.Fatalf("Verify while the bound is full: %v, want server_busy", err)
+	}
+	if err := p.DummyVerify(ctx, "correct horse"); !isServerBusy(err) {
+		t.Fatalf("DummyVerify while the bound is full: %v, want server_busy", err)
+	}
+	release()
+
+	h, err := p.Hash(ctx, "correct horse")
+	if err != nil {
+		t.Fatalf("Hash with a free slot: %v", err)
+	}
+	if ok, err := p.Verify(ctx, "correct horse", h); !ok || err != nil {
+		t.Fatalf("Verify with a free slot: %v, %v", ok, err)
+	}
+	if err := p.DummyVerify(ctx, "correct horse"); err != nil {
+		t.Fatalf("DummyVerify with a free slot: %v", err)
+	}
+}
+
+// A request that ends while its password waits is answered at once, not after the wait.
+func TestPasswordWaitEndsWithTheRequest(t *testing.T) {
+	p := NewPasswords(fastParams, 1)
+	p.wait = time.Hour // the test would time out if the wait ran
+	defer p.Hold()()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := p.Hash(ctx, "correct horse"); !isServerBusy(err) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Hash for an ended request: %v, want server_busy caused by its context", err)
 	}
 }

@@ -20,6 +20,7 @@ type call struct {
 	leasable  bool
 	lease     *rateLease // the limit set's, once looked up
 	refilling bool       // this call asks for the lease's units
+	peek      bool       // decide, spend nothing (Limiter.Peek)
 
 	// Room for a request's usual few limits, so that a decision allocates all this at once.
 	paramsBuf [inline]params

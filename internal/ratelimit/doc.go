@@ -94,4 +94,12 @@
 // answer. A tenant flooding at ten times its limit costs Redis a call or two per request it
 // is allowed. The cache can only deny what Redis would deny, never admit; a lease's units
 // are looked at before it, since Redis has spent them already.
+//
+// # Budgets charged after the fact
+//
+// Some budgets are spent not by every request but by the ones that turn out badly: a client
+// address's failed authentications (AddrBudget, the "auth" policy that PerIP routes spend
+// too). Such a budget is charged with Allow once the failure is known, and checked before
+// the work it bounds with Peek, which answers what Allow would and spends nothing: the deny
+// cache, then the script asked for no units, or the in-process limiter read without writing.
 package ratelimit

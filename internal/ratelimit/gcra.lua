@@ -2,7 +2,8 @@
 -- replica's claims of in-flight slots where it asks to.
 --
 -- KEYS: the n buckets, then the claims hash of each limit that caps concurrency, in order.
--- ARGV: n, the units wanted (1, or more for a lease: only when every cost is 1), then per
+-- ARGV: n, the units wanted (1, or more for a lease: only when every cost is 1; 0 for a peek,
+--       which decides and spends nothing), then per
 --       limit: interval µs, burst, cost, max in flight (0: no cap); then the replica's id,
 --       the claim lease in µs, and per capped limit: the slots needed (0: the replica has
 --       room in its claim and asks nothing) and the slots wanted.
@@ -92,7 +93,7 @@ for i = 1, n do
 end
 
 local g = 0
-if out[1] == 1 then
+if out[1] == 1 and want > 0 then
   g = 1
   if want > 1 then g = 1 + math.min(want - 1, math.floor((avail - 1) / 2)) end
   for i = 1, n do

@@ -147,8 +147,30 @@ func (l *Limiter) Allow(ctx context.Context, limits ...Limit) (Decision, error) 
 	if err != nil {
 		return Decision{}, err
 	}
+	return l.decide(ctx, c)
+}
+
+// Peek answers the decision Allow would make now, and spends nothing: for a budget charged
+// after the fact, such as failed authentications, to be checked before the work it pays for.
+// It is answered as Allow is (the deny cache, Redis, the failure mode), but never from a
+// rate lease, so a replica holding leased units may see a bucket emptier than it is. Limits
+// that cap concurrency hold slots, which a peek cannot, and are refused (ErrInvalidLimit).
+func (l *Limiter) Peek(ctx context.Context, limits ...Limit) (Decision, error) {
+	c, err := l.prepare(limits)
+	if err != nil {
+		return Decision{}, err
+	}
+	if c.capped > 0 {
+		return Decision{}, fmt.Errorf("%w: a peek cannot decide a cap on requests in flight", ErrInvalidLimit)
+	}
+	c.peek = true
+	return l.decide(ctx, c)
+}
+
+// decide answers a prepared call: from a lease, the deny cache, Redis or the failure mode.
+func (l *Limiter) decide(ctx context.Context, c *call) (Decision, error) {
 	deadline := l.redis.deadlines.get()
-	if c.leasable {
+	if c.leasable && !c.peek {
 		// Units already spent in Redis come first: the deny cache may deny what Redis
 		// would deny a new request, not what it has granted. A refill out is worth a wait, or
 		// a few: each answer is fresh units.
@@ -191,6 +213,9 @@ func (l *Limiter) Allow(ctx context.Context, limits ...Limit) (Decision, error) 
 // ask decides the call in Redis.
 func (l *Limiter) ask(ctx, deadline context.Context, c *call) (Decision, error) {
 	units := int64(1)
+	if c.peek {
+		units = 0
+	}
 	if c.capped > 0 || c.lease != nil {
 		sh := l.hot.shard(c.limits[0].Scope)
 		sh.mu.Lock()

@@ -533,3 +533,46 @@ func TestLimitChangeHoldsOnEveryReplica(t *testing.T) {
 		}
 	}
 }
+
+// Peek answers what Allow would and spends nothing, so a budget charged after the fact
+// (failed authentications) can be checked before the work it pays for: in Redis, where
+// another replica sees the same, and in the replica's own limiter while Redis is away. A cap
+// on requests in flight cannot be peeked at.
+func TestPeekSpendsNothing(t *testing.T) {
+	ctx := context.Background()
+	prefix := newPrefix(t)
+	a, _ := newLimiter(t, newClient(t, redisAddr), prefix, ratelimit.Options{})
+	b, _ := newLimiter(t, newClient(t, redisAddr), prefix, ratelimit.Options{})
+	// Nobody listens on port 1: every call fails at once, and decisions are the replica's own.
+	down, _ := newLimiter(t, newClient(t, "127.0.0.1:1", func(o *redis.Options) { o.MaxRetries, o.DialerRetries = -1, 1 }), newPrefix(t), ratelimit.Options{})
+
+	for name, l := range map[string]*ratelimit.Limiter{"Redis": a, "without Redis": down} {
+		t.Run(name, func(t *testing.T) {
+			lim := tenantLimit(perHour(1), 2)
+			for i := range 5 {
+				if d, err := l.Peek(ctx, lim); err != nil || !d.Allowed {
+					t.Fatalf("peek %d at a full bucket: %+v, %v", i+1, d, err)
+				}
+			}
+			for i := range 2 {
+				if d, _ := l.Allow(ctx, lim); !d.Allowed {
+					t.Fatalf("request %d after the peeks: denied; the peeks spent", i+1)
+				}
+			}
+			if d, err := l.Peek(ctx, lim); err != nil || d.Allowed || d.Policy != "tenant" || d.RetryAfter <= 0 {
+				t.Fatalf("peek at a spent bucket: %+v, %v; want denied by tenant, with a retry time", d, err)
+			}
+			if l == a {
+				if d, err := b.Peek(ctx, lim); err != nil || d.Allowed {
+					t.Fatalf("another replica's peek at the spent bucket: %+v, %v", d, err)
+				}
+			}
+		})
+	}
+
+	capped := tenantLimit(1, 1)
+	capped.MaxConcurrent = 1
+	if _, err := a.Peek(ctx, capped); !errors.Is(err, ratelimit.ErrInvalidLimit) {
+		t.Fatalf("peek at a concurrency cap: %v, want ErrInvalidLimit", err)
+	}
+}

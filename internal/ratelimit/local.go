@@ -72,8 +72,8 @@ func (l *local) decide(c *call) (allowed bool, st []state) {
 			}
 		}
 	}
-	if !allowed {
-		return false, st
+	if !allowed || c.peek {
+		return allowed, st
 	}
 	for i, p := range c.params {
 		sh.tats[c.keys[i]] = now + st[i].used + p.interval*p.cost

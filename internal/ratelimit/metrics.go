@@ -65,10 +65,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) record(d Decision) {
-	if d.Allowed {
-		m.allowed.Inc()
-	} else {
+	switch {
+	case !d.Allowed:
 		m.denied.WithLabelValues(d.Policy).Inc()
+	case d.call == nil || !d.call.peek: // a peek that would allow admits nothing
+		m.allowed.Inc()
 	}
 }
 

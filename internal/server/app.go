@@ -45,6 +45,7 @@ type App struct {
 
 	Keys        *auth.Keys
 	Sessions    *auth.Sessions
+	Passwords   *auth.Passwords
 	Directory   *tenant.Directory
 	Idempotency *idempotency.Store
 	Payments    *payments.Payments
@@ -94,10 +95,11 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	if a.Clock == nil {
 		a.Clock = clock.System{}
 	}
-	passwords := auth.DefaultPasswordParams
+	params := auth.DefaultPasswordParams
 	if opt.Passwords != nil {
-		passwords = *opt.Passwords
+		params = *opt.Passwords
 	}
+	a.Passwords = auth.NewPasswords(params, cfg.PasswordConcurrency)
 	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	runtimeURL, err := postgres.RuntimeURL(cfg.DatabaseURL, cfg.AppDatabaseURL)
@@ -131,7 +133,7 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	tenants := &tenant.Tenants{DB: a.DB, Outbox: outbox}
 	a.Directory = tenant.NewDirectory(tenants, a.Clock, 500*time.Millisecond)
 	tenants.Directory = a.Directory
-	users := &tenant.Users{DB: a.DB, Outbox: outbox, Clock: a.Clock, Passwords: passwords, Plan: "free"}
+	users := &tenant.Users{DB: a.DB, Outbox: outbox, Clock: a.Clock, Passwords: a.Passwords, Plan: "free"}
 	a.Sessions = &auth.Sessions{
 		DB: a.DB, Keys: a.Keys, Roles: users, Clock: a.Clock,
 		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
@@ -190,10 +192,10 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		limits: limits,
 		authn: &auth.Authenticator{
 			Keys: a.Keys, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
-			DB: a.DB, Clock: a.Clock, Live: cfg.Production(),
+			DB: a.DB, Clock: a.Clock, Live: cfg.Production(), Failures: a.authFailures(),
 		},
 		auth: &auth.Handler{
-			Grants:  &auth.Grants{DB: a.DB, Logins: users, Sessions: a.Sessions},
+			Grants:  &auth.Grants{DB: a.DB, Logins: users, Sessions: a.Sessions, Passwords: a.Passwords},
 			APIKeys: &auth.APIKeys{DB: a.DB, Clock: a.Clock, Live: cfg.Production(), CheckLimit: ratelimit.CheckRateLimit},
 			Keys:    a.Keys,
 		},

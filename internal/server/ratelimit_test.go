@@ -2,9 +2,12 @@ package server_test
 
 import (
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/google/uuid"
 
 	"github.com/saasbase/saasbase/internal/platform/config"
 	"github.com/saasbase/saasbase/internal/server/servertest"
@@ -81,5 +84,90 @@ func TestAuthRoutesAreLimitedPerIP(t *testing.T) {
 	}
 	if statuses[0] != 200 || statuses[1] != 200 || statuses[2] != 429 || statuses[3] != 429 {
 		t.Fatalf("token statuses %v, want 200 200 429 429 (the signup spent one of 3)", statuses)
+	}
+}
+
+// authBudget is a service whose per-address "auth" budget is 3 and which believes
+// X-Forwarded-For from the test's loopback peer, so that each test picks its clients'
+// addresses.
+func authBudget(c *config.Config) {
+	c.RateLimitEnabled = true
+	c.AuthRatePerMinute = 3
+	c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")}
+}
+
+// from is a request sent on behalf of the client at addr.
+func from(addr string, req servertest.Request) servertest.Request {
+	req.Header = map[string]string{"X-Forwarded-For": addr}
+	return req
+}
+
+// wantAuthLimited stops the test unless res is the "auth" budget's 429.
+func wantAuthLimited(t *testing.T, res *servertest.Response) {
+	t.Helper()
+	res.Want(t, http.StatusTooManyRequests, "rate_limited")
+	if !strings.Contains(string(res.Body), `"policy":"auth"`) {
+		t.Fatalf("denial %s, want the auth policy", res.Body)
+	}
+	if ra, err := strconv.Atoi(res.Header.Get("Retry-After")); err != nil || ra < 1 {
+		t.Fatalf("Retry-After %q, want whole seconds, at least 1", res.Header.Get("Retry-After"))
+	}
+}
+
+// Logout works without a credential, so it spends the per-address budget as signup and the
+// token endpoint do: each request costs a database transaction.
+func TestRevokeIsLimitedPerIP(t *testing.T) {
+	s := servertest.New(t, authBudget)
+	revoke := servertest.Request{Method: "POST", Path: "/v1/auth/revoke", Body: map[string]string{"refresh_token": "rt_unknown"}}
+	for i := range 3 {
+		if res := s.Do(t, from("203.0.113.1", revoke)); res.Status != http.StatusNoContent {
+			t.Fatalf("revoke %d: %d %s", i+1, res.Status, res.Body)
+		}
+	}
+	wantAuthLimited(t, s.Do(t, from("203.0.113.1", revoke)))
+	s.Do(t, from("203.0.113.2", revoke)).Want(t, http.StatusNoContent, "")
+}
+
+// Failed authentications spend the per-address budget on any authenticated route: a client
+// guessing API keys (each guess a database lookup) or access tokens is stopped once it has
+// failed as often as the budget allows. Then its API keys are refused before they are looked
+// up, valid or not, since only the lookup could tell; a valid access token, known without
+// the database, still passes. Successful authentications spend nothing, and other addresses
+// keep their whole budget.
+func TestFailedAuthenticationsSpendThePerIPBudget(t *testing.T) {
+	s := servertest.New(t, authBudget)
+	ten := s.Signup(t, "rl-fail") // from the loopback address, not the clients below
+	key := *s.CreateAPIKey(t, ten.Token, "ci", "member").Key
+	unknown := "sk_test_" + strings.ReplaceAll(uuid.NewString(), "-", "") + "_" + strings.Repeat("5e", 32) // well-formed, never issued
+	projects := func(addr, credential string) *servertest.Response {
+		return s.Do(t, from(addr, servertest.Request{Method: "GET", Path: "/v1/projects", Token: credential}))
+	}
+
+	const guesser = "203.0.113.10"
+	for range 3 {
+		projects(guesser, unknown).WantUnauthorized(t)
+	}
+	wantAuthLimited(t, projects(guesser, unknown))
+	wantAuthLimited(t, projects(guesser, key))
+	projects(guesser, ten.Token).Want(t, http.StatusOK, "")
+	// The budget is the one the token endpoint spends.
+	wantAuthLimited(t, s.Do(t, from(guesser, servertest.Request{Method: "POST", Path: "/v1/auth/token", Body: map[string]string{
+		"grant_type": "password", "tenant": ten.Slug, "email": ten.OwnerEmail, "password": servertest.Password}})))
+
+	// Bad access tokens are charged too.
+	const forger = "203.0.113.11"
+	for range 3 {
+		projects(forger, "not.a.jwt").WantUnauthorized(t)
+	}
+	wantAuthLimited(t, projects(forger, "not.a.jwt"))
+
+	// Another address: its failures still answer 401, and its valid key works, more often
+	// than the budget would allow if successes were charged.
+	const other = "203.0.113.12"
+	projects(other, unknown).WantUnauthorized(t)
+	for i := range 5 {
+		if res := projects(other, key); res.Status != http.StatusOK {
+			t.Fatalf("valid key from another address, request %d: %d %s", i+1, res.Status, res.Body)
+		}
 	}
 }

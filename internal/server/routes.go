@@ -78,8 +78,9 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 	// after /v1; Operator is a subrouter of its own at /v1/admin.
 	rs := httpx.Routers{
 		Root: r,
-		// Signup and the token endpoint share one budget per client address.
-		PerIP:      rt.perIP("auth", a.Config.AuthRatePerMinute),
+		// The routes that work without a credential share one budget per client address
+		// with the failed authentications (authFailures).
+		PerIP:      rt.perIP(authPolicy, a.Config.AuthRatePerMinute),
 		Idempotent: rt.idem.Handler(idempotency.Options{}),
 	}
 	root := r
@@ -150,12 +151,29 @@ func (rt routes) rateLimit(next http.Handler) http.Handler {
 	return ratelimit.Middleware(rt.app.Limiter, rt.limits.Limits)(next)
 }
 
+// authPolicy names each client address's budget (AUTH_RATE_LIMIT_PER_MINUTE) of requests
+// that need no valid credential: every request to a route that works without one, and every
+// failed authentication.
+const authPolicy = "auth"
+
 // perIP limits unauthenticated routes per client address.
 func (rt routes) perIP(policy string, perMinute int) func(http.Handler) http.Handler {
 	if !rt.app.Config.RateLimitEnabled {
 		return func(next http.Handler) http.Handler { return next }
 	}
 	return ratelimit.PerIP(rt.app.Limiter, policy, perMinute, httpx.ClientIP{Trusted: rt.app.Config.TrustedProxies}.Of)
+}
+
+// authFailures is the "auth" budget of the client addresses, for the Authenticator to
+// charge failed authentications to; nil (unbounded) when rate limiting is off.
+func (a *App) authFailures() auth.FailureBudget {
+	if !a.Config.RateLimitEnabled {
+		return nil
+	}
+	return ratelimit.AddrBudget{
+		Limiter: a.Limiter, Policy: authPolicy, PerMinute: a.Config.AuthRatePerMinute,
+		ClientIP: httpx.ClientIP{Trusted: a.Config.TrustedProxies}.Of,
+	}
 }
 
 // tenantChain is the way of every tenant request after authentication: a tenant role, the

@@ -162,13 +162,13 @@ type Users struct {
 	Outbox    *events.Outbox
 	Sessions  *auth.Sessions
 	Clock     clock.Clock
-	Passwords auth.PasswordParams
+	Passwords *auth.Passwords
 	Plan      string // the plan new tenants start on
 }
 
 // Signup creates a tenant with its first owner and signs the owner in, all or nothing.
 func (s *Users) Signup(ctx context.Context, in SignupInput) (SignupResult, error) {
-	hash, err := auth.HashPassword(in.Password, s.Passwords)
+	hash, err := s.Passwords.Hash(ctx, in.Password)
 	if err != nil {
 		return SignupResult{}, fmt.Errorf("users.signup slug %q: %w", in.TenantSlug, err)
 	}
@@ -298,14 +298,14 @@ func (s *Users) ChangePassword(ctx context.Context, p auth.Principal, in Passwor
 	if err != nil {
 		return fmt.Errorf("users.change_password %s: %w", p.ID, err)
 	}
-	ok, err := auth.VerifyPassword(in.CurrentPassword, current)
+	ok, err := s.Passwords.Verify(ctx, in.CurrentPassword, current)
 	if err != nil {
 		return fmt.Errorf("users.change_password %s: %w", p.ID, err)
 	}
 	if !ok {
 		return errWrongPass
 	}
-	hash, err := auth.HashPassword(in.NewPassword, s.Passwords)
+	hash, err := s.Passwords.Hash(ctx, in.NewPassword)
 	if err != nil {
 		return fmt.Errorf("users.change_password %s: %w", p.ID, err)
 	}
@@ -326,7 +326,7 @@ func (s *Users) Create(ctx context.Context, p auth.Principal, in NewUserInput) (
 	if err := auth.CheckGrant(p, in.Role); err != nil {
 		return User{}, err
 	}
-	hash, err := auth.HashPassword(in.Password, s.Passwords)
+	hash, err := s.Passwords.Hash(ctx, in.Password)
 	if err != nil {
 		return User{}, fmt.Errorf("users.create tenant %s: %w", p.TenantID, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -49,7 +50,8 @@ type Config struct {
 	WebhookSecretKey     []byte        // WEBHOOK_SECRET_KEY: base64 of 32 bytes sealing webhook signing secrets (derived from the development seed in development; required in production)
 	TrustedProxies       []netip.Prefix
 	CORSAllowedOrigins   []string      // CORS_ALLOWED_ORIGINS ("": no CORS)
-	AuthRatePerMinute    int           // AUTH_RATE_LIMIT_PER_MINUTE (20)
+	AuthRatePerMinute    int           // AUTH_RATE_LIMIT_PER_MINUTE: each client address's budget of credential-free requests and failed authentications (20)
+	PasswordConcurrency  int           // PASSWORD_HASH_CONCURRENCY: passwords hashed or checked at once (GOMAXPROCS)
 	RateLimitEnabled     bool          // RATE_LIMIT_ENABLED: false turns rate limiting off, e.g. behind a gateway that does it (true)
 	WebhooksAllowPrivate bool          // WEBHOOKS_ALLOW_PRIVATE_NETWORKS (false)
 	ReadTimeout          time.Duration // HTTP_READ_TIMEOUT (15s)
@@ -93,6 +95,7 @@ func Load(getenv func(string) string) (Config, error) {
 		KafkaGroupPrefix:     r.str("KAFKA_GROUP_PREFIX", "saasbase."),
 		CORSAllowedOrigins:   r.list("CORS_ALLOWED_ORIGINS"),
 		AuthRatePerMinute:    r.integer("AUTH_RATE_LIMIT_PER_MINUTE", 20, 1, 1_000_000),
+		PasswordConcurrency:  r.integer("PASSWORD_HASH_CONCURRENCY", runtime.GOMAXPROCS(0), 1, 1024),
 		RateLimitEnabled:     r.boolean("RATE_LIMIT_ENABLED", true),
 		WebhooksAllowPrivate: r.boolean("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", false),
 		ReadTimeout:          r.duration("HTTP_READ_TIMEOUT", 15*time.Second),

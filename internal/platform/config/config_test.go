@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/base64"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -50,6 +51,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"TRUSTED_PROXIES", len(c.TrustedProxies), 0},
 		{"CORS_ALLOWED_ORIGINS", len(c.CORSAllowedOrigins), 0},
 		{"AUTH_RATE_LIMIT_PER_MINUTE", c.AuthRatePerMinute, 20},
+		{"PASSWORD_HASH_CONCURRENCY", c.PasswordConcurrency, runtime.GOMAXPROCS(0)},
 		{"WEBHOOKS_ALLOW_PRIVATE_NETWORKS", c.WebhooksAllowPrivate, false},
 		{"HTTP_READ_TIMEOUT", c.ReadTimeout, 15 * time.Second},
 		{"HTTP_WRITE_TIMEOUT", c.WriteTimeout, 30 * time.Second},
@@ -77,6 +79,7 @@ func TestLoadReadsValues(t *testing.T) {
 		"WEBHOOK_SECRET_KEY":              ownKey,
 		"HTTP_ADDR":                       "127.0.0.1:9000",
 		"DATABASE_MAX_CONNS":              "7",
+		"PASSWORD_HASH_CONCURRENCY":       "3",
 		"ACCESS_TOKEN_TTL":                "5m",
 		"JWT_MAX_TOKEN_TTL":               "2h",
 		"SHUTDOWN_DRAIN_DELAY":            "1500ms",
@@ -89,7 +92,7 @@ func TestLoadReadsValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Production() || c.HTTPAddr != "127.0.0.1:9000" || c.DatabaseMaxConns != 7 || c.AccessTokenTTL != 5*time.Minute || c.JWTMaxTokenTTL != 2*time.Hour ||
+	if !c.Production() || c.HTTPAddr != "127.0.0.1:9000" || c.DatabaseMaxConns != 7 || c.PasswordConcurrency != 3 || c.AccessTokenTTL != 5*time.Minute || c.JWTMaxTokenTTL != 2*time.Hour ||
 		c.DrainDelay != 1500*time.Millisecond || c.LogLevel != "debug" || c.DatabaseURL != "postgres://owner@db:5432/app" {
 		t.Errorf("Load = %+v", c)
 	}
@@ -127,6 +130,7 @@ func TestLoadRefusesBadValues(t *testing.T) {
 		{"JWT_MAX_TOKEN_TTL", "-24h"},
 		{"JWT_MAX_TOKEN_TTL", "a day"},
 		{"AUTH_RATE_LIMIT_PER_MINUTE", "0"},
+		{"PASSWORD_HASH_CONCURRENCY", "0"},
 		{"WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "maybe"},
 		{"HTTP_READ_TIMEOUT", "1 minute"},
 		{"SHUTDOWN_TIMEOUT", "x"},

@@ -17,8 +17,10 @@ type Routers struct {
 	Member   chi.Router // under /v1, any member of the calling tenant
 	Admin    chi.Router // under /v1, the calling tenant's admins and owners
 
-	// PerIP shares one budget per client address among the routes that take no credential
-	// (signup, tokens).
+	// PerIP shares one budget per client address among the routes that work without a
+	// credential (signup, the token endpoints), and with failed authentications. Not for a
+	// route authenticated otherwise, such as Stripe's signed webhook from Stripe's shared
+	// addresses.
 	PerIP func(http.Handler) http.Handler
 	// Idempotent replays the stored answer of a retried Idempotency-Key. It is for POST and
 	// PATCH routes whose answers reveal no secret; a module that needs other options (a
