@@ -16,11 +16,13 @@ import (
 )
 
 // APIKey is a tenant credential for machines. Its secret is shown once, at creation, and
-// stored only as a hash.
+// stored only as a hash. It acts for the user who created it, never above that user's
+// current role, and is revoked when that user is deleted.
 type APIKey struct {
 	ID         uuid.UUID  `json:"id"`
 	Name       string     `json:"name"`
 	Role       Role       `json:"role"`
+	CreatedBy  uuid.UUID  `json:"created_by"`
 	Key        string     `json:"key,omitempty"`
 	RateLimit  *RateLimit `json:"rate_limit"`
 	CreatedAt  time.Time  `json:"created_at"`
@@ -62,6 +64,7 @@ type APIKeys struct {
 }
 
 // Create makes a key for the caller's tenant; the answer is the only time its secret is seen.
+// The key acts for the caller's user: a key minted by a key has that key's creator.
 func (s *APIKeys) Create(ctx context.Context, p Principal, in NewAPIKeyInput) (APIKey, error) {
 	if err := CheckGrant(p, in.Role); err != nil {
 		return APIKey{}, err
@@ -75,14 +78,17 @@ func (s *APIKeys) Create(ctx context.Context, p Principal, in NewAPIKeyInput) (A
 	if err != nil {
 		return APIKey{}, fmt.Errorf("api_keys.create tenant %s: %w", p.TenantID, err)
 	}
-	k := APIKey{ID: id, Name: in.Name, Role: in.Role, Key: token, RateLimit: in.RateLimit, CreatedAt: s.Clock.Now()}
+	k := APIKey{ID: id, Name: in.Name, Role: in.Role, CreatedBy: p.UserID, Key: token, RateLimit: in.RateLimit, CreatedAt: s.Clock.Now()}
 	err = s.DB.InTenantTx(ctx, p.TenantID, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
-			INSERT INTO api_keys (tenant_id, id, name, role, secret_hash, rate_limit, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			p.TenantID, k.ID, k.Name, k.Role, hash, k.RateLimit, k.CreatedAt)
+			INSERT INTO api_keys (tenant_id, id, name, role, created_by, secret_hash, rate_limit, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			p.TenantID, k.ID, k.Name, k.Role, k.CreatedBy, hash, k.RateLimit, k.CreatedAt)
 		return err
 	})
+	if postgres.IsForeignKeyViolation(err, "api_keys_creator_fkey") {
+		return APIKey{}, ErrUnauthorized // the caller's user was deleted since it authenticated
+	}
 	if err != nil {
 		return APIKey{}, fmt.Errorf("api_keys.create tenant %s: %w", p.TenantID, err)
 	}
@@ -94,14 +100,14 @@ func (s *APIKeys) List(ctx context.Context, tenantID uuid.UUID, page httpx.Page)
 	var keys []APIKey
 	err := s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
 		rows, _ := tx.Query(ctx, `
-			SELECT id, name, role, rate_limit, created_at, last_used_at
+			SELECT id, name, role, created_by, rate_limit, created_at, last_used_at
 			  FROM api_keys
 			 WHERE revoked_at IS NULL AND id > $1
 			 ORDER BY id LIMIT $2`, page.Cursor, page.Limit+1)
 		var err error
 		keys, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (APIKey, error) {
 			var k APIKey
-			err := r.Scan(&k.ID, &k.Name, &k.Role, &k.RateLimit, &k.CreatedAt, &k.LastUsedAt)
+			err := r.Scan(&k.ID, &k.Name, &k.Role, &k.CreatedBy, &k.RateLimit, &k.CreatedAt, &k.LastUsedAt)
 			return k, err
 		})
 		return err
@@ -132,6 +138,17 @@ func (s *APIKeys) Revoke(ctx context.Context, p Principal, id uuid.UUID) error {
 	})
 	if err != nil {
 		return fmt.Errorf("api_keys.revoke %s: %w", id, err)
+	}
+	return nil
+}
+
+// RevokeUser revokes every key a user created, inside the caller's transaction (the user's
+// deletion): a key acts for its creator, and does not outlive them.
+func (s *APIKeys) RevokeUser(ctx context.Context, tx pgx.Tx, userID uuid.UUID) error {
+	_, err := tx.Exec(ctx,
+		"UPDATE api_keys SET revoked_at = $2 WHERE created_by = $1 AND revoked_at IS NULL", userID, s.Clock.Now())
+	if err != nil {
+		return fmt.Errorf("api_keys.revoke_user %s: %w", userID, err)
 	}
 	return nil
 }

@@ -25,6 +25,7 @@ type Authenticator struct {
 	Issuer   string
 	Audience string
 	DB       *postgres.DB
+	Roles    CurrentRoles // users' current roles, which bound their tokens' and keys'
 	Clock    clock.Clock
 	Live     bool // accept sk_live_ keys (production) rather than sk_test_ ones
 	// Failures, when set, is each client's budget of failed authentications (nil: unbounded).
@@ -94,8 +95,17 @@ func (a *Authenticator) failed(r *http.Request, err error) error {
 	return err
 }
 
-// Principal checks a JWT or an API key.
+// Principal checks a JWT or an API key, and gives it its effective role.
 func (a *Authenticator) Principal(ctx context.Context, token string) (Principal, error) {
+	p, err := a.credential(ctx, token)
+	if err != nil {
+		return Principal{}, err
+	}
+	return a.effective(ctx, p)
+}
+
+// credential checks a JWT or an API key and answers the principal it records.
+func (a *Authenticator) credential(ctx context.Context, token string) (Principal, error) {
 	if strings.HasPrefix(token, "sk_") {
 		return a.apiKey(ctx, token)
 	}
@@ -130,7 +140,7 @@ func principalOf(c *Claims) (Principal, error) {
 	if err1 != nil || err2 != nil || role.rank() == 0 {
 		return Principal{}, ErrUnauthorized
 	}
-	return Principal{Kind: KindUser, TenantID: tid, ID: uid, Role: role}, nil
+	return Principal{Kind: KindUser, TenantID: tid, ID: uid, UserID: uid, Role: role}, nil
 }
 
 func (a *Authenticator) apiKey(ctx context.Context, token string) (Principal, error) {
@@ -147,8 +157,8 @@ func (a *Authenticator) apiKey(ctx context.Context, token string) (Principal, er
 		hash  []byte
 		limit []byte
 	)
-	err := a.DB.Pool.QueryRow(ctx, "SELECT tenant_id, role, secret_hash, rate_limit FROM app.api_key_for_auth($1)", id).
-		Scan(&p.TenantID, &p.Role, &hash, &limit)
+	err := a.DB.Pool.QueryRow(ctx, "SELECT tenant_id, role, secret_hash, rate_limit, created_by FROM app.api_key_for_auth($1)", id).
+		Scan(&p.TenantID, &p.Role, &hash, &limit, &p.UserID)
 	switch {
 	case postgres.IsNoRows(err):
 		return Principal{}, ErrUnauthorized

@@ -40,6 +40,14 @@ func (r Role) AtLeast(min Role) bool { return r.rank() > 0 && r.rank() >= min.ra
 // owners above them and, with them, any check on what the admin does.
 func MayActOn(actor, target Role) bool { return actor.rank() > 0 && target.rank() <= actor.rank() }
 
+// lower answers the weaker of two tenant roles.
+func lower(a, b Role) Role {
+	if b.rank() < a.rank() {
+		return b
+	}
+	return a
+}
+
 // ParseTenantRole accepts owner, admin and member.
 func ParseTenantRole(s string) (Role, bool) {
 	r := Role(s)
@@ -65,9 +73,10 @@ type RateLimit struct {
 // Principal is who is calling.
 type Principal struct {
 	Kind     Kind
-	TenantID uuid.UUID // uuid.Nil for platform operators
-	ID       uuid.UUID // the user or the API key; the scope of idempotency keys
-	Role     Role
+	TenantID uuid.UUID  // uuid.Nil for platform operators
+	ID       uuid.UUID  // the user or the API key; the scope of idempotency keys
+	UserID   uuid.UUID  // the user it acts for: the user, or the key's creator; uuid.Nil for operators
+	Role     Role       // effective: never above the user's current role (Authenticator)
 	KeyLimit *RateLimit // an API key's own, tighter limit
 }
 

@@ -86,6 +86,11 @@ type Options struct {
 	Passwords *auth.PasswordParams // argon2id cost; tests lower it
 }
 
+// propagation is how long a replica may go on answering from what it read before another
+// replica changed it (a tenant's status, a user's role): the caches of every request hold
+// entries that long, and the replica that makes a change drops its entry at once.
+const propagation = 500 * time.Millisecond
+
 // New connects to PostgreSQL and Redis and builds the service.
 func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	a := &App{Config: cfg, Logger: opt.Logger, Clock: opt.Clock, Registry: prometheus.NewRegistry()}
@@ -131,9 +136,12 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 
 	outbox := &events.Outbox{Clock: a.Clock}
 	tenants := &tenant.Tenants{DB: a.DB, Outbox: outbox}
-	a.Directory = tenant.NewDirectory(tenants, a.Clock, 500*time.Millisecond)
+	a.Directory = tenant.NewDirectory(tenants, a.Clock, propagation)
 	tenants.Directory = a.Directory
-	users := &tenant.Users{DB: a.DB, Outbox: outbox, Clock: a.Clock, Passwords: a.Passwords, Plan: "free"}
+	apiKeys := &auth.APIKeys{DB: a.DB, Clock: a.Clock, Live: cfg.Production(), CheckLimit: ratelimit.CheckRateLimit}
+	users := &tenant.Users{DB: a.DB, Outbox: outbox, APIKeys: apiKeys, Clock: a.Clock, Passwords: a.Passwords, Plan: "free"}
+	roles := tenant.NewRoles(users, a.Clock, propagation)
+	users.Roles = roles
 	a.Sessions = &auth.Sessions{
 		DB: a.DB, Keys: a.Keys, Roles: users, Clock: a.Clock,
 		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
@@ -192,11 +200,11 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		limits: limits,
 		authn: &auth.Authenticator{
 			Keys: a.Keys, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
-			DB: a.DB, Clock: a.Clock, Live: cfg.Production(), Failures: a.authFailures(),
+			DB: a.DB, Roles: roles, Clock: a.Clock, Live: cfg.Production(), Failures: a.authFailures(),
 		},
 		auth: &auth.Handler{
 			Grants:  &auth.Grants{DB: a.DB, Logins: users, Sessions: a.Sessions, Passwords: a.Passwords},
-			APIKeys: &auth.APIKeys{DB: a.DB, Clock: a.Clock, Live: cfg.Production(), CheckLimit: ratelimit.CheckRateLimit},
+			APIKeys: apiKeys,
 			Keys:    a.Keys,
 		},
 		tenant:    &tenant.Handler{Tenants: tenants, Users: users, Projects: &tenant.Projects{DB: a.DB, Outbox: outbox, Clock: a.Clock, Flags: a.Flags}},

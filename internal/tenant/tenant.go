@@ -179,7 +179,7 @@ func (s *Tenants) AdminUpdate(ctx context.Context, id uuid.UUID, u *AdminUpdate)
 		switch {
 		case postgres.IsNoRows(err):
 			return errs.NotFoundf("no tenant %s", id)
-		case isForeignKeyViolation(err):
+		case postgres.IsForeignKeyViolation(err, ""):
 			return errs.Field("plan", "there is no plan "+*u.Plan)
 		case err != nil:
 			return err

@@ -2,7 +2,6 @@ package tenant
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"regexp"
 	"time"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/events"
@@ -158,9 +156,13 @@ var (
 
 // Users manages accounts: signup, a tenant's users, and the caller's own account.
 type Users struct {
-	DB        *postgres.DB
-	Outbox    *events.Outbox
-	Sessions  *auth.Sessions
+	DB       *postgres.DB
+	Outbox   *events.Outbox
+	Sessions *auth.Sessions
+	APIKeys  *auth.APIKeys // a deleted user's keys are revoked with them
+	// Roles caches users' current roles for authentication; a change of role or a deletion
+	// drops the user's entry, so it holds on this replica at once.
+	Roles     *Roles
 	Clock     clock.Clock
 	Passwords *auth.Passwords
 	Plan      string // the plan new tenants start on
@@ -258,6 +260,24 @@ func (s *Users) UserRole(ctx context.Context, tx pgx.Tx, id uuid.UUID) (auth.Rol
 		return "", auth.ErrTenantSuspended
 	}
 	return role, nil
+}
+
+// CurrentRole implements auth.CurrentRoles without a cache (Roles caches it): the user's
+// role, or ok false if there is no such user, in one round trip.
+func (s *Users) CurrentRole(ctx context.Context, tenantID, id uuid.UUID) (auth.Role, bool, error) {
+	role, err := postgres.ReadRow(ctx, s.DB, tenantID, scanRole, "SELECT role FROM users WHERE id = $1", id)
+	switch {
+	case postgres.IsNoRows(err):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("users.current_role %s: %w", id, err)
+	}
+	return role, true, nil
+}
+
+func scanRole(row pgx.Row) (r auth.Role, err error) {
+	err = row.Scan(&r)
+	return r, err
 }
 
 // Me answers who the caller is.
@@ -373,7 +393,8 @@ func (s *Users) List(ctx context.Context, tenantID uuid.UUID, page httpx.Page) (
 }
 
 // SetRole changes a user's role. The caller must outrank neither the user's current role
-// nor the new one; the last owner stays an owner; a demoted user's sessions end.
+// nor the new one; the last owner stays an owner; a demoted user's sessions end, and their
+// access tokens and keys act with the new role from the next request on.
 func (s *Users) SetRole(ctx context.Context, p auth.Principal, id uuid.UUID, role auth.Role) (User, error) {
 	var u User
 	err := s.DB.InTenantTx(ctx, p.TenantID, func(tx pgx.Tx) error {
@@ -398,13 +419,15 @@ func (s *Users) SetRole(ctx context.Context, p auth.Principal, id uuid.UUID, rol
 		}
 		return s.Outbox.Append(ctx, tx, p.TenantID, "user.updated", u)
 	})
+	s.Roles.Invalidate(p.TenantID, id)
 	if err != nil {
 		return User{}, fmt.Errorf("users.set_role %s: %w", id, err)
 	}
 	return u, nil
 }
 
-// Delete removes a user and, with them, their sessions.
+// Delete removes a user and, with them, their sessions and the API keys they created; their
+// access tokens are refused from the next request on.
 func (s *Users) Delete(ctx context.Context, p auth.Principal, id uuid.UUID) error {
 	err := s.DB.InTenantTx(ctx, p.TenantID, func(tx pgx.Tx) error {
 		cur, owners, err := lockForChange(ctx, tx, p, id)
@@ -414,11 +437,15 @@ func (s *Users) Delete(ctx context.Context, p auth.Principal, id uuid.UUID) erro
 		if cur.Role == auth.RoleOwner && owners <= 1 {
 			return errLastOwner
 		}
+		if err := s.APIKeys.RevokeUser(ctx, tx, id); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, "DELETE FROM users WHERE id = $1", id); err != nil {
 			return err
 		}
 		return s.Outbox.Append(ctx, tx, p.TenantID, "user.deleted", map[string]uuid.UUID{"id": id})
 	})
+	s.Roles.Invalidate(p.TenantID, id)
 	if err != nil {
 		return fmt.Errorf("users.delete %s: %w", id, err)
 	}
@@ -438,9 +465,4 @@ func lockForChange(ctx context.Context, tx pgx.Tx, p auth.Principal, id uuid.UUI
 		return User{}, 0, err
 	}
 	return u, len(ids), auth.CheckActOn(p, u.Role)
-}
-
-func isForeignKeyViolation(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23503"
 }

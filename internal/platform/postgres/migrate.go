@@ -89,6 +89,22 @@ func (m Migrator) Up(ctx context.Context) error {
 	return m.setRuntimePassword(ctx, db)
 }
 
+// UpTo applies the pending migrations up to and including version, and no later one: for
+// tests that need the schema as it was, to check what a later migration does to its data.
+func (m Migrator) UpTo(ctx context.Context, version int64) error {
+	p, db, err := m.provider()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	results, err := p.UpTo(ctx, version)
+	m.report(results)
+	if err != nil {
+		return fmt.Errorf("migrate up to %d: %w", version, err)
+	}
+	return nil
+}
+
 // Down rolls back the most recent migration. Roles are cluster-wide and never dropped.
 func (m Migrator) Down(ctx context.Context) error {
 	p, db, err := m.provider()

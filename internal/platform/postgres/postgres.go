@@ -34,7 +34,8 @@ type DB struct {
 // Options tune the runtime pool.
 type Options struct {
 	MaxConns         int32
-	StatementTimeout time.Duration // 0 keeps the role's default
+	StatementTimeout time.Duration   // 0 keeps the role's default
+	Tracer           pgx.QueryTracer // sees every statement (and batch, if a pgx.BatchTracer too)
 }
 
 // Open connects to url as given. Use RuntimeURL to turn the owner's URL into the runtime one.
@@ -46,6 +47,7 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 	if opt.MaxConns > 0 {
 		cfg.MaxConns = opt.MaxConns
 	}
+	cfg.ConnConfig.Tracer = opt.Tracer
 	if opt.StatementTimeout > 0 {
 		cfg.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(opt.StatementTimeout.Milliseconds())
 	}
@@ -223,6 +225,14 @@ func (db *DB) Ping(ctx context.Context) error { return db.Pool.Ping(ctx) }
 func IsUniqueViolation(err error, constraint string) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505" &&
+		(constraint == "" || pgErr.ConstraintName == constraint)
+}
+
+// IsForeignKeyViolation reports whether err is a foreign key violation of the named
+// constraint (any foreign key if constraint is empty).
+func IsForeignKeyViolation(err error, constraint string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23503" &&
 		(constraint == "" || pgErr.ConstraintName == constraint)
 }
 

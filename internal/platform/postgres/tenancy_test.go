@@ -287,17 +287,7 @@ func TestTenantReadIsScopedAndLeavesNothing(t *testing.T) {
 // all the way down, and up again.
 func TestMigrationsGoDownAndUp(t *testing.T) {
 	ctx := context.Background()
-	admin := pgtest.Owner(t)
-	name := "saasbase_downup_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
-	url, err := postgres.WithDatabase(pgtest.OwnerURL(t), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := postgres.Migrator{OwnerURL: url, FS: migrations.FS}
+	m := postgres.Migrator{OwnerURL: pgtest.Empty(t), FS: migrations.FS}
 	if err := m.Up(ctx); err != nil {
 		t.Fatalf("up: %v", err)
 	}

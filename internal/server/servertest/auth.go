@@ -95,6 +95,7 @@ type APIKey struct {
 	ID        string  `json:"id"`
 	Name      string  `json:"name"`
 	Role      string  `json:"role"`
+	CreatedBy string  `json:"created_by"`
 	Key       *string `json:"key"`
 	CreatedAt string  `json:"created_at"`
 }

@@ -99,6 +99,34 @@ func Owner(t testing.TB) *pgx.Conn {
 	return conn
 }
 
+// Empty creates a database with no schema, dropped when the test ends, and answers its URL
+// as the owner: for tests of the migrations themselves.
+func Empty(t testing.TB) string {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, ServerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	name := "saasbase_empty_" + randomSuffix()
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		if admin, err := pgx.Connect(ctx, ServerURL()); err == nil {
+			admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			admin.Close(ctx)
+		}
+	})
+	url, err := postgres.WithDatabase(ServerURL(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url
+}
+
 // ServerURL is the PostgreSQL server the tests use, as a role that may create databases:
 // TEST_DATABASE_URL, or the local server's postgres database.
 func ServerURL() string {
