@@ -643,7 +643,7 @@ func TestDevelopmentWarnsOfPublicKeys(t *testing.T) {
 	}
 
 	own := maps.Clone(dev.env)
-	own["HTTP_ADDR"] = freeAddr(t)
+	own["HTTP_ADDR"], own["METRICS_ADDR"] = freeAddr(t), freeAddr(t)
 	own["JWT_SIGNING_KEY"] = "c2VjcmV0LXNlZWQtb2YtdGhpcnR5LXR3by1ieXRlcyE="
 	own["WEBHOOK_SECRET_KEY"] = "b3RoZXItc2VjcmV0LW9mLXRoaXJ0eS10d28tYnl0ZXM="
 	if got := warnings(startService(t, own)); len(got) != 0 {
