@@ -429,8 +429,11 @@ func TestDenyCacheUnderAFlood(t *testing.T) {
 	wg.Wait()
 	n, a, s := calls.n.Load(), admitted.Load(), sent.Load()
 	t.Logf("%d requests, %d admitted, %d Redis calls", s, a, n)
-	if n > 3*a+10 || n > s/10 {
-		t.Fatalf("%d Redis calls for %d requests, %d admitted: want at most 3 per admitted request", n, s, a)
+	// Without the cache every request is a call (n ≈ s). With it, a couple per admitted
+	// request; the bound leaves room for a busy machine, where waiters time out and ask
+	// themselves more often (BenchmarkFlood measures the calls).
+	if n > 5*a+20 || n > s/10 {
+		t.Fatalf("%d Redis calls for %d requests, %d admitted: want at most 5 per admitted request, and far fewer than requests", n, s, a)
 	}
 }
 
