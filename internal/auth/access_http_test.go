@@ -31,22 +31,6 @@ func wantAll(t *testing.T, s *servertest.Server, creds []credential, path string
 	}
 }
 
-// poll calls check until it reports done, failing after deadline.
-func poll(t testing.TB, deadline time.Duration, what string, check func() (done bool, last string)) {
-	t.Helper()
-	end := time.Now().Add(deadline)
-	for {
-		done, last := check()
-		if done {
-			return
-		}
-		if time.Now().After(end) {
-			t.Fatalf("%s: not within %s; last answer: %s", what, deadline, last)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 // TestAccessFollowsTheUsersCurrentRole: what a user's tokens and keys may do follows the
 // user's role of the moment, on every replica: a demotion holds at once on the replica that
 // made it and within a second on the others, for access tokens already issued, for the keys
@@ -94,7 +78,7 @@ func TestAccessFollowsTheUsersCurrentRole(t *testing.T) {
 		Body: map[string]string{"name": "escape", "role": "member"}}).Want(t, http.StatusForbidden, "forbidden")
 	// Soon on the other replica.
 	for _, c := range creds {
-		poll(t, 5*time.Second, "the other replica refuses "+c.name+" an admin route", func() (bool, string) {
+		servertest.Poll(t, 5*time.Second, "the other replica refuses "+c.name+" an admin route", func() (bool, string) {
 			res := replica.Get(t, c.token, "/v1/users")
 			return res.Status == http.StatusForbidden, string(res.Body)
 		})
@@ -118,7 +102,7 @@ func TestAccessFollowsTheUsersCurrentRole(t *testing.T) {
 	wantAll(t, s, creds, "/v1/me", http.StatusUnauthorized, "unauthorized")
 	wantAll(t, s, creds, "/v1/projects", http.StatusUnauthorized, "unauthorized")
 	wantAll(t, replica, creds[1:], "/v1/projects", http.StatusUnauthorized, "unauthorized")
-	poll(t, 5*time.Second, "the other replica refuses the deleted user's access token", func() (bool, string) {
+	servertest.Poll(t, 5*time.Second, "the other replica refuses the deleted user's access token", func() (bool, string) {
 		res := replica.Get(t, admin.AccessToken, "/v1/projects")
 		return res.Status == http.StatusUnauthorized, string(res.Body)
 	})

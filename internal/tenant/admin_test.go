@@ -11,22 +11,6 @@ import (
 	"github.com/saasbase/saasbase/internal/server/servertest"
 )
 
-// poll calls check until it reports done, failing after deadline.
-func poll(t testing.TB, deadline time.Duration, what string, check func() (done bool, last string)) {
-	t.Helper()
-	end := time.Now().Add(deadline)
-	for {
-		done, last := check()
-		if done {
-			return
-		}
-		if time.Now().After(end) {
-			t.Fatalf("%s: not within %s; last answer: %s", what, deadline, last)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 func TestSuspendedTenantIsRefusedOnEveryReplica(t *testing.T) {
 	s := servertest.New(t)
 	replica := servertest.New(t) // another replica on the same database
@@ -66,7 +50,7 @@ func TestSuspendedTenantIsRefusedOnEveryReplica(t *testing.T) {
 	s.Me(t, b.Token) // other tenants are not affected
 
 	// Soon on the other replica.
-	poll(t, 5*time.Second, "the other replica refuses the suspended tenant", func() (bool, string) {
+	servertest.Poll(t, 5*time.Second, "the other replica refuses the suspended tenant", func() (bool, string) {
 		res := replica.Get(t, a.Token, "/v1/me")
 		return res.Status == http.StatusForbidden && res.Problem(t).Code == "tenant_suspended", string(res.Body)
 	})
@@ -81,7 +65,7 @@ func TestSuspendedTenantIsRefusedOnEveryReplica(t *testing.T) {
 	s.Me(t, a.Token)
 	s.Me(t, key)
 	s.Login(t, a.Slug, a.OwnerEmail, servertest.Password)
-	poll(t, 5*time.Second, "the other replica serves the reactivated tenant", func() (bool, string) {
+	servertest.Poll(t, 5*time.Second, "the other replica serves the reactivated tenant", func() (bool, string) {
 		res := replica.Get(t, a.Token, "/v1/me")
 		return res.Status == http.StatusOK, string(res.Body)
 	})

@@ -16,6 +16,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/routers"
@@ -355,4 +356,22 @@ func (s *Server) TryDo(req Request) (*Response, error) {
 	defer res.Body.Close()
 	body, err := io.ReadAll(res.Body)
 	return &Response{Status: res.StatusCode, Header: res.Header, Body: body}, err
+}
+
+// Poll calls check until it reports done, and fails the test with what and check's last
+// answer once deadline has passed: for what happens in its own time (a change reaching
+// another replica). Tests wait this way rather than sleep and assert.
+func Poll(t testing.TB, deadline time.Duration, what string, check func() (done bool, last string)) {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	for {
+		done, last := check()
+		if done {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%s: not within %s; last answer: %s", what, deadline, last)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
 }
