@@ -41,9 +41,21 @@ help: ## list the targets
 	@echo
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-run: build ## migrate (creating the database and roles) and serve on HTTP_ADDR (:8080) against local PostgreSQL and Redis
+# `make run` gives payments a Stripe to talk to: stripe-mock on RUN_STRIPE_ADDR, started with
+# the service and stopped with it, unless STRIPE_SECRET_KEY points the service at Stripe.
+RUN_STRIPE_ADDR ?= 127.0.0.1:12111
+
+run: build tools ## migrate (creating the database and roles) and serve on HTTP_ADDR (:8080) against local PostgreSQL and Redis, with stripe-mock for payments unless STRIPE_SECRET_KEY is set
 	$(BIN) migrate up
-	exec $(BIN) serve
+	@if [ -n "$${STRIPE_SECRET_KEY:-}" ]; then exec $(BIN) serve; fi; \
+	if curl -s -o /dev/null http://$(RUN_STRIPE_ADDR)/; then echo "run: something already answers on $(RUN_STRIPE_ADDR) (RUN_STRIPE_ADDR)"; exit 1; fi; \
+	mock="$$(command -v stripe-mock || echo "$(GOBIN_DIR)/stripe-mock")"; \
+	mkdir -p bin/stripe-mock; rm -f bin/stripe-mock/run-https.sock; \
+	"$$mock" -http-addr $(RUN_STRIPE_ADDR) -https-unix bin/stripe-mock/run-https.sock >bin/run-stripe-mock.log 2>&1 & mock_pid=$$!; \
+	trap 'kill $$mock_pid 2>/dev/null; wait $$mock_pid 2>/dev/null || true' EXIT; \
+	trap 'exit 130' INT TERM; \
+	echo "run: stripe-mock on $(RUN_STRIPE_ADDR) answers payments (log: bin/run-stripe-mock.log; set STRIPE_SECRET_KEY to use Stripe)"; \
+	STRIPE_SECRET_KEY=sk_test_local STRIPE_API_URL=http://$(RUN_STRIPE_ADDR) $(BIN) serve
 
 build: ## build the static binary to bin/api
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/api
