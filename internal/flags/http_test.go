@@ -335,7 +335,6 @@ func TestOFREPSingle(t *testing.T) {
 		{`{"context": {"targetingKey": "` + strings.Repeat("k", 257) + `"}}`, CodeInvalidContext},
 		{`{"context": {`, CodeParseError},
 		{`[]`, CodeParseError},
-		{`{"context": {}, "flags": []}`, CodeParseError},
 		{`{"context": {}} {}`, CodeParseError},
 	} {
 		fail.Key, fail.ErrorCode = "", ""
@@ -350,6 +349,34 @@ func TestOFREPSingle(t *testing.T) {
 	}
 	if a := e.do(t, "POST", path, "", nil); a.status != http.StatusUnauthorized {
 		t.Errorf("no credential: %d", a.status)
+	}
+}
+
+// Unknown top-level members of a request are ignored, for forward compatibility (members
+// inside context are targeting attributes, and always were allowed): a single and a bulk
+// evaluation with one answer as without it.
+func TestOFREPIgnoresUnknownMembers(t *testing.T) {
+	t.Parallel()
+	e := newHTTPEnv(t)
+	_, token := e.tenant(t, "free")
+	key := uniqueKey("future")
+	in := flagInput(0, true)
+	in.Rules = []Rule{{Conditions: []Condition{{Attribute: "country", Operator: OpIn, Values: []any{"fr"}}}, Variant: "on"}}
+	e.putFlag(t, key, in)
+	const body = `{"context": {"targetingKey": "user-1", "country": "fr"}, "futureField": 1, "flags": ["x"]}`
+	want := Evaluation{Key: key, Value: true, Variant: "on", Reason: ReasonTargetingMatch}
+
+	var ev Evaluation
+	a := e.do(t, "POST", "/ofrep/v1/evaluate/flags/"+key, token, body)
+	a.decode(t, &ev)
+	if a.status != http.StatusOK || ev != want {
+		t.Errorf("single: %d %s, want 200 %+v", a.status, a.body, want)
+	}
+	var bulk struct{ Flags []Evaluation }
+	a = e.do(t, "POST", "/ofrep/v1/evaluate/flags", token, body)
+	a.decode(t, &bulk)
+	if i := slices.IndexFunc(bulk.Flags, func(ev Evaluation) bool { return ev.Key == key }); a.status != http.StatusOK || i < 0 || bulk.Flags[i] != want {
+		t.Errorf("bulk: %d %s, want 200 with %+v", a.status, a.body, want)
 	}
 }
 

@@ -150,11 +150,12 @@ func parseOFREPContext(body []byte) (key string, attrs map[string]any, fail *ofr
 		}
 		return "", nil, parseError(f.Field + " " + f.Message)
 	}
+	// Members other than context are ignored, not refused: a client written against a later
+	// OFREP may send more, and its context still evaluates.
 	var req struct {
 		Context json.RawMessage `json:"context"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		var typ *json.UnmarshalTypeError
 		if errors.As(err, &typ) {

@@ -20,6 +20,7 @@ type Decision struct {
 
 	call    *call
 	binding int   // the limit whose numbers the RateLimit header shows
+	capped  bool  // the binding limit's cap on requests in flight denied; Remaining and ResetAfter are still its bucket's
 	hold    *hold // the in-flight slots this request holds, if any limit caps concurrency
 }
 
@@ -53,8 +54,8 @@ func (c *call) decide(allowed bool, st []state) Decision {
 		d.Policy, d.RetryAfter = c.limits[d.binding].Policy, micros(b.wait)
 		return d
 	}
-	// No bucket denied, so a cap on requests in flight did. When one frees is unknown: a
-	// second is the hint.
+	// No bucket denied, so a cap on requests in flight did. When a slot frees is unknown:
+	// Retry-After hints a second, and the RateLimit field has no t.
 	for i, p := range c.params {
 		if p.maxConc > 0 && st[i].inflight >= p.maxConc {
 			d.binding = i
@@ -65,7 +66,7 @@ func (c *call) decide(allowed bool, st []state) Decision {
 		d.binding = 0 // not reached with a consistent reply; deny under the first limit
 	}
 	v := c.params[d.binding].viewOf(st[d.binding].used, false)
-	d.Policy = c.limits[d.binding].Policy + concurrencySuffix
+	d.Policy, d.capped = c.limits[d.binding].Policy+concurrencySuffix, true
 	d.Remaining, d.ResetAfter, d.RetryAfter = v.remaining, time.Second, time.Second
 	return d
 }
@@ -85,9 +86,14 @@ func ceilSeconds(d time.Duration) int64 {
 	return int64((d + time.Second - 1) / time.Second)
 }
 
-// SetHeaders writes the IETF draft fields: RateLimit-Policy with every limit of the request,
-// q its burst and w the seconds an empty bucket takes to refill, and RateLimit with the
-// remaining requests r and the seconds t of the limit that decided.
+// SetHeaders writes the IETF draft fields (draft-ietf-httpapi-ratelimit-headers).
+// RateLimit-Policy lists every limit of the request: a bucket with q its burst and w the
+// seconds it takes to refill from empty, and a cap on requests in flight as a policy of its
+// own, "<policy>.concurrency", with q the cap and qu="concurrent-requests" (the draft's unit
+// for it; a cap has no window, so no w). RateLimit is the policy that decided: the limit
+// nearest denial, with r the requests left and t the seconds to wait or to refill, or the
+// one that denied; a cap that denied says r=0 and no t (optional in the draft), since when a
+// slot frees is unknown.
 func (d Decision) SetHeaders(h http.Header) {
 	if d.call == nil {
 		return
@@ -98,17 +104,28 @@ func (d Decision) SetHeaders(h http.Header) {
 			buf = append(buf, ", "...)
 		}
 		p := d.call.params[i]
-		buf = appendItem(buf, lim.Policy)
+		buf = appendItem(buf, lim.Policy, "")
 		buf = append(buf, ";q="...)
 		buf = strconv.AppendInt(buf, p.burst, 10)
 		buf = append(buf, ";w="...)
 		buf = strconv.AppendInt(buf, ceilSeconds(micros(p.tau())), 10)
+		if p.maxConc > 0 {
+			buf = appendItem(append(buf, ", "...), lim.Policy, concurrencySuffix)
+			buf = append(buf, ";q="...)
+			buf = strconv.AppendInt(buf, p.maxConc, 10)
+			buf = append(buf, `;qu="concurrent-requests"`...)
+		}
 	}
 	// The names are spelled in Go's canonical form (header names are case-insensitive), so
 	// Set finds them canonical and does not build a re-cased copy on every request.
 	h.Set("Ratelimit-Policy", string(buf))
 
-	buf = appendItem(buf[:0], d.call.limits[d.binding].Policy)
+	if d.capped {
+		buf = appendItem(buf[:0], d.call.limits[d.binding].Policy, concurrencySuffix)
+		h.Set("Ratelimit", string(append(buf, ";r=0"...)))
+		return
+	}
+	buf = appendItem(buf[:0], d.call.limits[d.binding].Policy, "")
 	buf = append(buf, ";r="...)
 	buf = strconv.AppendInt(buf, d.Remaining, 10)
 	buf = append(buf, ";t="...)
@@ -116,11 +133,12 @@ func (d Decision) SetHeaders(h http.Header) {
 	h.Set("Ratelimit", string(buf))
 }
 
-// appendItem appends a policy name as a structured-field string; names are checked to need
-// no escaping.
-func appendItem(buf []byte, name string) []byte {
+// appendItem appends a policy name and suffix as a structured-field string; names are
+// checked to need no escaping.
+func appendItem(buf []byte, name, suffix string) []byte {
 	buf = append(buf, '"')
 	buf = append(buf, name...)
+	buf = append(buf, suffix...)
 	return append(buf, '"')
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -230,5 +231,59 @@ func TestPerIP(t *testing.T) {
 	from("[2001:db8:1:2::3]:5000", "")
 	if code := from("[2001:db8:1:2::4]:5000", ""); code != 429 {
 		t.Fatalf("a fourth address in one /64: %d, want 429", code)
+	}
+}
+
+// A cap on requests in flight is a policy of its own in RateLimit-Policy, counted in
+// concurrent requests and with no window, and a request it denies is answered with that
+// policy's RateLimit: none left, and no t, since when a slot frees is unknown.
+func TestHeadersOfTheConcurrencyCap(t *testing.T) {
+	l, _ := newLimiter(t, newClient(t, redisAddr), newPrefix(t), ratelimit.Options{})
+	tenant := tenantLimit(1000, 1000)
+	tenant.MaxConcurrent = 1
+	key := ratelimit.Limit{Scope: tenant.Scope, Policy: "key", ID: uuid.NewString(), Rate: 100, Burst: 200}
+	entered, unblock := make(chan struct{}), make(chan struct{})
+	h := ratelimit.Middleware(l, fixed(tenant, key))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-unblock
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	wantPolicies := func(w *httptest.ResponseRecorder) {
+		t.Helper()
+		got := parseList(t, w.Header().Get("RateLimit-Policy"))
+		want := []sfItem{
+			{"tenant", map[string]any{"q": int64(1000), "w": int64(1)}},
+			{"tenant.concurrency", map[string]any{"q": int64(1), "qu": "concurrent-requests"}},
+			{"key", map[string]any{"q": int64(200), "w": int64(2)}},
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("RateLimit-Policy %q, want %+v", w.Header().Get("RateLimit-Policy"), want)
+		}
+	}
+
+	first := make(chan *httptest.ResponseRecorder)
+	go func() { first <- serve(h, httptest.NewRequest("GET", "/", nil)) }()
+	<-entered
+	w := serve(h, httptest.NewRequest("GET", "/", nil))
+	var p httpx.Problem
+	json.Unmarshal(w.Body.Bytes(), &p)
+	if w.Code != http.StatusTooManyRequests || p.Policy != "tenant.concurrency" {
+		t.Fatalf("second in flight: %d %s, want 429 by tenant.concurrency", w.Code, w.Body)
+	}
+	wantPolicies(w)
+	got := parseList(t, w.Header().Get("RateLimit"))
+	want := []sfItem{{"tenant.concurrency", map[string]any{"r": int64(0)}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("RateLimit %q, want %+v", w.Header().Get("RateLimit"), want)
+	}
+
+	close(unblock)
+	w = <-first
+	if w.Code != http.StatusNoContent {
+		t.Fatalf("the request in flight: %d", w.Code)
+	}
+	wantPolicies(w)
+	if got := parseList(t, w.Header().Get("RateLimit")); len(got) != 1 || got[0].name != "key" {
+		t.Fatalf("admitted: RateLimit %q, want the key's, nearest denial", w.Header().Get("RateLimit"))
 	}
 }

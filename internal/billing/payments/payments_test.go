@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -293,8 +294,12 @@ func signed(t *testing.T, eventID, typ, intentID, status string, at time.Time) (
 		"id": eventID, "object": "event", "type": typ, "api_version": "2023-10-16", "created": at.Unix(),
 		"data": map[string]any{"object": map[string]any{"id": intentID, "object": "payment_intent", "status": status}},
 	})
-	sp := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: stripetest.WebhookSecret, Timestamp: at})
-	return sp.Payload, sp.Header
+	return body, sign(body, at)
+}
+
+// sign answers the Stripe-Signature of body at the time at, under the test server's secret.
+func sign(body []byte, at time.Time) string {
+	return webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: stripetest.WebhookSecret, Timestamp: at}).Header
 }
 
 func deliver(t *testing.T, s *servertest.Server, body []byte, sig string) *servertest.Response {
@@ -352,6 +357,54 @@ func TestStripeWebhooks(t *testing.T) {
 	}
 	if res := deliver(t, s, body, "t=1,v1=deadbeef"); res.Status != 400 {
 		t.Fatalf("garbage signature: %d %s", res.Status, res.Body)
+	}
+}
+
+// The signature is verified before the body is parsed: a verified event that does not parse
+// is a 400 saying so, never that it does not verify; a verified event of a shape this service
+// does not act on, such as a v2 thin event (no data.object), is a 200 and ignored. A bad
+// signature and a stale timestamp are still a 400 naming the signature.
+func TestStripeWebhookParsesOnlyWhatVerifies(t *testing.T) {
+	s := servertest.New(t, stripetest.Configure(stripetest.NewFake(t).URL))
+	now := time.Now()
+	const badSignature = "does not verify"
+
+	for name, body := range map[string]string{
+		"not JSON":      `{"id": "evt_1", "object": "event",`,
+		"not an object": `["evt_1"]`,
+		"a wrongly typed field": `{"id": "evt_2", "object": "event", "type": "payment_intent.succeeded", "created": "yesterday",
+			"data": {"object": {"id": "pi_1", "object": "payment_intent", "status": "succeeded"}}}`,
+	} {
+		res := deliver(t, s, []byte(body), sign([]byte(body), now))
+		if p := res.Problem(t); res.Status != 400 || p.Code != "validation_failed" ||
+			!strings.Contains(p.Detail, "does not parse") || strings.Contains(p.Detail, badSignature) {
+			t.Errorf("%s, validly signed: %d %s, want 400 saying it does not parse", name, res.Status, res.Body)
+		}
+	}
+
+	for name, body := range map[string]string{
+		"v2 thin event": `{"id": "evt_test_65R8", "object": "v2.core.event", "type": "v1.billing.meter.error_report_triggered",
+			"livemode": false, "created": "2024-09-17T06:20:52.246Z",
+			"related_object": {"id": "mtr_test_61R8", "type": "billing.meter", "url": "/v1/billing/meters/mtr_test_61R8"}}`,
+		"unknown type": `{"id": "evt_3", "object": "event", "type": "customer.created", "api_version": "2023-10-16",
+			"created": 1700000000, "data": {"object": {"id": "cus_1", "object": "customer"}}}`,
+		"a known type without data.object": `{"id": "evt_4", "object": "event", "type": "payment_intent.succeeded", "created": 1700000000, "data": {}}`,
+	} {
+		if res := deliver(t, s, []byte(body), sign([]byte(body), now)); res.Status != 200 {
+			t.Errorf("%s, validly signed: %d %s, want 200 and ignored", name, res.Status, res.Body)
+		}
+	}
+
+	body := []byte("not JSON, and not signed by Stripe")
+	for name, sig := range map[string]string{
+		"bad signature":   "t=" + strconv.FormatInt(now.Unix(), 10) + ",v1=deadbeef",
+		"stale timestamp": sign(body, now.Add(-6*time.Minute)),
+		"no signature":    "",
+	} {
+		res := deliver(t, s, body, sig)
+		if p := res.Problem(t); res.Status != 400 || !strings.Contains(p.Detail, badSignature) {
+			t.Errorf("%s: %d %s, want 400 saying it does not verify", name, res.Status, res.Body)
+		}
 	}
 }
 

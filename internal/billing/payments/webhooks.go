@@ -23,11 +23,14 @@ var (
 	errNoWebhookSetup = errs.E(errs.Unavailable, "payment_provider_unavailable", "Stripe webhooks are not configured on this server (STRIPE_WEBHOOK_SECRET is empty)")
 )
 
-// StripeWebhook is POST /v1/webhooks/stripe. The signature is checked over the raw body with a
-// 5-minute tolerance. stripe-go v76 pins API version 2023-10-16 and by default refuses events
-// of any other version; an account's webhook endpoint may be on another, so the mismatch is
-// accepted on purpose and only fields stable across versions are read (ids, statuses,
-// amounts, metadata).
+// StripeWebhook is POST /v1/webhooks/stripe. The signature is checked first, over the raw
+// body with a 5-minute tolerance, and only a verified body is parsed: a body that verifies
+// is never answered as if it did not, and what does not verify is never read. A verified
+// event that does not parse is a 400 saying so; one of a shape this service does not act on
+// (a v2 thin event: no data.object) is a 200 and ignored, since Stripe retries anything else
+// for days. stripe-go v76 pins API version 2023-10-16 and by default refuses events of any
+// other version; an account's webhook endpoint may be on another, so the version is not
+// checked and only fields stable across versions are read (ids, statuses, amounts, metadata).
 func (h *Handler) StripeWebhook(w http.ResponseWriter, r *http.Request) error {
 	if h.WebhookSecret == "" {
 		return errNoWebhookSetup
@@ -39,16 +42,48 @@ func (h *Handler) StripeWebhook(w http.ResponseWriter, r *http.Request) error {
 	if len(body) > httpx.MaxBody {
 		return errs.E(errs.TooLarge, "payload_too_large", "the event is larger than %d bytes", httpx.MaxBody)
 	}
-	ev, err := webhook.ConstructEventWithOptions(body, r.Header.Get("Stripe-Signature"), h.WebhookSecret,
-		webhook.ConstructEventOptions{Tolerance: 5 * time.Minute, IgnoreAPIVersionMismatch: true})
-	if err != nil {
+	if err := webhook.ValidatePayloadWithTolerance(body, r.Header.Get("Stripe-Signature"), h.WebhookSecret, 5*time.Minute); err != nil {
 		return errBadSignature
 	}
-	if err := h.Payments.ApplyEvent(r.Context(), ev); err != nil {
+	ev, ok, err := parseEvent(body)
+	if err != nil {
 		return err
+	}
+	if ok {
+		if err := h.Payments.ApplyEvent(r.Context(), ev); err != nil {
+			return err
+		}
 	}
 	httpx.JSON(w, http.StatusOK, map[string]bool{"received": true})
 	return nil
+}
+
+// parseEvent reads a verified body: ok is false for an event of a shape this service does
+// not act on, and the error a validation_failed for a body that does not parse. A v1
+// snapshot event ("object": "event") carries its object in data.object; a v2 thin event
+// ("object": "v2.core.event") carries none, and its created is a string that stripe.Event,
+// an integer there, could not take, so the shape is looked at before the event is decoded.
+func parseEvent(body []byte) (ev stripe.Event, ok bool, err error) {
+	var shape struct {
+		Object string `json:"object"`
+		Data   struct {
+			Object json.RawMessage `json:"object"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &shape); err != nil {
+		return ev, false, notParsing(err)
+	}
+	if shape.Object != "event" || len(shape.Data.Object) == 0 || string(shape.Data.Object) == "null" {
+		return ev, false, nil
+	}
+	if err := json.Unmarshal(body, &ev); err != nil {
+		return ev, false, notParsing(err)
+	}
+	return ev, true, nil
+}
+
+func notParsing(err error) error {
+	return errs.E(errs.Invalid, "validation_failed", "the event verifies but does not parse as a Stripe event: %v", err)
 }
 
 // ApplyEvent makes a Stripe event take effect, once: its id is recorded in the transaction
