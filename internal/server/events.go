@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/saasbase/saasbase/internal/events"
 	"github.com/saasbase/saasbase/internal/events/webhook"
@@ -42,7 +41,7 @@ func (a *App) events(cfg config.Config, outbox *events.Outbox) (*webhook.Endpoin
 	a.EventsReaper = &events.Reaper{DB: a.DB, Clock: a.Clock}
 	a.Deliverer = &webhook.Deliverer{
 		DB: a.DB, Clock: a.Clock, Secrets: secrets, Outbox: outbox, Logger: a.Logger,
-		Client:  webhook.NewClient(cfg.WebhooksAllowPrivate, 10*time.Second),
+		Client:  webhook.NewClient(cfg.WebhooksAllowPrivate, cfg.WebhookTimeout),
 		Metrics: webhook.NewMetrics(a.Registry),
 	}
 	return endpoints, nil

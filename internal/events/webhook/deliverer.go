@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -126,7 +127,7 @@ type message struct {
 	endpoint uuid.UUID
 	url      string
 	body     []byte
-	key      []byte
+	keys     [][]byte // the current secret's, then the previous one's while it still signs
 }
 
 // result is how one attempt went.
@@ -136,6 +137,9 @@ type result struct {
 	status   int    // 0 without an answer
 	outcome  string // outcome* constants
 	err      string // "" on success
+	// retryAfter is the receiver's Retry-After on a 429 or 503 (0 without one): how long
+	// it asks us to wait.
+	retryAfter time.Duration
 }
 
 // deliver makes one attempt of a claimed delivery and records it. Once begun, an attempt
@@ -159,14 +163,17 @@ func (d *Deliverer) deliver(ctx context.Context, c claim) error {
 // load reads what the attempt sends; ok is false if the delivery is no longer pending or its
 // endpoint was disabled or deleted since the claim.
 func (d *Deliverer) load(ctx context.Context, c claim) (m message, ok bool, err error) {
-	var sealed []byte
+	var sealed, previous []byte
 	b := &pgx.Batch{}
+	// The previous secret is read only while it still signs; the clock is ours, not the
+	// database's, like every other time here.
 	b.Queue(`
-		SELECT d.event_id, e.id, e.url, d.body, e.secret_sealed
+		SELECT d.event_id, e.id, e.url, d.body, e.secret_sealed,
+		       CASE WHEN e.previous_secret_expires_at > $2 THEN e.previous_secret_sealed END
 		  FROM webhook_deliveries d JOIN webhook_endpoints e ON e.tenant_id = d.tenant_id AND e.id = d.endpoint_id
-		 WHERE d.id = $1 AND d.status = 'pending' AND e.status = 'enabled'`, c.delivery).
+		 WHERE d.id = $1 AND d.status = 'pending' AND e.status = 'enabled'`, c.delivery, d.Clock.Now()).
 		QueryRow(func(row pgx.Row) error {
-			err := row.Scan(&m.eventID, &m.endpoint, &m.url, &m.body, &sealed)
+			err := row.Scan(&m.eventID, &m.endpoint, &m.url, &m.body, &sealed, &previous)
 			if postgres.IsNoRows(err) {
 				return nil
 			}
@@ -177,8 +184,17 @@ func (d *Deliverer) load(ctx context.Context, c claim) (m message, ok bool, err 
 		return m, false, err
 	}
 	m.tenant = c.tenant
-	m.key, err = d.Secrets.Open(sealed, aad(c.tenant, m.endpoint))
-	return m, err == nil, err
+	for _, s := range [][]byte{sealed, previous} {
+		if s == nil {
+			continue
+		}
+		key, err := d.Secrets.Open(s, aad(c.tenant, m.endpoint))
+		if err != nil {
+			return m, false, err
+		}
+		m.keys = append(m.keys, key)
+	}
+	return m, true, nil
 }
 
 // send makes one attempt. The answer's body is read (a little of it) only so that the
@@ -195,7 +211,13 @@ func (d *Deliverer) send(ctx context.Context, m message) result {
 	req.Header.Set("User-Agent", "saasbase-webhooks/1")
 	req.Header.Set(HeaderID, id)
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(r.at.Unix(), 10))
-	req.Header.Set(HeaderSignature, Sign(m.key, id, r.at, m.body))
+	// Standard Webhooks: one signature per secret, space-separated; a receiver accepts the
+	// message if any of them verifies with the secret it holds.
+	sigs := make([]string, len(m.keys))
+	for i, key := range m.keys {
+		sigs[i] = Sign(key, id, r.at, m.body)
+	}
+	req.Header.Set(HeaderSignature, strings.Join(sigs, " "))
 
 	started := time.Now()
 	res, err := d.Client.Do(req)
@@ -225,9 +247,34 @@ func (d *Deliverer) send(ctx context.Context, m message) result {
 	default:
 		r.status, r.outcome = res.StatusCode, outcomeHTTPError
 		r.err = fmt.Sprintf("answered %d; only 2xx counts as delivered (redirects are not followed)", res.StatusCode)
+		if res.StatusCode == http.StatusGone {
+			r.err = "answered 410 Gone: the receiver no longer wants deliveries; the endpoint is disabled"
+		}
+		if res.StatusCode == http.StatusTooManyRequests || res.StatusCode == http.StatusServiceUnavailable {
+			r.retryAfter = retryAfter(res.Header.Get("Retry-After"), d.Clock.Now())
+		}
 	}
 	d.Metrics.attempt(r.outcome, r.duration)
 	return r
+}
+
+// MaxRetryAfter bounds how long a receiver's Retry-After may put off the next attempt: a
+// receiver cannot park a delivery for days, past the rest of its schedule.
+const MaxRetryAfter = time.Hour
+
+// retryAfter reads a Retry-After value, delay-seconds or an HTTP-date (RFC 9110 10.2.3), as
+// a wait from now; 0 if it is absent, malformed or already past.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // noPublicAddress is the attempt's error, as its tenant sees it, when the endpoint's host
@@ -283,13 +330,28 @@ func (d *Deliverer) record(ctx context.Context, c claim, m message, r result) er
 			return err
 		}
 
+		if r.status == http.StatusGone {
+			// Standard Webhooks: 410 is the receiver saying it wants no more deliveries. This
+			// one stops here, and the endpoint is disabled as a failing one is: the rest wait
+			// for an admin to enable it again.
+			if _, err := tx.Exec(ctx, "UPDATE webhook_deliveries SET attempts = $2, status = 'failed', updated_at = $3 WHERE id = $1",
+				c.delivery, n, now); err != nil {
+				return err
+			}
+			exhausted = true
+			disabled, err = d.disable(ctx, tx, c.tenant, m.endpoint, disabledGone, now)
+			return err
+		}
+
 		schedule := d.Schedule
 		if schedule == nil {
 			schedule = DefaultSchedule()
 		}
 		st, next := DeliveryPending, now
 		if k := n - retryFrom; k <= len(schedule) {
-			next = now.Add(schedule[k-1])
+			// A receiver's Retry-After may put the attempt off, never bring it forward, and
+			// at most by MaxRetryAfter.
+			next = now.Add(max(schedule[k-1], min(r.retryAfter, MaxRetryAfter)))
 		} else {
 			st, exhausted = DeliveryFailed, true
 		}
@@ -324,16 +386,28 @@ func (d *Deliverer) failing(ctx context.Context, tx pgx.Tx, tenant, endpoint uui
 	if err != nil || now.Sub(since) < after {
 		return false, err
 	}
+	return d.disable(ctx, tx, tenant, endpoint, disabledFailing, now)
+}
+
+// Reasons for an automatic disable (disabled_reason).
+const (
+	disabledFailing = "failing" // no success for DisableAfter
+	disabledGone    = "gone"    // the receiver answered 410 Gone
+)
+
+// disable turns an enabled endpoint off for reason and says so in an event; disabled is
+// false if it was off already.
+func (d *Deliverer) disable(ctx context.Context, tx pgx.Tx, tenant, endpoint uuid.UUID, reason string, now time.Time) (disabled bool, err error) {
 	e, err := scanEndpoint(tx.QueryRow(ctx, `
-		UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = 'failing', updated_at = $2
-		 WHERE id = $1 AND status = 'enabled' RETURNING `+endpointColumns, endpoint, now))
+		UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = $3, updated_at = $2
+		 WHERE id = $1 AND status = 'enabled' RETURNING `+endpointColumns, endpoint, now, reason))
 	switch {
 	case errs.Is(err, errs.NotFound):
 		return false, nil // disabled already
 	case err != nil:
 		return false, err
 	}
-	d.logger().WarnContext(ctx, "webhook endpoint disabled after failing", slog.String("tenant_id", tenant.String()),
-		slog.String("endpoint_id", endpoint.String()), slog.Time("failing_since", since))
+	d.logger().WarnContext(ctx, "webhook endpoint disabled", slog.String("tenant_id", tenant.String()),
+		slog.String("endpoint_id", endpoint.String()), slog.String("reason", reason))
 	return true, d.Outbox.Append(ctx, tx, tenant, EventEndpointDisabled, e)
 }

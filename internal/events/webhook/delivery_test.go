@@ -71,6 +71,7 @@ func TestDeliverySignedAndRetried(t *testing.T) {
 			Type       string            `json:"type"`
 			TenantID   uuid.UUID         `json:"tenant_id"`
 			OccurredAt time.Time         `json:"occurred_at"`
+			Timestamp  time.Time         `json:"timestamp"`
 			Data       map[string]string `json:"data"`
 		}
 		if err := json.Unmarshal(r.body, &env); err != nil {
@@ -78,6 +79,9 @@ func TestDeliverySignedAndRetried(t *testing.T) {
 		}
 		if env.ID != eventID || env.Type != "project.created" || env.TenantID != tenant || env.Data["name"] != "apollo" || env.OccurredAt.IsZero() {
 			t.Errorf("request %d: body %s is not the event's envelope", i, r.body)
+		}
+		if !env.Timestamp.Equal(env.OccurredAt) {
+			t.Errorf("request %d: body %s: timestamp is not occurred_at (Standard Webhooks' payload timestamp)", i, r.body)
 		}
 	}
 	if got[0].header.Get("webhook-id") != got[1].header.Get("webhook-id") || string(got[0].body) != string(got[1].body) {
@@ -264,5 +268,88 @@ func TestCreateChecksURL(t *testing.T) {
 		if _, err := f.endpoints.Create(ctx, tenant, in); (err != nil) != tc.dev {
 			t.Errorf("development: %s: err = %v, want refused=%v", tc.url, err, tc.dev)
 		}
+	}
+}
+
+// A receiver answering 410 Gone wants no more: the endpoint is disabled ("gone", with an
+// event), that delivery is not tried again, and the others wait for an enable.
+func TestGoneDisablesEndpoint(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, true)
+	tenant := f.newTenant()
+	rcv := newReceiver(t, http.StatusGone)
+	ep, err := f.endpoints.Create(ctx, tenant, webhook.EndpointInput{URL: rcv.URL, EventTypes: []string{"project.created"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.emit(tenant, "project.created", map[string]string{})
+	if n := f.deliverDue(); n != 1 {
+		t.Fatalf("sent %d deliveries, want 1", n)
+	}
+	got, err := f.endpoints.Get(ctx, tenant, ep.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != webhook.StatusDisabled || got.DisabledReason == nil || *got.DisabledReason != "gone" {
+		t.Fatalf("after a 410: %+v, want disabled, gone", got)
+	}
+	if n := f.count("SELECT count(*) FROM outbox WHERE tenant_id = $1 AND type = 'webhook_endpoint.disabled'", tenant); n != 1 {
+		t.Errorf("%d webhook_endpoint.disabled events, want 1", n)
+	}
+	f.emit(tenant, "project.created", map[string]string{})
+	f.clock.Advance(24 * time.Hour)
+	if n := f.deliverDue(); n != 0 || len(rcv.requests()) != 1 {
+		t.Fatalf("after the 410: sent %d more deliveries, receiver got %d requests; want none more", n, len(rcv.requests()))
+	}
+	ds, _ := f.endpoints.Deliveries(ctx, tenant, ep.ID, httpx.Page{Limit: 10})
+	if len(ds) != 1 || ds[0].Status != webhook.DeliveryFailed || len(ds[0].Attempts) != 1 || *ds[0].Attempts[0].StatusCode != 410 {
+		t.Fatalf("deliveries %+v: want the answered one failed after its one 410 attempt (the fan-out skips a disabled endpoint)", ds)
+	}
+}
+
+// A 429 or 503 with Retry-After (seconds or an HTTP-date) puts the next attempt off that
+// long when it is longer than the schedule's pause (a minute here), at most MaxRetryAfter.
+func TestRetryAfterDelaysNextAttempt(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		status int
+		value  func(now time.Time) string
+		want   time.Duration
+	}{
+		{"seconds", http.StatusTooManyRequests, func(time.Time) string { return "120" }, 120 * time.Second},
+		{"date", http.StatusServiceUnavailable, func(now time.Time) string { return now.Add(10 * time.Minute).UTC().Format(http.TimeFormat) }, 10 * time.Minute},
+		{"shorter than the schedule", http.StatusTooManyRequests, func(time.Time) string { return "5" }, time.Minute},
+		{"capped", http.StatusTooManyRequests, func(time.Time) string { return "86400" }, webhook.MaxRetryAfter},
+		{"malformed", http.StatusServiceUnavailable, func(time.Time) string { return "soon" }, time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, true)
+			tenant := f.newTenant()
+			rcv := newReceiver(t, tc.status)
+			f.clock.Advance(time.Second - time.Duration(f.clock.Now().Nanosecond())) // HTTP-dates have whole seconds
+			rcv.header = http.Header{"Retry-After": {tc.value(f.clock.Now())}}
+			ep, err := f.endpoints.Create(ctx, tenant, webhook.EndpointInput{URL: rcv.URL, EventTypes: []string{"project.created"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.emit(tenant, "project.created", map[string]string{})
+			now := f.clock.Now()
+			if n := f.deliverDue(); n != 1 {
+				t.Fatalf("sent %d deliveries, want 1", n)
+			}
+			ds, _ := f.endpoints.Deliveries(ctx, tenant, ep.ID, httpx.Page{Limit: 10})
+			if len(ds) != 1 || ds[0].NextAttemptAt == nil || !ds[0].NextAttemptAt.Equal(now.Add(tc.want)) {
+				t.Fatalf("deliveries %+v: want the next attempt at now+%s", ds, tc.want)
+			}
+			f.clock.Advance(tc.want - time.Second)
+			if n := f.deliverDue(); n != 0 {
+				t.Fatalf("sent %d deliveries before the receiver's Retry-After", n)
+			}
+			f.clock.Advance(time.Second)
+			if n := f.deliverDue(); n != 1 || len(rcv.requests()) != 2 {
+				t.Fatalf("at now+%s sent %d deliveries, want the retry", tc.want, n)
+			}
+		})
 	}
 }

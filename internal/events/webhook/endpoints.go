@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -69,7 +70,14 @@ const (
 	EventEndpointDeleted  = "webhook_endpoint.deleted"
 	EventEndpointEnabled  = "webhook_endpoint.enabled"
 	EventEndpointDisabled = "webhook_endpoint.disabled"
+	// EventEndpointSecretRotated carries the endpoint, never a secret: the event log and
+	// other webhook endpoints see it.
+	EventEndpointSecretRotated = "webhook_endpoint.secret_rotated"
 )
+
+// PreviousSecretFor is how long after a rotation deliveries are still signed with the
+// previous secret too, so that a receiver can switch over without failing a message.
+const PreviousSecretFor = 24 * time.Hour
 
 // checkURL refuses what can be refused before any delivery: other schemes, credentials in
 // the URL (they would be stored in the clear), and, unless allowed, addresses that are
@@ -119,15 +127,21 @@ func scanEndpoint(row pgx.Row) (Endpoint, error) {
 	return e, err
 }
 
+// newSecret makes a signing key and seals it for the endpoint's row.
+func (s *Endpoints) newSecret(tenantID, id uuid.UUID) (key, sealed []byte, err error) {
+	key = make([]byte, 32)
+	rand.Read(key)
+	sealed, err = s.Secrets.Seal(key, aad(tenantID, id))
+	return key, sealed, err
+}
+
 // Create registers an endpoint. The answer carries its secret, this once.
 func (s *Endpoints) Create(ctx context.Context, tenantID uuid.UUID, in EndpointInput) (Endpoint, error) {
 	if err := s.checkURL(in.URL); err != nil {
 		return Endpoint{}, err
 	}
-	key := make([]byte, 32)
-	rand.Read(key)
 	id := uuid.Must(uuid.NewV7())
-	sealed, err := s.Secrets.Seal(key, aad(tenantID, id))
+	key, sealed, err := s.newSecret(tenantID, id)
 	if err != nil {
 		return Endpoint{}, fmt.Errorf("webhook_endpoints.create tenant %s: %w", tenantID, err)
 	}
@@ -229,5 +243,36 @@ func (s *Endpoints) Enable(ctx context.Context, tenantID, id uuid.UUID) (Endpoin
 	if err != nil {
 		return Endpoint{}, fmt.Errorf("webhook_endpoints.enable %s: %w", id, err)
 	}
+	return e, nil
+}
+
+// RotateSecret gives an endpoint a new signing secret; the answer carries it, this once. The
+// secret it replaces keeps signing deliveries, beside the new one, for PreviousSecretFor, and
+// then stops. Rotating again within that time retires the older one at once: only the
+// secret just replaced is kept, as a receiver can only have been using that one or the new.
+func (s *Endpoints) RotateSecret(ctx context.Context, tenantID, id uuid.UUID) (Endpoint, error) {
+	key, sealed, err := s.newSecret(tenantID, id)
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("webhook_endpoints.rotate_secret %s: %w", id, err)
+	}
+	var e Endpoint
+	err = s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) (err error) {
+		now := s.Clock.Now()
+		// The previous secret stays sealed as it was: the seal is bound to the row, not to
+		// the column, and both secrets are this endpoint's.
+		e, err = scanEndpoint(tx.QueryRow(ctx, `
+			UPDATE webhook_endpoints
+			   SET previous_secret_sealed = secret_sealed, previous_secret_expires_at = $3,
+			       secret_sealed = $2, updated_at = $4
+			 WHERE id = $1 RETURNING `+endpointColumns, id, sealed, now.Add(PreviousSecretFor), now))
+		if err != nil {
+			return err
+		}
+		return s.Outbox.Append(ctx, tx, tenantID, EventEndpointSecretRotated, e)
+	})
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("webhook_endpoints.rotate_secret %s: %w", id, err)
+	}
+	e.Secret = encodeSecret(key)
 	return e, nil
 }

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -16,6 +17,15 @@ func (s *Endpoints) Consumer() events.Consumer {
 	return events.Consumer{Name: "webhooks", Handle: s.fanout}
 }
 
+// payload is a delivery's body: the event's envelope plus the top-level timestamp Standard
+// Webhooks payloads carry, so that receivers' standard libraries find it. It is the moment
+// the event occurred, not of an attempt (that is webhook-timestamp): every attempt sends the
+// same bytes.
+type payload struct {
+	events.Event
+	Timestamp time.Time `json:"timestamp"`
+}
+
 func (s *Endpoints) fanout(ctx context.Context, tx pgx.Tx, e events.Event) error {
 	rows, _ := tx.Query(ctx, `
 		SELECT id FROM webhook_endpoints
@@ -26,7 +36,7 @@ func (s *Endpoints) fanout(ctx context.Context, tx pgx.Tx, e events.Event) error
 	if err != nil || len(endpoints) == 0 {
 		return err
 	}
-	body, err := json.Marshal(e) // every attempt sends, and signs, these bytes
+	body, err := json.Marshal(payload{e, e.OccurredAt}) // every attempt sends, and signs, these bytes
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -162,6 +163,7 @@ type receiver struct {
 	*httptest.Server
 	mu       sync.Mutex
 	statuses []int
+	header   http.Header // set on every answer but a 2xx
 	got      []received
 }
 
@@ -179,6 +181,9 @@ func newReceiver(t testing.TB, statuses ...int) *receiver {
 		status := http.StatusOK
 		if len(r.statuses) > 0 {
 			status, r.statuses = r.statuses[0], r.statuses[1:]
+		}
+		if status/100 != 2 {
+			maps.Copy(w.Header(), r.header)
 		}
 		r.mu.Unlock()
 		w.WriteHeader(status)

@@ -23,6 +23,8 @@ func (h *Handler) Routes(rs httpx.Routers) {
 	admin.Method(http.MethodPost, "/webhook-endpoints", httpx.HandlerFunc(h.Create))
 	admin.Method(http.MethodGet, "/webhook-endpoints/{id}", httpx.HandlerFunc(h.Get))
 	admin.Method(http.MethodDelete, "/webhook-endpoints/{id}", httpx.HandlerFunc(h.Delete))
+	// Rotating reveals the new secret: never stored under a key either.
+	admin.Method(http.MethodPost, "/webhook-endpoints/{id}/rotate-secret", httpx.HandlerFunc(h.RotateSecret))
 	idem.Method(http.MethodPost, "/webhook-endpoints/{id}/enable", httpx.HandlerFunc(h.Enable))
 	admin.Method(http.MethodGet, "/webhook-endpoints/{id}/deliveries", httpx.HandlerFunc(h.Deliveries))
 	idem.Method(http.MethodPost, "/webhook-endpoints/{id}/deliveries/{delivery_id}/retry", httpx.HandlerFunc(h.Retry))
@@ -82,6 +84,22 @@ func (h *Handler) Delete(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	httpx.NoContent(w)
+	return nil
+}
+
+// RotateSecret is POST /v1/webhook-endpoints/{id}/rotate-secret: 200, the endpoint with its
+// new secret. Like Create's, the answer is never stored.
+func (h *Handler) RotateSecret(w http.ResponseWriter, r *http.Request) error {
+	id, err := httpx.PathUUID(r, "id")
+	if err != nil {
+		return err
+	}
+	e, err := h.Endpoints.RotateSecret(r.Context(), auth.TenantOf(r), id)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	httpx.JSON(w, http.StatusOK, e)
 	return nil
 }
 

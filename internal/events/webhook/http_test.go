@@ -2,13 +2,16 @@ package webhook_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/go-chi/chi/v5"
@@ -36,6 +39,7 @@ func newAPI(t *testing.T, h *webhook.Handler) *api {
 	r.Method(http.MethodPost, "/v1/webhook-endpoints", hf(h.Create))
 	r.Method(http.MethodGet, "/v1/webhook-endpoints/{id}", hf(h.Get))
 	r.Method(http.MethodDelete, "/v1/webhook-endpoints/{id}", hf(h.Delete))
+	r.Method(http.MethodPost, "/v1/webhook-endpoints/{id}/rotate-secret", hf(h.RotateSecret))
 	r.Method(http.MethodPost, "/v1/webhook-endpoints/{id}/enable", hf(h.Enable))
 	r.Method(http.MethodGet, "/v1/webhook-endpoints/{id}/deliveries", hf(h.Deliveries))
 	r.Method(http.MethodPost, "/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry", hf(h.Retry))
@@ -268,5 +272,83 @@ func TestDeliveryErrorHidesResolution(t *testing.T) {
 		if !strings.Contains(log.String(), detail) {
 			t.Errorf("the log does not mention %s:\n%s", detail, log.String())
 		}
+	}
+}
+
+// Rotating a secret answers the new one, once. For PreviousSecretFor after, deliveries carry
+// two signatures, one per secret, each verifying on its own; then only the new one's.
+func TestRotateSecret(t *testing.T) {
+	f := newFixture(t, true)
+	tenant, other := f.newTenant(), f.newTenant()
+	admin, member, stranger := "admin:"+tenant.String(), "member:"+tenant.String(), "owner:"+other.String()
+	a := newAPI(t, &webhook.Handler{Endpoints: f.endpoints})
+	rcv := newReceiver(t)
+
+	created := decode[webhook.Endpoint](t, a.do(t, "POST", "/v1/webhook-endpoints", admin, map[string]any{"url": rcv.URL, "event_types": []string{"project.*"}}))
+	path := "/v1/webhook-endpoints/" + created.ID.String()
+	for token, want := range map[string]int{member: http.StatusForbidden, stranger: http.StatusNotFound} {
+		if got := a.do(t, "POST", path+"/rotate-secret", token, nil); got.status != want {
+			t.Errorf("rotate as %s: %d, want %d", token, got.status, want)
+		}
+	}
+	if got := a.do(t, "POST", "/v1/webhook-endpoints/"+uuid.NewString()+"/rotate-secret", admin, nil); got.status != http.StatusNotFound {
+		t.Errorf("rotate an unknown endpoint: %d, want 404", got.status)
+	}
+
+	rotated := a.do(t, "POST", path+"/rotate-secret", admin, nil)
+	if rotated.status != http.StatusOK || rotated.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("rotate: %d, Cache-Control %q: %s", rotated.status, rotated.header.Get("Cache-Control"), rotated.body)
+	}
+	ep := decode[webhook.Endpoint](t, rotated)
+	if ep.ID != created.ID || !strings.HasPrefix(ep.Secret, "whsec_") || ep.Secret == created.Secret {
+		t.Fatalf("rotated %+v, want the endpoint with a new secret (was %s)", ep, created.Secret)
+	}
+	for _, p := range []string{path, "/v1/webhook-endpoints"} {
+		if got := a.do(t, "GET", p, admin, nil); got.status != http.StatusOK || bytes.Contains(got.body, []byte("whsec_")) {
+			t.Errorf("GET %s shows a secret: %d %s", p, got.status, got.body)
+		}
+	}
+	var data string
+	if err := f.owner.QueryRow(context.Background(), "SELECT data::text FROM outbox WHERE tenant_id = $1 AND type = 'webhook_endpoint.secret_rotated'", tenant).Scan(&data); err != nil {
+		t.Fatalf("no webhook_endpoint.secret_rotated event: %v", err)
+	}
+	if strings.Contains(data, "whsec_") || !strings.Contains(data, created.ID.String()) {
+		t.Errorf("the event's data %s: want the endpoint without its secret", data)
+	}
+
+	// verifies reports which of the secrets each signature of a request verifies with.
+	verifies := func(r received, secrets ...string) []string {
+		t.Helper()
+		sigs := strings.Fields(r.header.Get("webhook-signature"))
+		var by []string
+		for _, sig := range sigs {
+			for _, secret := range secrets {
+				h := r.header.Clone()
+				h.Set("webhook-signature", sig)
+				if webhook.Verify(secret, h, r.body, f.clock.Now(), time.Minute) == nil {
+					by = append(by, secret)
+				}
+			}
+		}
+		if len(by) != len(sigs) {
+			t.Errorf("signatures %q: %d of them verify with no secret", sigs, len(sigs)-len(by))
+		}
+		return by
+	}
+	f.emit(tenant, "project.created", map[string]string{})
+	f.clock.Advance(webhook.PreviousSecretFor - time.Second)
+	if n := f.deliverDue(); n != 1 {
+		t.Fatalf("sent %d deliveries, want 1", n)
+	}
+	if by := verifies(rcv.requests()[0], ep.Secret, created.Secret); !slices.Equal(by, []string{ep.Secret, created.Secret}) {
+		t.Errorf("within a day of the rotation: signatures by %q, want the new secret's then the previous one's", by)
+	}
+	f.clock.Advance(time.Second)
+	f.emit(tenant, "project.created", map[string]string{})
+	if n := f.deliverDue(); n != 1 {
+		t.Fatalf("sent %d deliveries, want 1", n)
+	}
+	if by := verifies(rcv.requests()[1], ep.Secret, created.Secret); !slices.Equal(by, []string{ep.Secret}) {
+		t.Errorf("a day after the rotation: signatures by %q, want the new secret's only", by)
 	}
 }

@@ -37,11 +37,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		exhausted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "webhook_deliveries_failed_total",
-			Help: "Webhook deliveries given up after every attempt of their schedule failed.",
+			Help: "Webhook deliveries given up: every attempt of their schedule failed, or the receiver answered 410 Gone.",
 		}),
 		disabled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "webhook_endpoints_disabled_total",
-			Help: "Webhook endpoints disabled automatically after failing without a break.",
+			Help: "Webhook endpoints disabled automatically: failing without a break, or gone (410).",
 		}),
 	}
 	if reg != nil {

@@ -27,7 +27,7 @@ type Endpoint struct {
 	URL            string     `json:"url"`
 	EventTypes     []string   `json:"event_types"`
 	Status         string     `json:"status"`
-	DisabledReason *string    `json:"disabled_reason"` // "failing" after an automatic disable
+	DisabledReason *string    `json:"disabled_reason"` // after an automatic disable: "failing", or "gone" (the receiver answered 410)
 	FailingSince   *time.Time `json:"failing_since"`   // start of the current run of failed attempts
 	CreatedAt      time.Time  `json:"created_at"`
 	UpdatedAt      time.Time  `json:"updated_at"`

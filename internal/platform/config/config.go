@@ -54,6 +54,7 @@ type Config struct {
 	PasswordConcurrency  int           // PASSWORD_HASH_CONCURRENCY: passwords hashed or checked at once (GOMAXPROCS)
 	RateLimitEnabled     bool          // RATE_LIMIT_ENABLED: false turns rate limiting off, e.g. behind a gateway that does it (true)
 	WebhooksAllowPrivate bool          // WEBHOOKS_ALLOW_PRIVATE_NETWORKS (false)
+	WebhookTimeout       time.Duration // WEBHOOK_TIMEOUT: time for one delivery attempt, connection included (15s, at most 1m)
 	ReadTimeout          time.Duration // HTTP_READ_TIMEOUT (15s)
 	WriteTimeout         time.Duration // HTTP_WRITE_TIMEOUT (30s)
 	ShutdownTimeout      time.Duration // SHUTDOWN_TIMEOUT: how long in-flight requests may take to finish (25s)
@@ -98,6 +99,7 @@ func Load(getenv func(string) string) (Config, error) {
 		PasswordConcurrency:  r.integer("PASSWORD_HASH_CONCURRENCY", runtime.GOMAXPROCS(0), 1, 1024),
 		RateLimitEnabled:     r.boolean("RATE_LIMIT_ENABLED", true),
 		WebhooksAllowPrivate: r.boolean("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", false),
+		WebhookTimeout:       r.duration("WEBHOOK_TIMEOUT", 15*time.Second),
 		ReadTimeout:          r.duration("HTTP_READ_TIMEOUT", 15*time.Second),
 		WriteTimeout:         r.duration("HTTP_WRITE_TIMEOUT", 30*time.Second),
 		ShutdownTimeout:      r.duration("SHUTDOWN_TIMEOUT", 25*time.Second),
@@ -148,6 +150,11 @@ func Load(getenv func(string) string) (Config, error) {
 	c.WebhookSecretKey = r.webhookSecretKey(prod)
 	if prod && c.WebhooksAllowPrivate {
 		r.fail("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "must not be true in production")
+	}
+	// An attempt must end well inside the deliverer's 2-minute claim, or another replica
+	// would send the same delivery while this one still waits.
+	if c.WebhookTimeout <= 0 || c.WebhookTimeout > time.Minute {
+		r.fail("WEBHOOK_TIMEOUT", "must be more than 0 and at most 1m")
 	}
 	if p, err := httpx.ParseCIDRs(getenv("TRUSTED_PROXIES")); err != nil {
 		r.fail("TRUSTED_PROXIES", err.Error())

@@ -53,6 +53,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"AUTH_RATE_LIMIT_PER_MINUTE", c.AuthRatePerMinute, 20},
 		{"PASSWORD_HASH_CONCURRENCY", c.PasswordConcurrency, runtime.GOMAXPROCS(0)},
 		{"WEBHOOKS_ALLOW_PRIVATE_NETWORKS", c.WebhooksAllowPrivate, false},
+		{"WEBHOOK_TIMEOUT", c.WebhookTimeout, 15 * time.Second},
 		{"HTTP_READ_TIMEOUT", c.ReadTimeout, 15 * time.Second},
 		{"HTTP_WRITE_TIMEOUT", c.WriteTimeout, 30 * time.Second},
 		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 25 * time.Second},
@@ -87,13 +88,15 @@ func TestLoadReadsValues(t *testing.T) {
 		"CORS_ALLOWED_ORIGINS":            "https://app.example.com,https://admin.example.com",
 		"TRUSTED_PROXIES":                 "10.0.0.0/8, 192.168.1.7",
 		"WEBHOOKS_ALLOW_PRIVATE_NETWORKS": "false",
+		"WEBHOOK_TIMEOUT":                 "30s",
 		"LOG_LEVEL":                       "debug",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !c.Production() || c.HTTPAddr != "127.0.0.1:9000" || c.DatabaseMaxConns != 7 || c.PasswordConcurrency != 3 || c.AccessTokenTTL != 5*time.Minute || c.JWTMaxTokenTTL != 2*time.Hour ||
-		c.DrainDelay != 1500*time.Millisecond || c.LogLevel != "debug" || c.DatabaseURL != "postgres://owner@db:5432/app" {
+		c.DrainDelay != 1500*time.Millisecond || c.LogLevel != "debug" || c.DatabaseURL != "postgres://owner@db:5432/app" ||
+		c.WebhookTimeout != 30*time.Second {
 		t.Errorf("Load = %+v", c)
 	}
 	if want, _ := base64.StdEncoding.DecodeString(ownKey); string(c.JWTSigningKey) != string(want) {
@@ -132,6 +135,9 @@ func TestLoadRefusesBadValues(t *testing.T) {
 		{"AUTH_RATE_LIMIT_PER_MINUTE", "0"},
 		{"PASSWORD_HASH_CONCURRENCY", "0"},
 		{"WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "maybe"},
+		{"WEBHOOK_TIMEOUT", "0s"},
+		{"WEBHOOK_TIMEOUT", "2m"},
+		{"WEBHOOK_TIMEOUT", "fast"},
 		{"HTTP_READ_TIMEOUT", "1 minute"},
 		{"SHUTDOWN_TIMEOUT", "x"},
 		{"SHUTDOWN_DRAIN_DELAY", "-2s"},

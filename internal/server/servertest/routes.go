@@ -69,6 +69,7 @@ var IDRoutes = []IDRoute{
 	{Method: "GET", Pattern: "/v1/webhook-endpoints/{id}", Collection: "/v1/webhook-endpoints"},
 	{Method: "DELETE", Pattern: "/v1/webhook-endpoints/{id}", Collection: "/v1/webhook-endpoints"},
 	{Method: "POST", Pattern: "/v1/webhook-endpoints/{id}/enable", Collection: "/v1/webhook-endpoints"},
+	{Method: "POST", Pattern: "/v1/webhook-endpoints/{id}/rotate-secret", Collection: "/v1/webhook-endpoints"},
 	{Method: "GET", Pattern: "/v1/webhook-endpoints/{id}/deliveries", Collection: "/v1/webhook-endpoints"},
 	{Method: "POST", Pattern: "/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry", Collection: "/v1/webhook-deliveries"},
 }
