@@ -140,8 +140,11 @@ func parseEvent(i int, raw json.RawMessage, meters []Meter, now time.Time, probl
 	}
 	// A meter reads values only from JSON data: say so where the data is not JSON.
 	opaque := ""
-	if ev.data == nil && (attrs["data_base64"] != nil) {
-		opaque = "; data of media type " + strconv.Quote(ct) + " is not JSON, so no meter can read it"
+	if _, ok := attrs["data_base64"]; ok && ev.data == nil {
+		opaque = "; data_base64 without a JSON datacontenttype is bytes no meter can read"
+		if ct != "" {
+			opaque = "; data of media type " + strconv.Quote(ct) + " is not JSON, so no meter can read it"
+		}
 	}
 	// Each value is checked once, however many meters read it: one problem per field.
 	checked := map[string]bool{}
