@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -23,6 +24,10 @@ type Options struct {
 	Required bool  // no key is a 400 (payments)
 	Phased   bool  // claim first, no transaction across the handler (handlers that call out)
 	MaxBody  int64 // the route's body limit (httpx.MaxBody if 0)
+	// Fingerprint answers what else of a request, besides method, path and body, is part of
+	// its meaning (headers that carry data, say); it is hashed with the body. Nil, or an
+	// empty answer, leaves the body's hash as it is.
+	Fingerprint func(*http.Request) []byte
 }
 
 // Middleware applies idempotency keys to tenant POST and PATCH routes.
@@ -64,7 +69,7 @@ func (m *Middleware) Handler(opt Options) func(http.Handler) http.Handler {
 			p := auth.MustFromContext(r.Context())
 			req := Request{
 				TenantID: p.TenantID, Principal: p.ID, Key: key,
-				Method: r.Method, Path: r.URL.Path, BodyHash: sha256.Sum256(body),
+				Method: r.Method, Path: r.URL.Path, BodyHash: bodyHash(r, body, opt.Fingerprint),
 			}
 			if opt.Phased {
 				return m.phased(w, r, next, req, body)
@@ -72,6 +77,25 @@ func (m *Middleware) Handler(opt Options) func(http.Handler) http.Handler {
 			return m.atomic(w, r, next, req, body)
 		})
 	}
+}
+
+// bodyHash is the hash that tells one request under a key from another: the body's, or, where
+// the route says more of the request carries meaning, the hash of both, each length-prefixed
+// so that no shift of bytes between them can collide.
+func bodyHash(r *http.Request, body []byte, fingerprint func(*http.Request) []byte) [sha256.Size]byte {
+	var extra []byte
+	if fingerprint != nil {
+		extra = fingerprint(r)
+	}
+	if len(extra) == 0 {
+		return sha256.Sum256(body)
+	}
+	h := sha256.New()
+	for _, part := range [][]byte{extra, body} {
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(part))))
+		h.Write(part)
+	}
+	return [sha256.Size]byte(h.Sum(nil))
 }
 
 // storable reports whether an answer is kept for replays. 5xx answers are not, so a retry

@@ -28,24 +28,27 @@ func (h *Handler) Routes(rs httpx.Routers, keys *idempotency.Middleware) {
 	rs.Operator.Method(http.MethodPut, "/meters/{key}", httpx.HandlerFunc(h.PutMeter))
 	rs.Member.Method(http.MethodGet, "/meters", httpx.HandlerFunc(h.ListMeters))
 	rs.Member.Method(http.MethodGet, "/meters/{key}/usage", httpx.HandlerFunc(h.Query))
-	rs.Member.With(keys.Handler(idempotency.Options{MaxBody: MaxUsageBody})).
+	rs.Member.With(keys.Handler(idempotency.Options{MaxBody: MaxUsageBody, Fingerprint: BindingFingerprint})).
 		Method(http.MethodPost, "/usage/events", httpx.HandlerFunc(h.Ingest))
 	rs.Member.Method(http.MethodGet, "/entitlements", httpx.HandlerFunc(h.Entitlements))
 }
 
-// usageContentTypes are the JSON and CloudEvents structured-mode media types.
+// usageContentTypes are the media types of the JSON, structured and batch content modes.
+// Binary mode takes any: there the Content-Type is the data's.
 var usageContentTypes = map[string]bool{
 	"application/json":                   true,
 	"application/cloudevents+json":       true,
 	"application/cloudevents-batch+json": true,
 }
 
-// Ingest is POST /v1/usage/events: one CloudEvent or an array of up to 1000.
+// Ingest is POST /v1/usage/events: one CloudEvent or an array of up to 1000, in any of the
+// CloudEvents HTTP binding's content modes.
 func (h *Handler) Ingest(w http.ResponseWriter, r *http.Request) error {
+	binary := IsBinary(r.Header)
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || !usageContentTypes[mt] {
-			return errs.Field("Content-Type", "must be application/json, application/cloudevents+json or application/cloudevents-batch+json")
+		if err != nil || (!binary && !usageContentTypes[mt]) {
+			return errs.Field("Content-Type", "must be application/json, application/cloudevents+json or application/cloudevents-batch+json, or the data's media type in binary mode (ce-* headers)")
 		}
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxUsageBody+1))
@@ -59,7 +62,12 @@ func (h *Handler) Ingest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	evs, err := ParseEvents(body, meters, h.Usage.Clock.Now())
+	var evs []UsageEvent
+	if binary {
+		evs, err = ParseBinary(r.Header, body, meters, h.Usage.Clock.Now())
+	} else {
+		evs, err = ParseEvents(body, meters, h.Usage.Clock.Now())
+	}
 	if err != nil {
 		return err
 	}

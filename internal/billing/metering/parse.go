@@ -2,10 +2,12 @@ package metering
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
+	"mime"
 	"regexp"
 	"strconv"
 	"strings"
@@ -32,8 +34,8 @@ type UsageEvent struct {
 	Type    string
 	Subject *string
 	Time    time.Time
-	Data    json.RawMessage
-	data    map[string]any // Data decoded with exact numbers
+	Data    json.RawMessage // JSON data as stored: "{}" when there is none a meter could read
+	data    any             // Data decoded with exact numbers; nil when there is none
 }
 
 var extensionName = regexp.MustCompile(`^[a-z0-9]{1,20}$`)
@@ -125,50 +127,124 @@ func parseEvent(i int, raw json.RawMessage, meters []Meter, now time.Time, probl
 			ev.Time = t.UTC()
 		}
 	}
-	ev.Data = attrs["data"]
-	if len(ev.Data) == 0 || string(ev.Data) == "null" {
-		ev.Data = json.RawMessage("{}")
-	}
-	dec := json.NewDecoder(bytes.NewReader(ev.Data))
-	dec.UseNumber()
-	if err := dec.Decode(&ev.data); err != nil {
-		problems.add(i, "data", "invalid", "must be a JSON object")
-	}
+	ct, _ := str("datacontenttype", false)
+	ev.Data, ev.data = eventData(i, attrs, ct, problems)
 	for name, v := range attrs {
 		switch name {
-		case "specversion", "id", "source", "type", "subject", "time", "data", "datacontenttype", "dataschema":
+		case "specversion", "id", "source", "type", "subject", "time", "data", "data_base64", "datacontenttype", "dataschema":
 			continue
 		}
 		if !extensionName.MatchString(name) || len(v) == 0 || (v[0] == '{' || v[0] == '[') {
 			problems.add(i, name, "invalid", "an extension attribute has a lowercase alphanumeric name and a scalar value")
 		}
 	}
+	// A meter reads values only from JSON data: say so where the data is not JSON.
+	opaque := ""
+	if _, ok := attrs["data_base64"]; ok && ev.data == nil {
+		opaque = "; data_base64 without a JSON datacontenttype is bytes no meter can read"
+		if ct != "" {
+			opaque = "; data of media type " + strconv.Quote(ct) + " is not JSON, so no meter can read it"
+		}
+	}
 	// Each value is checked once, however many meters read it: one problem per field.
 	checked := map[string]bool{}
 	for _, m := range meters {
-		if m.EventType != ev.Type || m.ValueProperty == nil || ev.data == nil || checked[*m.ValueProperty] {
+		if m.EventType != ev.Type || m.ValueProperty == nil || checked[*m.ValueProperty] {
 			continue
 		}
 		field := "data" + strings.TrimPrefix(*m.ValueProperty, "$")
 		if m.Aggregation == AggUniqueCount {
 			// Any value counts, but it must be there; it may yet be a number for another meter.
 			if _, ok := lookup(ev.data, *m.ValueProperty); !ok {
-				problems.add(i, field, "required", "is required by meter "+m.Key)
+				problems.add(i, field, "required", "is required by meter "+m.Key+opaque)
 				checked[*m.ValueProperty] = true
 			}
 			continue
 		}
 		checked[*m.ValueProperty] = true
 		if _, err := numberAt(ev.data, *m.ValueProperty); err != nil {
-			problems.add(i, field, "invalid", err.Error()+" (meter "+m.Key+")")
+			problems.add(i, field, "invalid", err.Error()+" (meter "+m.Key+")"+opaque)
 		}
 	}
 	return ev
 }
 
+// isJSON reports whether a datacontenttype is JSON, as the CloudEvents JSON format reads
+// it: absent, application/json, or any */*+json media type.
+func isJSON(contentType string) bool {
+	if contentType == "" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+// eventData reads an event's data: the data member, any JSON value (JSON null is no data),
+// or data_base64, the standard member for data as bytes. Decoded bytes are data a meter can
+// read when datacontenttype says they are JSON; other bytes are opaque: the event is kept and
+// counted, but its bytes are not (no meter could read them, and nothing else does).
+func eventData(i int, attrs map[string]json.RawMessage, contentType string, problems *batchErrors) (json.RawMessage, any) {
+	raw, hasData := attrs["data"]
+	b64, hasBase64 := attrs["data_base64"]
+	field := "data"
+	switch {
+	case hasData && hasBase64:
+		problems.add(i, "data", "invalid", "an event has data or data_base64, not both")
+		return nil, nil
+	case hasBase64:
+		var s string
+		b, err := []byte(nil), json.Unmarshal(b64, &s)
+		if err == nil {
+			b, err = base64.StdEncoding.DecodeString(s)
+		}
+		if err != nil {
+			problems.add(i, "data_base64", "invalid", "must be a string in base64 (RFC 4648, standard alphabet, padded)")
+			return nil, nil
+		}
+		// data_base64 with absent datacontenttype is bytes of unknown type, not JSON.
+		if len(b) == 0 || contentType == "" || !isJSON(contentType) {
+			return json.RawMessage("{}"), nil
+		}
+		if !json.Valid(b) {
+			problems.add(i, "data_base64", "invalid", "must decode to JSON, as datacontenttype "+strconv.Quote(contentType)+" says")
+			return nil, nil
+		}
+		if err := httpx.CheckStrings(b); err != nil {
+			for _, f := range errs.FieldsOf(err) {
+				problems.add(i, within("data_base64", f.Field), "invalid", f.Message)
+			}
+			return nil, nil
+		}
+		raw, field = b, "data_base64"
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return json.RawMessage("{}"), nil
+	}
+	var data any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&data); err != nil {
+		problems.add(i, field, "invalid", "must be JSON")
+		return nil, nil
+	}
+	return raw, data
+}
+
+// within names a field of a document by its path inside it, as httpx.CheckStrings names
+// it ("body" for the document itself).
+func within(doc, path string) string {
+	switch {
+	case path == "body":
+		return doc
+	case strings.HasPrefix(path, "["):
+		return doc + path
+	}
+	return doc + "." + path
+}
+
 // lookup follows a "$.a.b" path into decoded data.
-func lookup(data map[string]any, path string) (any, bool) {
-	var cur any = data
+func lookup(data any, path string) (any, bool) {
+	cur := data
 	for _, k := range pathKeys(path) {
 		obj, ok := cur.(map[string]any)
 		if !ok {
@@ -182,7 +258,7 @@ func lookup(data map[string]any, path string) (any, bool) {
 }
 
 // numberAt reads the usage value at path: a JSON number or a numeric string (parseValue).
-func numberAt(data map[string]any, path string) (decimal.Decimal, error) {
+func numberAt(data any, path string) (decimal.Decimal, error) {
 	v, ok := lookup(data, path)
 	if !ok {
 		return decimal.Decimal{}, errors.New("is required")
@@ -285,7 +361,7 @@ func allDigits(s string) bool {
 }
 
 // groupKey is the JSON object of an event's group values (sorted keys; missing groups left out).
-func groupKey(m Meter, data map[string]any) string {
+func groupKey(m Meter, data any) string {
 	g := map[string]string{}
 	for name, path := range m.GroupBy {
 		if v, ok := lookup(data, path); ok {

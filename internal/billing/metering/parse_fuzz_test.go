@@ -44,6 +44,12 @@ func FuzzParseEvents(f *testing.F) {
 		`{"specversion":"1.0","id":"a\u0000","source":"s","type":"t","data":{"n":1,"m":{"v":1},"user":"\ud800"}}`,
 		"{\"specversion\":\"1.0\",\"id\":\"a\",\"source\":\"s\xff\",\"type\":\"t\",\"data\":{\"n\":1,\"m\":{\"v\":1},\"user\":\"u\"}}",
 		`{"specversion":"1.0","id":"a","source":"s","type":"t","data":{"n":1,"m":{"v":1},"user":"\ud83d\ude00","k\u0000":[{"x":"\udc00"}]}}`,
+		// data_base64: JSON inside (counted), JSON with NUL inside, opaque bytes, both members.
+		`{"specversion":"1.0","id":"a","source":"s","type":"u","datacontenttype":"application/json","data_base64":"eyJuIjoiMi41In0="}`,
+		`{"specversion":"1.0","id":"a","source":"s","type":"u","datacontenttype":"application/json","data_base64":"eyJuIjoiXHUwMDAwIn0="}`,
+		`{"specversion":"1.0","id":"a","source":"s","type":"t","datacontenttype":"text/plain","data_base64":"bj0x"}`,
+		`{"specversion":"1.0","id":"a","source":"s","type":"u","data":{"n":1},"data_base64":"e30="}`,
+		`{"specversion":"1.0","id":"a","source":"s","type":"u","data":[1,{"n":2}]}`,
 		`[]`, `[1]`, `null`, `"event"`, `{}`, `{"data":[]}`,
 	} {
 		f.Add([]byte(seed))
@@ -89,6 +95,14 @@ func FuzzParseEvents(f *testing.F) {
 			sent := strings.Count(string(raw), "\uFFFD") + strings.Count(strings.ToLower(string(raw)), `\ufffd`)
 			if n := countReplacement(doc); n > sent {
 				t.Fatalf("event %d accepted with a lone surrogate: %q", i, raw)
+			}
+			// What is stored as data, decoded from data_base64 perhaps, is text JSON too.
+			var data any
+			if !utf8.Valid(evs[i].Data) || json.Unmarshal(evs[i].Data, &data) != nil {
+				t.Fatalf("event %d accepted with data %q that is not JSON", i, evs[i].Data)
+			}
+			if s, ok := stringWithNUL(data); ok {
+				t.Fatalf("event %d accepted with NUL in its data's %q: %q", i, s, raw)
 			}
 			for _, m := range fuzzMeters {
 				if m.EventType != evs[i].Type || m.ValueProperty == nil || m.Aggregation == AggUniqueCount {
