@@ -23,6 +23,8 @@ const (
 	Unprocessable               // well-formed but cannot be processed as sent
 	PaymentFailed               // a payment was declined
 	Unavailable                 // a dependency is down; retrying later may work
+	MethodNotAllowed            // the path is served, but not under this method
+	UnsupportedMediaType        // the body is of a media type the operation does not take
 )
 
 func (k Kind) String() string {
@@ -47,6 +49,10 @@ func (k Kind) String() string {
 		return "payment_failed"
 	case Unavailable:
 		return "unavailable"
+	case MethodNotAllowed:
+		return "method_not_allowed"
+	case UnsupportedMediaType:
+		return "unsupported_media_type"
 	}
 	return "internal"
 }
