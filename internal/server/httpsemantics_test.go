@@ -126,3 +126,22 @@ func TestContentTooLargeTitle(t *testing.T) {
 		t.Errorf("%d %q, want 413 Content Too Large", res.Status, p.Title)
 	}
 }
+
+// TestOpenAPIDocuments415: every POST, PUT and PATCH behind httpx.RequireJSON documents its
+// 415. Usage ingestion checks its own media types, and OFREP answers in its own shapes.
+func TestOpenAPIDocuments415(t *testing.T) {
+	spec, _ := servertest.Spec(t)
+	for _, path := range spec.Paths.InMatchingOrder() {
+		if path == "/v1/usage/events" || strings.HasPrefix(path, "/ofrep/") {
+			continue
+		}
+		for method, op := range spec.Paths.Value(path).Operations() {
+			switch method {
+			case http.MethodPost, http.MethodPut, http.MethodPatch:
+				if op.Responses.Status(http.StatusUnsupportedMediaType) == nil {
+					t.Errorf("%s %s documents no 415", method, path)
+				}
+			}
+		}
+	}
+}
