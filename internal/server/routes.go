@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/saasbase/saasbase/internal/auth"
@@ -44,8 +45,10 @@ type routes struct {
 }
 
 // build lays out the router. The order of middleware is the request's way through the
-// service: request id, logging and metrics, recovery, then per group authentication,
-// tenant status, and the handler.
+// service: request id, logging and metrics, recovery, routing (404, 405), then per group
+// authentication, tenant status, the body's media type, and the handler. Authentication
+// and what follows are inline middleware (With), which runs once a route is found, so that
+// an unknown path or method is answered alike with or without a credential.
 func (rt routes) build() (main, metricsOnly http.Handler) {
 	a := rt.app
 	metricsHandler := promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{})
@@ -55,11 +58,14 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 	if len(a.Config.CORSAllowedOrigins) > 0 {
 		r.Use(httpx.CORS(a.Config.CORSAllowedOrigins))
 	}
+	// HEAD is routed as GET wherever no HEAD route is declared (none is); net/http drops
+	// the body and keeps the headers.
+	r.Use(middleware.GetHead)
 	noRoute := httpx.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		return errs.E(errs.NotFound, "not_found", "no route %s %s", r.Method, r.URL.Path)
 	})
 	r.NotFound(noRoute.ServeHTTP)
-	r.MethodNotAllowed(noRoute.ServeHTTP)
+	r.MethodNotAllowed(httpx.MethodNotAllowed(r, noRoute).ServeHTTP)
 
 	r.Get("/livez", func(w http.ResponseWriter, r *http.Request) {
 		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -84,17 +90,24 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 		Idempotent: rt.idem.Handler(idempotency.Options{}),
 	}
 	root := r
+	// member is the tenant routes' chain without the media type check, for metering's usage
+	// endpoint, which takes CloudEvents' media types (binary mode: any) and checks them
+	// itself.
+	var member chi.Router
 	r.Route("/v1", func(r chi.Router) {
 		// Text PostgreSQL cannot store is refused before anything (authentication, an
 		// idempotency record) can carry the path or the query to the database.
 		r.Use(httpx.CheckURL(root))
-		rs.Public = r
+		// Every JSON body is checked once its caller is known and before anything reads
+		// it (an idempotency record included): the check is last in each chain.
+		rs.Public = r.With(httpx.RequireJSON)
 		authenticated := r.With(rt.authn.Authenticate)
-		rs.Operator = authenticated.Route("/admin", func(r chi.Router) {
-			r.Use(auth.RequirePlatformAdmin)
-		})
-		rs.Member = authenticated.With(rt.tenantChain()...)
-		rs.Admin = rs.Member.With(auth.RequireRole(auth.RoleAdmin))
+		admin := chi.NewRouter()
+		r.Mount("/admin", admin)
+		rs.Operator = admin.With(rt.authn.Authenticate, auth.RequirePlatformAdmin, httpx.RequireJSON)
+		member = authenticated.With(rt.tenantChain()...)
+		rs.Member = member.With(httpx.RequireJSON)
+		rs.Admin = member.With(auth.RequireRole(auth.RoleAdmin), httpx.RequireJSON)
 	})
 	rt.auth.Routes(rs)
 	rt.tenant.Routes(rs)
@@ -104,17 +117,17 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 	rt.flagAdmin.Routes(rs)
 
 	rt.plans.Routes(rs)
-	rt.metering.Routes(rs, rt.idem)
+	usage := rs
+	usage.Member = member
+	rt.metering.Routes(usage, rt.idem)
 	rt.invoices.Routes(rs)
 	rt.payments.Routes(rs, rt.idem)
 
 	// OFREP, for OpenFeature SDKs: tenant credentials, as on the tenant routes. It answers
 	// in OFREP's own shapes.
-	r.Route("/ofrep/v1", func(r chi.Router) {
-		r.Use(rt.authn.Authenticate)
-		r.Use(rt.tenantChain()...)
-		rt.flagEval.OFREPRoutes(r)
-	})
+	ofrep := chi.NewRouter()
+	r.Mount("/ofrep/v1", ofrep)
+	rt.flagEval.OFREPRoutes(ofrep.With(append([]func(http.Handler) http.Handler{rt.authn.Authenticate}, rt.tenantChain()...)...))
 
 	m := chi.NewRouter()
 	m.Use(httpx.WithRequestID)

@@ -12,17 +12,19 @@ import (
 type Kind uint8
 
 const (
-	Internal        Kind = iota // something went wrong on our side; details are never shown
-	Invalid                     // the request is malformed or fails validation
-	Unauthenticated             // no or bad credentials
-	Forbidden                   // authenticated but not allowed
-	NotFound                    // absent, or belongs to another tenant
-	Conflict                    // the state of the resource prevents the change
-	TooLarge                    // the request body is over its limit
-	RateLimited                 // a limit or quota is spent
-	Unprocessable               // well-formed but cannot be processed as sent
-	PaymentFailed               // a payment was declined
-	Unavailable                 // a dependency is down; retrying later may work
+	Internal             Kind = iota // something went wrong on our side; details are never shown
+	Invalid                          // the request is malformed or fails validation
+	Unauthenticated                  // no or bad credentials
+	Forbidden                        // authenticated but not allowed
+	NotFound                         // absent, or belongs to another tenant
+	Conflict                         // the state of the resource prevents the change
+	TooLarge                         // the request body is over its limit
+	RateLimited                      // a limit or quota is spent
+	Unprocessable                    // well-formed but cannot be processed as sent
+	PaymentFailed                    // a payment was declined
+	Unavailable                      // a dependency is down; retrying later may work
+	MethodNotAllowed                 // the path is served, but not under this method
+	UnsupportedMediaType             // the body is of a media type the operation does not take
 )
 
 func (k Kind) String() string {
@@ -47,6 +49,10 @@ func (k Kind) String() string {
 		return "payment_failed"
 	case Unavailable:
 		return "unavailable"
+	case MethodNotAllowed:
+		return "method_not_allowed"
+	case UnsupportedMediaType:
+		return "unsupported_media_type"
 	}
 	return "internal"
 }

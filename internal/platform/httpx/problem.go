@@ -49,6 +49,10 @@ func Status(k errs.Kind) int {
 		return http.StatusPaymentRequired
 	case errs.Unavailable:
 		return http.StatusServiceUnavailable
+	case errs.MethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case errs.UnsupportedMediaType:
+		return http.StatusUnsupportedMediaType
 	}
 	return http.StatusInternalServerError
 }
@@ -76,7 +80,7 @@ func Error(w http.ResponseWriter, r *http.Request, err error) {
 	status := Status(e.Kind)
 	p := Problem{
 		Type:      "about:blank",
-		Title:     http.StatusText(status),
+		Title:     title(status),
 		Status:    status,
 		Detail:    e.Detail,
 		Code:      e.Code,
@@ -105,6 +109,15 @@ func Error(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="api"`)
 	}
 	writeJSON(w, status, "application/problem+json", p)
+}
+
+// title is a status's reason phrase as RFC 9110 names it; Go's http.StatusText keeps the
+// older name of 413.
+func title(status int) string {
+	if status == http.StatusRequestEntityTooLarge {
+		return "Content Too Large"
+	}
+	return http.StatusText(status)
 }
 
 // lostConnection reports whether err says a connection was refused, timed out or dropped: a

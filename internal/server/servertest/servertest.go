@@ -148,6 +148,7 @@ func (r *Response) WantUnauthorized(t testing.TB) {
 
 // Problem is the client's view of an error answer.
 type Problem struct {
+	Title     string `json:"title"`
 	Status    int    `json:"status"`
 	Code      string `json:"code"`
 	Detail    string `json:"detail"`
@@ -263,7 +264,58 @@ func (s *Server) validate(t testing.TB, hr *http.Request, body []byte, res *Resp
 			return // an unknown path: nothing to check against
 		}
 	}
+	switch {
+	case res.Status == http.StatusMethodNotAllowed:
+		s.validate405(t, hr, res)
+		return
+	case hr.Method == http.MethodHead:
+		s.validateHead(t, hr, res)
+		return
+	}
 	openapitest.Check(t, s.router, hr, body, res.Status, res.Header, res.Body)
+}
+
+// validate405 checks a 405, which has no operation to be checked against: the path must be
+// described under each method that Allow names, and the answer must be the
+// MethodNotAllowed problem.
+func (s *Server) validate405(t testing.TB, hr *http.Request, res *Response) {
+	t.Helper()
+	allow := strings.Split(res.Header.Get("Allow"), ", ")
+	for _, m := range allow {
+		if m == http.MethodHead {
+			continue // served as GET
+		}
+		other := hr.Clone(hr.Context())
+		other.Method = m
+		if _, _, err := s.router.FindRoute(other); err != nil {
+			t.Errorf("%s %s → 405: Allow names %s, which openapi.yaml does not describe: %v", hr.Method, hr.URL.Path, m, err)
+		}
+	}
+	var p Problem
+	if res.Header.Get("Content-Type") != "application/problem+json" || json.Unmarshal(res.Body, &p) != nil || p.Code != "method_not_allowed" || p.Status != 405 {
+		t.Errorf("%s %s → 405: not a method_not_allowed problem: %s", hr.Method, hr.URL.Path, res.Body)
+	}
+}
+
+// validateHead checks a HEAD, which is described as the GET it is served as: the GET
+// operation must document the status, and there is no body.
+func (s *Server) validateHead(t testing.TB, hr *http.Request, res *Response) {
+	t.Helper()
+	get := hr.Clone(hr.Context())
+	get.Method = http.MethodGet
+	route, _, err := s.router.FindRoute(get)
+	if err != nil {
+		if res.Status != http.StatusNotFound {
+			t.Errorf("HEAD %s → %d: no GET described in openapi.yaml: %v", hr.URL.Path, res.Status, err)
+		}
+		return
+	}
+	if route.Operation.Responses.Status(res.Status) == nil && route.Operation.Responses.Default() == nil {
+		t.Errorf("HEAD %s → %d: not documented for GET %s", hr.URL.Path, res.Status, route.Path)
+	}
+	if len(res.Body) != 0 {
+		t.Errorf("HEAD %s → %d: a body of %d bytes", hr.URL.Path, res.Status, len(res.Body))
+	}
 }
 
 // Tenant is a signed-up tenant and its owner.
