@@ -9,32 +9,62 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/postgres"
 )
 
-// Reaper deletes what the event pipeline no longer needs: inbox rows and finished webhook
-// deliveries older than Keep. The inbox must outlive any redelivery of its events, so Keep
-// must exceed the Kafka topic's retention; 30 days does by default.
+// MinRetention is the shortest time published events stay in the event log: GET /v1/events
+// promises 30 days.
+const MinRetention = 30 * 24 * time.Hour
+
+// Reaper deletes what the event pipeline no longer needs: published events older than
+// Retention, and inbox rows and finished webhook deliveries older than Keep. The inbox must
+// outlive any redelivery of its events, so Keep must exceed the Kafka topic's retention; 30
+// days does by default. Unpublished events are never deleted, however old.
 type Reaper struct {
-	DB    *postgres.DB
-	Clock clock.Clock
-	Keep  time.Duration // 30 days if 0
+	DB        *postgres.DB
+	Clock     clock.Clock
+	Keep      time.Duration // 30 days if 0
+	Retention time.Duration // of published events in the event log (EVENTS_RETENTION); MinRetention if less
 }
+
+// reapBatch is the most rows one statement deletes: each statement's locks are short, and a
+// run repeats statements until one deletes fewer.
+const reapBatch = 1000
 
 // Run deletes in batches until none is left, and answers how many rows went. It is a job;
 // replicas may run it at once (SKIP LOCKED).
 func (r *Reaper) Run(ctx context.Context) (int, error) {
+	now := r.Clock.Now()
 	keep := r.Keep
 	if keep <= 0 {
 		keep = 30 * 24 * time.Hour
 	}
-	before := r.Clock.Now().Add(-keep)
-	const batch = 5000
+	retention := max(r.Retention, MinRetention)
+	total := 0
+	for _, step := range []struct {
+		query  string
+		before time.Time
+	}{
+		{"SELECT app.reap_events($1, $2)", now.Add(-keep)},
+		{"SELECT app.reap_outbox($1, $2)", now.Add(-retention)},
+	} {
+		n, err := r.reap(ctx, step.query, step.before)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// reap runs query, a reaping function of (before, limit), until a call deletes less than a
+// full batch.
+func (r *Reaper) reap(ctx context.Context, query string, before time.Time) (int, error) {
 	total := 0
 	for ctx.Err() == nil {
 		var n int
-		if err := r.DB.Pool.QueryRow(ctx, "SELECT app.reap_events($1, $2)", before, batch).Scan(&n); err != nil {
+		if err := r.DB.Pool.QueryRow(ctx, query, before, reapBatch).Scan(&n); err != nil {
 			return total, fmt.Errorf("events.reap: %w", err)
 		}
 		total += n
-		if n < batch {
+		if n < reapBatch {
 			break
 		}
 	}

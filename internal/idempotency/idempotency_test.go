@@ -392,6 +392,58 @@ func TestReaperDeletesExpiredKeys(t *testing.T) {
 	}
 }
 
+// A run deletes every expired key, more than a batch of them, and keeps the live ones and
+// the expired ones stopped mid-way past a recovery point, which the completer still needs.
+func TestReaperDeletesInBatches(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	owner := pgtest.Owner(t)
+	now := f.clock.Now()
+	insert := func(prefix string, n int, expires time.Time, point string, status *int) {
+		t.Helper()
+		_, err := owner.Exec(ctx, `
+			INSERT INTO idempotency_keys (tenant_id, principal_id, key, id, method, path, body_sha256,
+			                              recovery_point, response_status, created_at, expires_at)
+			SELECT $1, $2, $3 || g, gen_random_uuid(), 'POST', '/test/reaper', '\x00', $4, $5, $6, $7
+			  FROM generate_series(1, $8) g`,
+			f.tenant, f.user, prefix, point, status, expires.Add(-24*time.Hour), expires, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Off the completer's paths, and gone after the test: other tests share the database.
+	t.Cleanup(func() { owner.Exec(ctx, "DELETE FROM idempotency_keys WHERE path = '/test/reaper'") })
+	answered := 201
+	insert("expired-", 2500, now.Add(-time.Hour), idempotency.Started, &answered)
+	insert("live-", 10, now.Add(time.Hour), idempotency.Started, &answered)
+	insert("stopped-", 3, now.Add(-time.Hour), "charge_created", nil)
+
+	if _, err := f.store.Reap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for prefix, want := range map[string]int{"expired-": 0, "live-": 10, "stopped-": 3} {
+		var got int
+		if err := owner.QueryRow(ctx, "SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1 AND key ^@ $2",
+			f.tenant, prefix).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s keys: %d left, want %d", prefix, got, want)
+		}
+	}
+}
+
+// Each batch is found through the index of reapable keys and deleted by ctid, so a call's
+// cost does not grow with the expired keys waiting (a join on the primary key was planned as
+// a hash join over the whole table).
+func TestReaperUsesIndex(t *testing.T) {
+	plan := pgtest.ExplainFunction(t, pgtest.Owner(t), "app.reap_idempotency_keys(timestamptz, int)")
+	if !strings.Contains(plan, "idempotency_keys_reapable_idx") || !strings.Contains(plan, "Tid Scan") ||
+		strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Hash Join") {
+		t.Errorf("the reaper's batch is not found through idempotency_keys_reapable_idx and deleted by ctid:\n%s", plan)
+	}
+}
+
 // The completer finds keys abandoned past a recovery point once their lock is stale.
 func TestAbandonedKeysAreFound(t *testing.T) {
 	f := newFixture(t)

@@ -38,7 +38,7 @@ func (a *App) events(cfg config.Config, outbox *events.Outbox) (*webhook.Endpoin
 		a.Transport = events.NewInProcess(0, a.Consumers.Names()...)
 	}
 	a.Relay = &events.Relay{DB: a.DB, Transport: a.Transport, Clock: a.Clock, Metrics: metrics, Logger: a.Logger}
-	a.EventsReaper = &events.Reaper{DB: a.DB, Clock: a.Clock}
+	a.EventsReaper = &events.Reaper{DB: a.DB, Clock: a.Clock, Retention: cfg.EventsRetention}
 	a.Deliverer = &webhook.Deliverer{
 		DB: a.DB, Clock: a.Clock, Secrets: secrets, Outbox: outbox, Logger: a.Logger,
 		Client:  webhook.NewClient(cfg.WebhooksAllowPrivate, cfg.WebhookTimeout),

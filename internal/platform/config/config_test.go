@@ -59,6 +59,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 25 * time.Second},
 		{"SHUTDOWN_DRAIN_DELAY", c.DrainDelay, 2 * time.Second},
 		{"LOG_LEVEL", c.LogLevel, "info"},
+		{"EVENTS_RETENTION", c.EventsRetention, 30 * 24 * time.Hour},
 	} {
 		if check.got != check.want {
 			t.Errorf("%s defaults to %v, want %v", check.name, check.got, check.want)
@@ -90,13 +91,14 @@ func TestLoadReadsValues(t *testing.T) {
 		"WEBHOOKS_ALLOW_PRIVATE_NETWORKS": "false",
 		"WEBHOOK_TIMEOUT":                 "30s",
 		"LOG_LEVEL":                       "debug",
+		"EVENTS_RETENTION":                "2160h",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !c.Production() || c.HTTPAddr != "127.0.0.1:9000" || c.DatabaseMaxConns != 7 || c.PasswordConcurrency != 3 || c.AccessTokenTTL != 5*time.Minute || c.JWTMaxTokenTTL != 2*time.Hour ||
 		c.DrainDelay != 1500*time.Millisecond || c.LogLevel != "debug" || c.DatabaseURL != "postgres://owner@db:5432/app" ||
-		c.WebhookTimeout != 30*time.Second {
+		c.WebhookTimeout != 30*time.Second || c.EventsRetention != 90*24*time.Hour {
 		t.Errorf("Load = %+v", c)
 	}
 	if want, _ := base64.StdEncoding.DecodeString(ownKey); string(c.JWTSigningKey) != string(want) {
@@ -144,6 +146,8 @@ func TestLoadRefusesBadValues(t *testing.T) {
 		{"TRUSTED_PROXIES", "10.0.0.0/33"},
 		{"TRUSTED_PROXIES", "proxy.internal"},
 		{"LOG_LEVEL", "verbose"},
+		{"EVENTS_RETENTION", "719h"},
+		{"EVENTS_RETENTION", "30d"},
 	} {
 		t.Run(c.name+"="+c.value, func(t *testing.T) {
 			_, err := load(map[string]string{c.name: c.value})
