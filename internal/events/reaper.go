@@ -9,9 +9,11 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/postgres"
 )
 
-// MinRetention is the shortest time published events stay in the event log: GET /v1/events
-// promises 30 days.
-const MinRetention = 30 * 24 * time.Hour
+// MinRetention is the shortest time published events stay in the event log. GET /v1/events
+// promises 30 days; and metering remembers which quota thresholds it announced in a billing
+// period by their events (metering.Quotas.Thresholds), so they must outlive the longest
+// period: a month and a merged sliver of under a week, 38 days.
+const MinRetention = 40 * 24 * time.Hour
 
 // Reaper deletes what the event pipeline no longer needs: published events older than
 // Retention, and inbox rows and finished webhook deliveries older than Keep. The inbox must

@@ -65,11 +65,11 @@ func TestReaperOutboxRetention(t *testing.T) {
 	}
 	rows := map[uuid.UUID]row{
 		uuid.New(): {a, 45 * day, true, false},
-		uuid.New(): {b, 31 * day, true, false},
-		uuid.New(): {a, 29 * day, true, true},  // within the retention
+		uuid.New(): {b, 41 * day, true, false},
+		uuid.New(): {a, 39 * day, true, true},  // within the retention
 		uuid.New(): {b, time.Hour, true, true}, // recent
 		uuid.New(): {a, 90 * day, false, true}, // old but never published
-		uuid.New(): {b, 31 * day, false, true},
+		uuid.New(): {b, 41 * day, false, true},
 	}
 	for id, r := range rows {
 		var published *time.Time
@@ -81,7 +81,7 @@ func TestReaperOutboxRetention(t *testing.T) {
 	}
 	t.Cleanup(func() { h.exec("DELETE FROM outbox WHERE type = 'reaper.test'") })
 
-	reaper := &events.Reaper{DB: h.db, Clock: clock.NewFixed(now), Retention: 30 * day}
+	reaper := &events.Reaper{DB: h.db, Clock: clock.NewFixed(now), Retention: 40 * day}
 	if _, err := reaper.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestReaperOutboxRetention(t *testing.T) {
 		}
 	}
 
-	// A retention under 30 days is raised to it: the 29-day-old event stays.
+	// A retention under the minimum (40 days) is raised to it: the 39-day-old event stays.
 	reaper.Retention = day
 	if _, err := reaper.Run(context.Background()); err != nil {
 		t.Fatal(err)
@@ -111,7 +111,7 @@ func TestReaperOutboxBatches(t *testing.T) {
 	now := time.Now().UTC()
 	h.exec(`INSERT INTO outbox (tenant_id, id, type, occurred_at, data, published_at)
 	        SELECT $1, gen_random_uuid(), 'reaper.test', $2, '{}', $3 FROM generate_series(1, 2500)`,
-		uuid.New(), now.Add(-40*24*time.Hour), now)
+		uuid.New(), now.Add(-45*24*time.Hour), now)
 	t.Cleanup(func() { h.exec("DELETE FROM outbox WHERE type = 'reaper.test'") })
 	if _, err := (&events.Reaper{DB: h.db, Clock: clock.NewFixed(now)}).Run(context.Background()); err != nil {
 		t.Fatal(err)

@@ -63,7 +63,7 @@ type Config struct {
 	FlagsPollInterval    time.Duration // FLAGS_POLL_INTERVAL: how often each replica checks the flag configuration's version (5s)
 	JobsEnabled          bool          // JOBS_ENABLED: run the background jobs in this process (true)
 	BillingGrace         time.Duration // BILLING_GRACE_PERIOD: how long an ended period still takes late usage (24h)
-	EventsRetention      time.Duration // EVENTS_RETENTION: how long published events stay in the event log (720h, at least 720h)
+	EventsRetention      time.Duration // EVENTS_RETENTION: how long published events stay in the event log (960h, at least 960h)
 }
 
 // Production reports whether APP_ENV is production.
@@ -109,7 +109,7 @@ func Load(getenv func(string) string) (Config, error) {
 		FlagsPollInterval:    r.duration("FLAGS_POLL_INTERVAL", 5*time.Second),
 		JobsEnabled:          r.boolean("JOBS_ENABLED", true),
 		BillingGrace:         r.duration("BILLING_GRACE_PERIOD", 24*time.Hour),
-		EventsRetention:      r.duration("EVENTS_RETENTION", 30*24*time.Hour),
+		EventsRetention:      r.duration("EVENTS_RETENTION", 40*24*time.Hour),
 	}
 	prod := c.Production()
 	if prod && c.MetricsAddr == "" {
@@ -158,9 +158,11 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.WebhookTimeout <= 0 || c.WebhookTimeout > time.Minute {
 		r.fail("WEBHOOK_TIMEOUT", "must be more than 0 and at most 1m")
 	}
-	// GET /v1/events promises a tenant its events of the last 30 days.
-	if c.EventsRetention < 30*24*time.Hour {
-		r.fail("EVENTS_RETENTION", "must be at least 720h (30 days)")
+	// GET /v1/events promises a tenant its events of the last 30 days, and a billing period's
+	// quota-threshold events (up to 38 days: a month and a merged sliver) are how the service
+	// remembers what it announced in it: see events.MinRetention.
+	if c.EventsRetention < 40*24*time.Hour {
+		r.fail("EVENTS_RETENTION", "must be at least 960h (40 days)")
 	}
 	if p, err := httpx.ParseCIDRs(getenv("TRUSTED_PROXIES")); err != nil {
 		r.fail("TRUSTED_PROXIES", err.Error())

@@ -59,7 +59,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 25 * time.Second},
 		{"SHUTDOWN_DRAIN_DELAY", c.DrainDelay, 2 * time.Second},
 		{"LOG_LEVEL", c.LogLevel, "info"},
-		{"EVENTS_RETENTION", c.EventsRetention, 30 * 24 * time.Hour},
+		{"EVENTS_RETENTION", c.EventsRetention, 40 * 24 * time.Hour},
 	} {
 		if check.got != check.want {
 			t.Errorf("%s defaults to %v, want %v", check.name, check.got, check.want)
@@ -146,7 +146,7 @@ func TestLoadRefusesBadValues(t *testing.T) {
 		{"TRUSTED_PROXIES", "10.0.0.0/33"},
 		{"TRUSTED_PROXIES", "proxy.internal"},
 		{"LOG_LEVEL", "verbose"},
-		{"EVENTS_RETENTION", "719h"},
+		{"EVENTS_RETENTION", "959h"},
 		{"EVENTS_RETENTION", "30d"},
 	} {
 		t.Run(c.name+"="+c.value, func(t *testing.T) {
