@@ -383,7 +383,6 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	const first = 8
 	write(body[:first]) // returns once the client has taken it: the request is on its way
 
-	start := time.Now()
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -398,16 +397,14 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	})
 
 	// The rest of the body, spread so that it is still arriving after the drain delay
-	// (1.5 s), when the server is shutting down.
+	// (1.5 s), when the server is shutting down: 15 pauses of 200 ms are at least 3 s, since a
+	// sleep never ends early, so no clock reading is needed to know it.
 	rest := body[first:]
 	const pieces = 15
 	for i := range pieces {
 		time.Sleep(200 * time.Millisecond)
 		lo, hi := i*len(rest)/pieces, (i+1)*len(rest)/pieces
 		write(rest[lo:hi])
-	}
-	if time.Since(start) < 2*time.Second {
-		t.Fatalf("the body was finished %s after SIGTERM, before the drain delay ran out", time.Since(start))
 	}
 	pw.Close()
 
