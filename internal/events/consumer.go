@@ -66,6 +66,7 @@ func (cs *Consumers) Add(c Consumer) {
 		panic(fmt.Sprintf("events: consumer %q added twice", c.Name))
 	}
 	cs.list = append(cs.list, c)
+	cs.Metrics.addConsumer(c.Name)
 }
 
 // Names are the consumers' names: the consumer groups a transport must serve.

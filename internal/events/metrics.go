@@ -52,6 +52,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// addConsumer starts a consumer's failure and dead-letter series at 0, so that they exist
+// before the first failure: an alert's increase() over a series that appears at 1 sees no
+// increase, and an absent series looks like a consumer that was never there.
+func (m *Metrics) addConsumer(consumer string) {
+	if m != nil {
+		m.failures.WithLabelValues(consumer)
+		m.deadLetters.WithLabelValues(consumer)
+	}
+}
+
 func (m *Metrics) setOutboxLag(d time.Duration) {
 	if m != nil {
 		m.outboxLag.Set(max(d, 0).Seconds())

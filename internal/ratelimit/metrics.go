@@ -57,6 +57,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 while the circuit breaker keeps the rate limiter off Redis.",
 		}),
 	}
+	// Every degraded series starts at 0, so the first decision without Redis is an increase
+	// an alert sees (increase() over a series that appears at 1 sees none).
+	for _, reason := range []string{reasonTimeout, reasonError, reasonCircuit} {
+		for _, outcome := range []string{"allowed", "denied"} {
+			m.degraded.WithLabelValues(reason, outcome)
+		}
+	}
 	var errsOut []error
 	for _, c := range []prometheus.Collector{m.allowed, m.denied, m.degraded, m.denyCache, m.leased, m.redis, m.circuitOpen} {
 		errsOut = append(errsOut, reg.Register(c))

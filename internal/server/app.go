@@ -114,6 +114,7 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	if a.DB, err = postgres.Open(ctx, runtimeURL, postgres.Options{MaxConns: cfg.DatabaseMaxConns, StatementTimeout: cfg.StatementTimeout}); err != nil {
 		return nil, err
 	}
+	a.Registry.MustRegister(postgres.NewPoolCollector(a.DB))
 	redisOpts, err := goredis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		a.DB.Close()
