@@ -1,12 +1,33 @@
 // Package openapi holds the hand-written OpenAPI 3.1 description of the public REST API.
 //
 // The server serves Spec at GET /openapi.yaml, and the HTTP tests validate every response
-// against it, which keeps the description and the handlers in step.
+// against it, which keeps the description and the handlers in step. GET /docs renders it
+// with Redoc, vendored in docs/ (docs/README.md).
 package openapi
 
-import _ "embed"
+import (
+	"bytes"
+	_ "embed"
+)
 
 // Spec is the OpenAPI 3.1 document (openapi.yaml), in YAML.
 //
 //go:embed openapi.yaml
 var Spec []byte
+
+// DocsPage is the HTML page of GET /docs: Redoc over /openapi.yaml.
+//
+//go:embed docs/index.html
+var DocsPage []byte
+
+//go:embed docs/redoc.standalone.js
+var redocBundle []byte
+
+// redocLogo is the one thing the bundle fetches from elsewhere: the logo of its "API docs by
+// Redocly" link, from Redocly's CDN, always requested. The page is offline: an empty image
+// stands in for it.
+const redocLogo = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+// Redoc is Redoc's standalone bundle, which DocsPage loads from /docs/redoc.standalone.js,
+// with redocLogo replaced.
+var Redoc = bytes.Replace(redocBundle, []byte(redocLogo), []byte("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"), 1)

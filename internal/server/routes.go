@@ -78,6 +78,8 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 		w.Header().Set("Content-Type", "application/yaml")
 		w.Write(openapi.Spec)
 	})
+	r.Get("/docs", embeddedFile("text/html; charset=utf-8", openapi.DocsPage))
+	r.Get("/docs/redoc.standalone.js", embeddedFile("text/javascript; charset=utf-8", openapi.Redoc))
 
 	// Each kind of caller gets a router behind its chain, and each module mounts its routes on
 	// them. Member and Admin are inline routers (With) on /v1's tree, so their paths start

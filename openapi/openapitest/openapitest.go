@@ -17,6 +17,12 @@ import (
 	"github.com/saasbase/saasbase/openapi"
 )
 
+// The reference page (GET /docs) and its script are text the description types as strings.
+func init() {
+	openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder)
+	openapi3filter.RegisterBodyDecoder("text/javascript", openapi3filter.PlainBodyDecoder)
+}
+
 // Load loads and validates openapi.yaml and answers it with a router over its operations.
 func Load(t testing.TB) (*openapi3.T, routers.Router) {
 	t.Helper()
