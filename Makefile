@@ -34,7 +34,7 @@ TENANT ?= acme
 ROLE   ?= owner
 TTL    ?= 1h
 
-.PHONY: help run build test fuzz bench lint compose migrate token tools clean chaos load
+.PHONY: help run build test fuzz bench lint compose migrate token tools debs browser clean chaos load
 
 help: ## list the targets
 	@echo 'Usage: make <target> [VAR=value ...]'
@@ -67,7 +67,7 @@ define run-fuzz
 done
 endef
 
-test: tools compose ## install what the tests need (tools), check the compose file, run all tests with the race detector, then short fuzz runs (FUZZTIME=0 skips them)
+test: tools debs browser compose ## install what the tests need (tools, debs, browser), check the compose file, run all tests with the race detector, then short fuzz runs (FUZZTIME=0 skips them)
 	$(GO) test $(GO_TEST_FLAGS) $(PKGS)
 ifneq ($(FUZZTIME),0)
 	$(run-fuzz)
@@ -107,6 +107,34 @@ tools: ## install stripe-mock (STRIPE_MOCK_VERSION) into GOPATH/bin, unless that
 		echo "$(GO) install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION)"; \
 		$(GO) install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION); \
 	fi
+
+# Programs from Debian that tests drive, as command:package: chromium renders GET /docs,
+# promtool and prometheus test the alerts and scrape the service, jq runs the README's
+# session, node and npm the browser test. Installed where missing if this user may (root,
+# or sudo without a password); elsewhere the tests that need them skip, except under CI=true.
+DEBS ?= /usr/bin/chromium:chromium promtool:prometheus prometheus:prometheus jq:jq curl:curl node:nodejs npm:npm
+
+debs: ## install the Debian packages the tests drive (DEBS: chromium, prometheus, jq, node), where missing
+	@missing=""; \
+	for cp in $(DEBS); do command -v "$${cp%%:*}" >/dev/null 2>&1 || missing="$$missing $${cp#*:}"; done; \
+	missing="$$(printf '%s\n' $$missing | sort -u | tr '\n' ' ')"; \
+	if [ -z "$${missing// /}" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else echo "debs: not root and no sudo: the tests that need $$missing skip (apt-get install $$missing)"; \
+		[ "$${CI:-}" != true ] || exit 1; exit 0; fi; \
+	echo "apt-get install -y $$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$sudo apt-get install -y -q $$missing || { $$sudo apt-get update -q && $$sudo apt-get install -y -q $$missing; }
+
+# browser/ holds the browser test's npm packages (playwright-core, which drives Debian's
+# chromium and never downloads a browser, and the redoc whose bundle openapi/docs/ vendors).
+# npm ci runs again only when package-lock.json has changed since the last one.
+browser: debs ## npm ci in browser/ for the browser test, unless already done for this package-lock.json
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "browser: no npm: the browser tests skip"; [ "$${CI:-}" != true ] || exit 1; exit 0; fi; \
+	if cmp -s browser/package-lock.json browser/node_modules/.saasbase-package-lock.json; then exit 0; fi; \
+	echo "cd browser && npm ci --ignore-scripts"; \
+	cd browser && npm ci --ignore-scripts --no-audit --no-fund && cp package-lock.json node_modules/.saasbase-package-lock.json
 
 clean: ## remove build and coverage output
 	rm -rf bin coverage.out coverage.html *.coverprofile
