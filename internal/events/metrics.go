@@ -52,13 +52,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// addConsumer starts a consumer's failure and dead-letter series at 0, so that they exist
+// addConsumer starts a consumer's series at 0, so that they exist
 // before the first failure: an alert's increase() over a series that appears at 1 sees no
 // increase, and an absent series looks like a consumer that was never there.
 func (m *Metrics) addConsumer(consumer string) {
 	if m != nil {
 		m.failures.WithLabelValues(consumer)
 		m.deadLetters.WithLabelValues(consumer)
+		for _, o := range []outcome{applied, duplicate, parked, skipped, retried, dead} {
+			m.consumed.WithLabelValues(consumer, string(o))
+		}
 	}
 }
 

@@ -44,6 +44,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Webhook endpoints disabled automatically: failing without a break, or gone (410).",
 		}),
 	}
+	// Every outcome's series starts at 0, so a rate over it exists before the first attempt.
+	for _, o := range []string{outcomeSuccess, outcomeHTTPError, outcomeTimeout, outcomeNetwork, outcomeRefused} {
+		m.attempts.WithLabelValues(o)
+	}
 	if reg != nil {
 		reg.MustRegister(m.attempts, m.duration, m.exhausted, m.disabled)
 	}

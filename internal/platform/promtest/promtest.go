@@ -184,6 +184,7 @@ func (p *Prometheus) Alerts(t testing.TB) []Alert {
 // evaluation.
 type Rule struct {
 	Name      string `json:"name"`
+	Query     string `json:"query"`
 	Health    string `json:"health"` // ok, err or unknown (not evaluated yet)
 	LastError string `json:"lastError"`
 }
