@@ -174,6 +174,7 @@ func TestREADMESession(t *testing.T) {
 		t.Fatalf("bash: %v\n%s", err, out)
 	}
 
+	t.Logf("README.md's session: %d commands, %d answers checked", len(steps), answers)
 	for i, st := range steps {
 		read := func(name string) string {
 			b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("%s.%d", name, i)))
