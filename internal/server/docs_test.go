@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"bytes"
+	"compress/gzip"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -42,5 +44,23 @@ func TestDocsServed(t *testing.T) {
 	}
 	if page.Header.Get("ETag") == etag {
 		t.Error("the page and the script have one ETag")
+	}
+
+	// Compressed for a client that takes gzip, as it is for a browser; not for one that
+	// refuses it.
+	zipped := s.Do(t, servertest.Request{Method: "GET", Path: "/docs/redoc.standalone.js", Header: map[string]string{"Accept-Encoding": "gzip, deflate, br"}})
+	if zipped.Header.Get("Content-Encoding") != "gzip" || len(zipped.Body) > len(openapi.Redoc)/2 {
+		t.Fatalf("GET /docs/redoc.standalone.js accepting gzip: Content-Encoding %q, %d bytes", zipped.Header.Get("Content-Encoding"), len(zipped.Body))
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(zipped.Body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unzipped, err := io.ReadAll(zr); err != nil || !bytes.Equal(unzipped, openapi.Redoc) {
+		t.Errorf("the gzipped script does not unzip to the script: %v", err)
+	}
+	plain := s.Do(t, servertest.Request{Method: "GET", Path: "/docs/redoc.standalone.js", Header: map[string]string{"Accept-Encoding": "gzip;q=0, identity"}})
+	if plain.Header.Get("Content-Encoding") != "" || !bytes.Equal(plain.Body, openapi.Redoc) {
+		t.Errorf("GET /docs/redoc.standalone.js refusing gzip: Content-Encoding %q, %d bytes", plain.Header.Get("Content-Encoding"), len(plain.Body))
 	}
 }
