@@ -80,6 +80,9 @@ export JWT_SIGNING_KEY="$key1" WEBHOOK_SECRET_KEY="$(node -e 'console.log(requir
 export STRIPE_WEBHOOK_SECRET="whsec_interop_$(node -e 'console.log(require("crypto").randomBytes(16).toString("hex"))')"
 export STRIPE_SECRET_KEY=sk_test_interop
 export AUTH_RATE_LIMIT_PER_MINUTE=100000 WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true
+# Every script signs up at once: room for their password hashes side by side (a 503
+# server_busy beyond it is retried by the scripts, as a client should).
+export PASSWORD_HASH_CONCURRENCY=16
 export FLAGS_POLL_INTERVAL=1s SHUTDOWN_DRAIN_DELAY=0s LOG_LEVEL="${INTEROP_LOG_LEVEL:-warn}"
 
 "$bin" migrate up >"$logs/migrate.log" 2>&1 || { echo "interop: bin/api migrate up failed"; cat "$logs/migrate.log"; exit 1; }

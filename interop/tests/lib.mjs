@@ -22,9 +22,19 @@ export function unique(prefix) {
 
 /**
  * One HTTP call. body: an object (sent as JSON), a string or a Buffer (sent as is).
- * Answers {status, headers, text, json}.
+ * Answers {status, headers, text, json}. Password hashing runs under a concurrency bound: when
+ * every script signs up at once, some are told 503 server_busy with Retry-After, and retry
+ * then, as a client should.
  */
-export async function call(method, path, { token, body, headers = {}, base = apiURL } = {}) {
+export async function call(method, path, opts = {}) {
+  for (let i = 0; ; i++) {
+    const res = await once(method, path, opts);
+    if (res.status !== 503 || res.json?.code !== 'server_busy' || i === 30) return res;
+    await new Promise((r) => setTimeout(r, 1000 * Number(res.headers.get('retry-after') || 1)));
+  }
+}
+
+async function once(method, path, { token, body, headers = {}, base = apiURL } = {}) {
   const h = { ...headers };
   if (token) h.authorization = `Bearer ${token}`;
   let payload = body;
@@ -59,16 +69,9 @@ export async function signup(prefix, rateLimit = { requests_per_second: 1000, bu
   const slug = unique(prefix);
   const email = `owner@${slug}.example.com`;
   const password = 'correct horse battery';
-  const body = { tenant_name: `Interop ${slug}`, tenant_slug: slug, email, password };
-  let res = await call('POST', '/v1/signup', { body });
-  // Password hashing runs under a concurrency bound: when every script signs up at once, some
-  // are told 503 server_busy with Retry-After, and retry as any client should.
-  for (let i = 0; i < 30 && res.status === 503 && res.json?.code === 'server_busy'; i++) {
-    await new Promise((r) => setTimeout(r, 1000 * Number(res.headers.get('retry-after') || 1)));
-    res = await call('POST', '/v1/signup', { body });
-  }
-  assert.equal(res.status, 201, `POST /v1/signup: ${res.status} ${res.text}`);
-  const { json } = res;
+  const { json } = await must(201, 'POST', '/v1/signup', {
+    body: { tenant_name: `Interop ${slug}`, tenant_slug: slug, email, password },
+  });
   if (rateLimit) {
     await must(200, 'PATCH', `/v1/admin/tenants/${json.tenant.id}`, { token: adminToken, body: { rate_limit: rateLimit } });
   }
