@@ -19,7 +19,9 @@ let server;
 let endpoint;
 let secret;
 const received = []; // {headers, body, status}
-const answers = []; // statuses to answer, in order; 200 when empty
+// Statuses to answer for the deliveries of a project, by its name, in order; 200 when none
+// is left. Keyed by project, not by arrival, so a late delivery takes no other test's answer.
+const answers = new Map();
 
 before(async () => {
   tenant = await signup('stdwebhooks');
@@ -27,8 +29,15 @@ before(async () => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
-      const status = answers.shift() ?? 200;
-      received.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), status });
+      const body = Buffer.concat(chunks).toString('utf8');
+      let name;
+      try {
+        name = JSON.parse(body).data?.name;
+      } catch {
+        name = undefined;
+      }
+      const status = answers.get(name)?.shift() ?? 200;
+      received.push({ headers: req.headers, body, status });
       res.writeHead(status).end();
     });
   });
@@ -66,7 +75,7 @@ test('a delivery verifies: the envelope plus timestamp, webhook-id the event id'
 });
 
 test('a 500 is retried with the same webhook-id, and the retry verifies', async () => {
-  answers.push(500);
+  answers.set('retried', [500]);
   await project('retried');
   const [first, retry] = await eventually('a retry after the 500', () => {
     const ds = deliveriesOf('retried');
@@ -94,7 +103,7 @@ test('after a rotation a delivery carries both signatures; each secret verifies 
 });
 
 test('a 410 Gone disables the endpoint and is not retried', async () => {
-  answers.push(410);
+  answers.set('gone', [410]);
   await project('gone');
   await eventually('the endpoint disabled as gone', async () => {
     const { json } = await must(200, 'GET', `/v1/webhook-endpoints/${endpoint.id}`, { token: tenant.token });
