@@ -44,8 +44,9 @@ cleanup() {
 			echo "== the end of $f"
 			tail -n 15 "$f"
 		done
-	elif [ "${INTEROP_KEEP_LOGS:-}" != 1 ]; then
-		rm -f "$logs"/*.log
+	else
+		echo "interop: passed in ${SECONDS}s (service and stripe-mock start, types, tsc, scripts)"
+		[ "${INTEROP_KEEP_LOGS:-}" = 1 ] || rm -f "$logs"/*.log
 	fi
 	exit "$rc"
 }
@@ -112,8 +113,10 @@ export INTEROP_ADMIN_TOKEN="$("$bin" token --platform-admin --ttl 1h 2>>"$logs/m
 export INTEROP_OPENAPI="$root/openapi/openapi.yaml"
 echo "interop: replicas on :$port_a and :$port_b (rotated key), stripe-mock on :$mock_port, database $db"
 
+echo "interop: ready after ${SECONDS}s"
 cd interop
 # The typed session: types generated from the description, checked and compiled by tsc.
 node_modules/.bin/openapi-typescript "$INTEROP_OPENAPI" -o generated/api.d.ts >/dev/null
 node_modules/.bin/tsc -p tsconfig.json
+echo "interop: types generated and compiled after ${SECONDS}s"
 node --test --test-concurrency=16 --test-reporter=spec ${INTEROP_FILES:-tests/*.test.mjs build/*.test.js}
