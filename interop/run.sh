@@ -86,6 +86,17 @@ export AUTH_RATE_LIMIT_PER_MINUTE=100000 WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true
 export PASSWORD_HASH_CONCURRENCY=16
 export FLAGS_POLL_INTERVAL=1s SHUTDOWN_DRAIN_DELAY=0s LOG_LEVEL="${INTEROP_LOG_LEVEL:-warn}"
 
+# The typed session, meanwhile: types generated from the description, checked and compiled
+# by tsc (strict) into interop/build.
+(
+	cd interop
+	rm -rf build generated
+	node_modules/.bin/openapi-typescript "$root/openapi/openapi.yaml" -o generated/api.d.ts &&
+		node_modules/.bin/tsc -p tsconfig.json
+) >"$logs/typed.log" 2>&1 &
+typed_pid=$!
+pids+=("$typed_pid")
+
 "$bin" migrate up >"$logs/migrate.log" 2>&1 || { echo "interop: bin/api migrate up failed"; cat "$logs/migrate.log"; exit 1; }
 
 mock="${STRIPE_MOCK:-$(command -v stripe-mock || echo "$(go env GOPATH)/bin/stripe-mock")}"
@@ -114,9 +125,7 @@ export INTEROP_OPENAPI="$root/openapi/openapi.yaml"
 echo "interop: replicas on :$port_a and :$port_b (rotated key), stripe-mock on :$mock_port, database $db"
 
 echo "interop: ready after ${SECONDS}s"
+wait "$typed_pid" || { echo "interop: the typed session does not compile:"; cat "$logs/typed.log"; exit 1; }
+echo "interop: types generated and compiled"
 cd interop
-# The typed session: types generated from the description, checked and compiled by tsc.
-node_modules/.bin/openapi-typescript "$INTEROP_OPENAPI" -o generated/api.d.ts >/dev/null
-node_modules/.bin/tsc -p tsconfig.json
-echo "interop: types generated and compiled after ${SECONDS}s"
 node --test --test-concurrency=16 --test-reporter=spec ${INTEROP_FILES:-tests/*.test.mjs build/*.test.js}
