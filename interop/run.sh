@@ -97,7 +97,15 @@ export FLAGS_POLL_INTERVAL=1s SHUTDOWN_DRAIN_DELAY=0s LOG_LEVEL="${INTEROP_LOG_L
 typed_pid=$!
 pids+=("$typed_pid")
 
-"$bin" migrate up >"$logs/migrate.log" 2>&1 || { echo "interop: bin/api migrate up failed"; cat "$logs/migrate.log"; exit 1; }
+# Migrations also touch cluster-wide objects (roles, their grants), so one racing another
+# database's migration on the same server can fail with "tuple concurrently updated"; each
+# migration is a transaction, so running it again is safe.
+for try in 1 2 3; do
+	"$bin" migrate up >"$logs/migrate.log" 2>&1 && break
+	grep -q 'concurrently updated' "$logs/migrate.log" && [ "$try" != 3 ] ||
+		{ echo "interop: bin/api migrate up failed"; cat "$logs/migrate.log"; exit 1; }
+	sleep 1
+done
 
 mock="${STRIPE_MOCK:-$(command -v stripe-mock || echo "$(go env GOPATH)/bin/stripe-mock")}"
 [ -x "$mock" ] || { echo "interop: no stripe-mock at $mock (make tools installs it)"; exit 1; }
