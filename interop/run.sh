@@ -120,6 +120,7 @@ HTTP_ADDR="127.0.0.1:$port_a" "$bin" serve >"$logs/api-a.log" 2>&1 &
 pids+=($!)
 pid_a=$!
 port_b="$(free_port)"
+while [ "$port_b" = "$port_a" ]; do port_b="$(free_port)"; done
 HTTP_ADDR="127.0.0.1:$port_b" JWT_SIGNING_KEY="$key2" JWT_PREVIOUS_PUBLIC_KEYS="$pub1" JOBS_ENABLED=false \
 	"$bin" serve >"$logs/api-b.log" 2>&1 &
 pids+=($!)
