@@ -12,7 +12,8 @@ import { must, call, signup, eventually as poll } from './lib.mjs';
 // Events reach the deliverer through the outbox relay, which waits for every transaction
 // older than the event on the PostgreSQL server to end (docs/architecture.md, "Known limits"):
 // on a server shared with other work, a delivery can take a while.
-const eventually = (what, fn) => poll(what, fn, 60000);
+const eventually = (what, fn) =>
+  poll(`${what} (if an open transaction anywhere on the PostgreSQL server is older than the event, the relay waits for it)`, fn, 60000);
 
 let tenant;
 let server;
