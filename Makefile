@@ -3,6 +3,7 @@
 # Every variable below can be overridden on the command line, e.g.
 #   make test FUZZTIME=0            (skip the fuzz run)
 #   make test GO_TEST_FLAGS='-count=1 -run TestSignup' PKGS=./internal/tenant/...
+#   make test INTEROP=0             (skip make interop, which a custom PKGS skips too)
 #   make bench BENCH=OneLimit PKGS=./internal/ratelimit/
 #   make migrate DIR=status
 
@@ -21,6 +22,9 @@ GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
 FUZZTIME      ?= 10s
 FUZZ          ?= ./internal/platform/httpx/:FuzzDecode ./internal/billing/metering/:FuzzParseEvents ./internal/server/:FuzzOperations
 
+# make interop is part of `make test` when it runs every package (INTEROP=1 or 0 says otherwise).
+INTEROP       ?= $(if $(filter ./...,$(PKGS)),1,0)
+
 BENCH         ?= .
 BENCH_COUNT   ?= 1
 BENCH_FLAGS   ?= -benchmem -timeout 30m
@@ -34,7 +38,7 @@ TENANT ?= acme
 ROLE   ?= owner
 TTL    ?= 1h
 
-.PHONY: help run build test fuzz bench lint compose migrate token tools debs browser clean chaos load
+.PHONY: help run build test fuzz bench lint compose migrate token tools debs browser clean chaos load interop
 
 help: ## list the targets
 	@echo 'Usage: make <target> [VAR=value ...]'
@@ -67,10 +71,13 @@ define run-fuzz
 done
 endef
 
-test: tools debs browser compose ## install what the tests need (tools, debs, browser), check the compose file, run all tests with the race detector, then short fuzz runs (FUZZTIME=0 skips them)
+test: tools debs browser compose ## install what the tests need (tools, debs, browser), check the compose file, run all tests with the race detector, short fuzz runs (FUZZTIME=0 skips them), then make interop (INTEROP=0 skips it)
 	$(GO) test $(GO_TEST_FLAGS) $(PKGS)
 ifneq ($(FUZZTIME),0)
 	$(run-fuzz)
+endif
+ifneq ($(INTEROP),0)
+	@$(MAKE) --no-print-directory interop
 endif
 
 fuzz: ## only the fuzz runs (FUZZ, FUZZTIME)
@@ -183,3 +190,14 @@ load: build ## run cmd/load against a fresh server on LOAD_ADDR, with stripe-moc
 
 chaos: ## two api serve processes under load; Redis and PostgreSQL cut and slowed (toxiproxy), restarts after SIGTERM and SIGKILL; prints the audit table (CHAOS_CALM=10s between faults)
 	CHAOS_CALM=$(or $(CHAOS_CALM),10s) $(GO) test -race -count=1 -run '^TestChaos$$' -v -timeout 10m ./cmd/api/
+
+# `make interop`: the standards' own client libraries (npm packages pinned in
+# interop/package-lock.json) against a fresh bin/api with a database of its own, on free
+# loopback ports; interop/run.sh starts and stops everything (interop/README.md). npm ci runs
+# only when node_modules is missing or older than the lock file.
+interop/node_modules/.package-lock.json: interop/package-lock.json interop/package.json
+	cd interop && npm ci --no-audit --no-fund
+	@touch $@
+
+interop: build tools interop/node_modules/.package-lock.json ## the standards' own clients (OpenFeature, CloudEvents, Standard Webhooks, Stripe, jose, structured-headers, Redocly, Spectral, a typed openapi-fetch client) against a fresh service
+	BIN=$(BIN) bash interop/run.sh
