@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/saasbase/saasbase/internal/audit"
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/billing/invoicing"
 	"github.com/saasbase/saasbase/internal/billing/metering"
@@ -42,6 +43,9 @@ type routes struct {
 	flagEval  *flags.Handler
 	flagAdmin *flags.AdminHandler
 	metrics   *httpx.Metrics
+	audit     *audit.Handler
+	deletion  *tenant.DeletionHandler
+	recorder  *audit.Recorder
 }
 
 // build lays out the router. The order of middleware is the request's way through the
@@ -104,10 +108,13 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 		authenticated := r.With(rt.authn.Authenticate)
 		admin := chi.NewRouter()
 		r.Mount("/admin", admin)
-		rs.Operator = admin.With(rt.authn.Authenticate, auth.RequirePlatformAdmin, httpx.RequireJSON)
+		// Every mutating request behind these routers writes its audit entry in the
+		// transaction of its change (audit.Recorder); usage ingestion (member) is not audited.
+		rs.Operator = admin.With(rt.authn.Authenticate, auth.RequirePlatformAdmin, rt.recorder.InTx, httpx.RequireJSON)
 		member = authenticated.With(rt.tenantChain()...)
-		rs.Member = member.With(httpx.RequireJSON)
-		rs.Admin = member.With(auth.RequireRole(auth.RoleAdmin), httpx.RequireJSON)
+		audited := member.With(rt.recorder.InTx)
+		rs.Member = audited.With(httpx.RequireJSON)
+		rs.Admin = audited.With(auth.RequireRole(auth.RoleAdmin), httpx.RequireJSON)
 	})
 	rt.auth.Routes(rs)
 	rt.tenant.Routes(rs)
@@ -121,7 +128,12 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 	usage.Member = member
 	rt.metering.Routes(usage, rt.idem)
 	rt.invoices.Routes(rs)
-	rt.payments.Routes(rs, rt.idem)
+	// Payments commit their own steps around calls to Stripe: audited after the handler.
+	pay := rs
+	pay.Admin = member.With(rt.recorder.After, auth.RequireRole(auth.RoleAdmin), httpx.RequireJSON)
+	rt.payments.Routes(pay, rt.idem)
+	rt.audit.Routes(rs)
+	rt.deletion.Routes(rs)
 
 	// OFREP, for OpenFeature SDKs: tenant credentials, as on the tenant routes. It answers
 	// in OFREP's own shapes.
