@@ -24,6 +24,7 @@ import (
 	"github.com/saasbase/saasbase/internal/billing/plans"
 	"github.com/saasbase/saasbase/internal/events"
 	"github.com/saasbase/saasbase/internal/events/webhook"
+	"github.com/saasbase/saasbase/internal/export"
 	"github.com/saasbase/saasbase/internal/flags"
 	"github.com/saasbase/saasbase/internal/idempotency"
 	"github.com/saasbase/saasbase/internal/platform/clock"
@@ -70,6 +71,7 @@ type App struct {
 	EventsReaper *events.Reaper
 	// A tenant's lifecycle: the purge of deleted tenants after their grace period.
 	Purger    *purge.Purger
+	Exports   *export.Exports
 	Deliverer *webhook.Deliverer
 	kafka     *events.Kafka // nil with the in-process transport
 
@@ -207,11 +209,13 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	if a.Payments.Stripe != nil {
 		a.Purger.Stripe = a.Payments.Stripe
 	}
+	a.Exports = &export.Exports{DB: a.DB, Clock: a.Clock, Logger: a.Logger, TmpDir: cfg.ExportTmpDir}
 	deletion := &tenant.Deletion{Tenants: tenants, Clock: a.Clock, Grace: cfg.TenantDeletionGrace, PurgeNow: a.Purger.Start}
 	r := routes{
 		app:      a,
 		audit:    &audit.Handler{Log: auditLog},
 		deletion: &tenant.DeletionHandler{Deletion: deletion},
+		exports:  &export.Handler{Exports: a.Exports},
 		recorder: &audit.Recorder{Log: auditLog, ClientIP: httpx.ClientIP{Trusted: cfg.TrustedProxies}.Of},
 		limits:   limits,
 		authn: &auth.Authenticator{

@@ -17,6 +17,7 @@ import (
 	"github.com/saasbase/saasbase/internal/billing/plans"
 	"github.com/saasbase/saasbase/internal/events"
 	"github.com/saasbase/saasbase/internal/events/webhook"
+	"github.com/saasbase/saasbase/internal/export"
 	"github.com/saasbase/saasbase/internal/flags"
 	"github.com/saasbase/saasbase/internal/idempotency"
 	"github.com/saasbase/saasbase/internal/platform/errs"
@@ -45,6 +46,7 @@ type routes struct {
 	metrics   *httpx.Metrics
 	audit     *audit.Handler
 	deletion  *tenant.DeletionHandler
+	exports   *export.Handler
 	recorder  *audit.Recorder
 }
 
@@ -134,6 +136,7 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 	rt.payments.Routes(pay, rt.idem)
 	rt.audit.Routes(rs)
 	rt.deletion.Routes(rs)
+	rt.exports.Routes(rs)
 
 	// OFREP, for OpenFeature SDKs: tenant credentials, as on the tenant routes. It answers
 	// in OFREP's own shapes.

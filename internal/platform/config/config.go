@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -70,7 +69,7 @@ type Config struct {
 	// A tenant's lifecycle (docs/lifecycle.md).
 	TenantDeletionGrace time.Duration // TENANT_DELETION_GRACE: how long a deleted tenant can be restored before its purge (720h)
 	AuditRetention      time.Duration // AUDIT_RETENTION: how long audit log entries are kept (9600h: 400 days)
-	ExportDir           string        // EXPORT_DIR: where export archives are written (the system temp dir + /saasbase-exports)
+	ExportTmpDir        string        // EXPORT_TMP_DIR: where an export spools its files while it builds the archive (the system's temp dir)
 }
 
 // Production reports whether APP_ENV is production.
@@ -120,7 +119,7 @@ func Load(getenv func(string) string) (Config, error) {
 
 		TenantDeletionGrace: r.duration("TENANT_DELETION_GRACE", 30*24*time.Hour),
 		AuditRetention:      r.duration("AUDIT_RETENTION", 400*24*time.Hour),
-		ExportDir:           r.str("EXPORT_DIR", filepath.Join(os.TempDir(), "saasbase-exports")),
+		ExportTmpDir:        r.str("EXPORT_TMP_DIR", os.TempDir()),
 	}
 	if c.TenantDeletionGrace < 0 {
 		r.fail("TENANT_DELETION_GRACE", "must not be negative")
