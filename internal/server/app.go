@@ -33,6 +33,7 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/postgres"
 	"github.com/saasbase/saasbase/internal/purge"
 	"github.com/saasbase/saasbase/internal/ratelimit"
+	"github.com/saasbase/saasbase/internal/retention"
 	"github.com/saasbase/saasbase/internal/tenant"
 	"github.com/saasbase/saasbase/internal/tenantlimits"
 )
@@ -70,8 +71,10 @@ type App struct {
 	Consumers    *events.Consumers
 	EventsReaper *events.Reaper
 	// A tenant's lifecycle: the purge of deleted tenants after their grace period.
-	Purger    *purge.Purger
-	Exports   *export.Exports
+	Purger  *purge.Purger
+	Exports *export.Exports
+	// Retention deletes what the service no longer needs, table by table (docs/lifecycle.md).
+	Retention *retention.Reaper
 	Deliverer *webhook.Deliverer
 	kafka     *events.Kafka // nil with the in-process transport
 
@@ -209,6 +212,7 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	if a.Payments.Stripe != nil {
 		a.Purger.Stripe = a.Payments.Stripe
 	}
+	a.Retention = &retention.Reaper{DB: a.DB, Clock: a.Clock, Policies: retention.Policies(cfg.AuditRetention), Metrics: retention.NewMetrics(a.Registry)}
 	a.Exports = &export.Exports{DB: a.DB, Clock: a.Clock, Logger: a.Logger, TmpDir: cfg.ExportTmpDir}
 	deletion := &tenant.Deletion{Tenants: tenants, Clock: a.Clock, Grace: cfg.TenantDeletionGrace, PurgeNow: a.Purger.Start}
 	r := routes{
