@@ -45,7 +45,7 @@ type Tenant struct {
 	DefaultPaymentMethod *string    `json:"default_payment_method"`
 	PurgeAfter           *time.Time `json:"purge_after,omitempty"` // while pending_deletion
 	CreatedAt            time.Time  `json:"created_at"`
-	UpdatedAt            time.Time `json:"updated_at"`
+	UpdatedAt            time.Time  `json:"updated_at"`
 }
 
 const tenantColumns = "id, name, slug, plan_code, status, timezone, rate_limit, default_payment_method, purge_after, created_at, updated_at"
