@@ -34,7 +34,7 @@ TENANT ?= acme
 ROLE   ?= owner
 TTL    ?= 1h
 
-.PHONY: help run build test fuzz bench lint compose migrate token tools clean chaos load bench-lifecycle
+.PHONY: help run build test fuzz bench lint compose migrate token tools clean chaos load
 
 help: ## list the targets
 	@echo 'Usage: make <target> [VAR=value ...]'
@@ -79,6 +79,7 @@ fuzz: ## only the fuzz runs (FUZZ, FUZZTIME)
 bench: ## benchmarks (BENCH=regexp, BENCH_COUNT, PKGS)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -count $(BENCH_COUNT) $(BENCH_FLAGS) $(PKGS)
 
+.PHONY: bench-lifecycle
 bench-lifecycle: ## export throughput (200,000 usage events) and the purge of a tenant with 1,000,000, with the longest lock wait of concurrent requests; not part of make test
 	$(GO) test -run '^$$' -bench 'BenchmarkExport$$|BenchmarkPurge1MUsageEvents' -benchtime 1x -count $(BENCH_COUNT) -timeout 30m ./internal/export/ ./internal/purge/
 
