@@ -86,6 +86,10 @@ fuzz: ## only the fuzz runs (FUZZ, FUZZTIME)
 bench: ## benchmarks (BENCH=regexp, BENCH_COUNT, PKGS)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -count $(BENCH_COUNT) $(BENCH_FLAGS) $(PKGS)
 
+.PHONY: bench-lifecycle
+bench-lifecycle: ## export throughput (200,000 usage events) and the purge of a tenant with 1,000,000, with the longest lock wait of concurrent requests; not part of make test
+	$(GO) test -run '^$$' -bench 'BenchmarkExport$$|BenchmarkPurge1MUsageEvents' -benchtime 1x -count $(BENCH_COUNT) -timeout 30m ./internal/export/ ./internal/purge/
+
 lint: compose ## gofmt (any listed file fails), go vet, and the compose file
 	@unformatted="$$(gofmt -l .)"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$unformatted"; exit 1; fi

@@ -133,7 +133,7 @@ func principalOf(c *Claims) (Principal, error) {
 		if c.TenantID != "" {
 			return Principal{}, ErrUnauthorized
 		}
-		return Principal{Kind: KindPlatform, Role: role}, nil
+		return Principal{Kind: KindPlatform, Role: role, Operator: c.Subject}, nil
 	}
 	tid, err1 := uuid.Parse(c.TenantID)
 	uid, err2 := uuid.Parse(c.Subject)

@@ -78,6 +78,7 @@ type Principal struct {
 	UserID   uuid.UUID  // the user it acts for: the user, or the key's creator; uuid.Nil for operators
 	Role     Role       // effective: never above the user's current role (Authenticator)
 	KeyLimit *RateLimit // an API key's own, tighter limit
+	Operator string     // a platform operator's subject claim, for the audit log
 }
 
 type principalKey struct{}

@@ -50,3 +50,19 @@ func (k *Key) RecoveryData(v any) error {
 func (k *Key) Advance(ctx context.Context, point string, data any, fn func(pgx.Tx) error) error {
 	return k.store.Advance(ctx, k.rec, point, data, fn)
 }
+
+type storedKey struct{}
+
+// NoticeStored returns ctx in which the atomic mode notes that it stored the request's
+// answer in the unit of work, and a function that tells whether it did. A unit's owner
+// (the audit recorder) must then commit even a 4xx answer, or the stored answer is lost.
+func NoticeStored(ctx context.Context) (context.Context, func() bool) {
+	stored := new(bool)
+	return context.WithValue(ctx, storedKey{}, stored), func() bool { return *stored }
+}
+
+func markStored(ctx context.Context) {
+	if p, ok := ctx.Value(storedKey{}).(*bool); ok {
+		*p = true
+	}
+}

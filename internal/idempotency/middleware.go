@@ -156,6 +156,7 @@ func (m *Middleware) atomic(w http.ResponseWriter, r *http.Request, next http.Ha
 			httpx.Logger(ctx).WarnContext(ctx, "idempotency: answer not stored", slog.String("error", err.Error()))
 			return notStored{rec}
 		}
+		markStored(ctx)
 		return nil
 	})
 	var ns notStored

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/saasbase/saasbase/internal/audit"
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/billing/invoicing"
 	"github.com/saasbase/saasbase/internal/billing/metering"
@@ -23,13 +24,16 @@ import (
 	"github.com/saasbase/saasbase/internal/billing/plans"
 	"github.com/saasbase/saasbase/internal/events"
 	"github.com/saasbase/saasbase/internal/events/webhook"
+	"github.com/saasbase/saasbase/internal/export"
 	"github.com/saasbase/saasbase/internal/flags"
 	"github.com/saasbase/saasbase/internal/idempotency"
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/config"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
+	"github.com/saasbase/saasbase/internal/purge"
 	"github.com/saasbase/saasbase/internal/ratelimit"
+	"github.com/saasbase/saasbase/internal/retention"
 	"github.com/saasbase/saasbase/internal/tenant"
 	"github.com/saasbase/saasbase/internal/tenantlimits"
 )
@@ -66,8 +70,13 @@ type App struct {
 	Relay        *events.Relay
 	Consumers    *events.Consumers
 	EventsReaper *events.Reaper
-	Deliverer    *webhook.Deliverer
-	kafka        *events.Kafka // nil with the in-process transport
+	// A tenant's lifecycle: the purge of deleted tenants after their grace period.
+	Purger  *purge.Purger
+	Exports *export.Exports
+	// Retention deletes what the service no longer needs, table by table (docs/lifecycle.md).
+	Retention *retention.Reaper
+	Deliverer *webhook.Deliverer
+	kafka     *events.Kafka // nil with the in-process transport
 
 	// Flags evaluates feature flags for the service's own code; FlagRefresher keeps its
 	// snapshot current and must be started (Start) to serve anything but defaults.
@@ -196,9 +205,24 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		return nil, err
 	}
 
+	auditLog := &audit.Log{DB: a.DB, Clock: a.Clock}
+	a.Purger = &purge.Purger{
+		DB: a.DB, Redis: a.Redis, RedisPrefix: cfg.RedisKeyPrefix, Outbox: outbox, Clock: a.Clock,
+		Logger: a.Logger, Metrics: purge.NewMetrics(a.Registry),
+	}
+	if a.Payments.Stripe != nil {
+		a.Purger.Stripe = a.Payments.Stripe
+	}
+	a.Retention = &retention.Reaper{DB: a.DB, Clock: a.Clock, Policies: retention.Policies(cfg.AuditRetention), Metrics: retention.NewMetrics(a.Registry)}
+	a.Exports = &export.Exports{DB: a.DB, Clock: a.Clock, Logger: a.Logger, TmpDir: cfg.ExportTmpDir}
+	deletion := &tenant.Deletion{Tenants: tenants, Clock: a.Clock, Grace: cfg.TenantDeletionGrace, PurgeNow: a.Purger.Start}
 	r := routes{
-		app:    a,
-		limits: limits,
+		app:      a,
+		audit:    &audit.Handler{Log: auditLog},
+		deletion: &tenant.DeletionHandler{Deletion: deletion},
+		exports:  &export.Handler{Exports: a.Exports},
+		recorder: &audit.Recorder{Log: auditLog, ClientIP: httpx.ClientIP{Trusted: cfg.TrustedProxies}.Of},
+		limits:   limits,
 		authn: &auth.Authenticator{
 			Keys: a.Keys, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
 			DB: a.DB, Roles: roles, Clock: a.Clock, Live: cfg.Production(), Failures: a.authFailures(),

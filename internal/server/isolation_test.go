@@ -80,6 +80,13 @@ func isoSetup(t *testing.T, s *servertest.Server, prefix string, projects int) i
 		t.Fatal(err)
 	}
 	ten.ids["/v1/invoices"] = []string{invoice}
+
+	res = s.Do(t, servertest.Request{Method: "POST", Path: "/v1/tenant/exports", Token: ten.Token})
+	var export struct{ ID string }
+	if res.Decode(t, &export); res.Status != http.StatusAccepted {
+		t.Fatalf("POST /v1/tenant/exports: %d %s", res.Status, res.Body)
+	}
+	ten.ids["/v1/tenant/exports"] = []string{export.ID}
 	return ten
 }
 

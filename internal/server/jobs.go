@@ -26,6 +26,9 @@ func (a *App) RunBackground(ctx context.Context) {
 		{"stripe-usage-reporter", 5 * time.Minute, a.Reporter.Run},
 		{"event-retries", time.Second, a.Consumers.RetryDue},
 		{"events-reaper", time.Hour, a.EventsReaper.Run},
+		{"tenant-purger", 10 * time.Minute, a.Purger.Run},
+		{"tenant-exports", 30 * time.Second, a.Exports.Run},
+		{"retention", time.Hour, a.Retention.Run},
 	}
 	var wg sync.WaitGroup
 	// The event pipeline runs continuously rather than on a timer: the relay and the webhook

@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/saasbase/saasbase/internal/audit"
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/billing/invoicing"
 	"github.com/saasbase/saasbase/internal/billing/metering"
@@ -16,6 +17,7 @@ import (
 	"github.com/saasbase/saasbase/internal/billing/plans"
 	"github.com/saasbase/saasbase/internal/events"
 	"github.com/saasbase/saasbase/internal/events/webhook"
+	"github.com/saasbase/saasbase/internal/export"
 	"github.com/saasbase/saasbase/internal/flags"
 	"github.com/saasbase/saasbase/internal/idempotency"
 	"github.com/saasbase/saasbase/internal/platform/errs"
@@ -42,6 +44,10 @@ type routes struct {
 	flagEval  *flags.Handler
 	flagAdmin *flags.AdminHandler
 	metrics   *httpx.Metrics
+	audit     *audit.Handler
+	deletion  *tenant.DeletionHandler
+	exports   *export.Handler
+	recorder  *audit.Recorder
 }
 
 // build lays out the router. The order of middleware is the request's way through the
@@ -106,10 +112,13 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 		authenticated := r.With(rt.authn.Authenticate)
 		admin := chi.NewRouter()
 		r.Mount("/admin", admin)
-		rs.Operator = admin.With(rt.authn.Authenticate, auth.RequirePlatformAdmin, httpx.RequireJSON)
+		// Every mutating request behind these routers writes its audit entry in the
+		// transaction of its change (audit.Recorder); usage ingestion (member) is not audited.
+		rs.Operator = admin.With(rt.authn.Authenticate, auth.RequirePlatformAdmin, rt.recorder.InTx, httpx.RequireJSON)
 		member = authenticated.With(rt.tenantChain()...)
-		rs.Member = member.With(httpx.RequireJSON)
-		rs.Admin = member.With(auth.RequireRole(auth.RoleAdmin), httpx.RequireJSON)
+		audited := member.With(rt.recorder.InTx)
+		rs.Member = audited.With(httpx.RequireJSON)
+		rs.Admin = audited.With(auth.RequireRole(auth.RoleAdmin), httpx.RequireJSON)
 	})
 	rt.auth.Routes(rs)
 	rt.tenant.Routes(rs)
@@ -123,7 +132,13 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 	usage.Member = member
 	rt.metering.Routes(usage, rt.idem)
 	rt.invoices.Routes(rs)
-	rt.payments.Routes(rs, rt.idem)
+	// Payments commit their own steps around calls to Stripe: audited after the handler.
+	pay := rs
+	pay.Admin = member.With(rt.recorder.After, auth.RequireRole(auth.RoleAdmin), httpx.RequireJSON)
+	rt.payments.Routes(pay, rt.idem)
+	rt.audit.Routes(rs)
+	rt.deletion.Routes(rs)
+	rt.exports.Routes(rs)
 
 	// OFREP, for OpenFeature SDKs: tenant credentials, as on the tenant routes. It answers
 	// in OFREP's own shapes.

@@ -3,8 +3,10 @@ package tenant
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/saasbase/saasbase/internal/auth"
@@ -60,10 +62,32 @@ func (d *Directory) RequireActive(next http.Handler) http.Handler {
 			httpx.Error(w, r, err)
 			return
 		}
-		if t.Status == StatusSuspended {
+		switch {
+		case t.Status == StatusSuspended:
 			httpx.Error(w, r, auth.ErrTenantSuspended)
+			return
+		case t.Status == StatusDeleted:
+			httpx.Error(w, r, auth.ErrUnauthorized)
+			return
+		case t.Status == StatusPendingDeletion && !openWhilePending(r):
+			httpx.Error(w, r, errPendingDeletion)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tenantKey{}, t)))
 	})
+}
+
+var errPendingDeletion = errs.E(errs.Forbidden, "tenant_pending_deletion", "this tenant is pending deletion; its owner can restore it with POST /v1/tenant/restore")
+
+// openWhilePending reports whether a request stays open to a tenant pending deletion: its
+// record, its exports (to take its data away) and its restoration.
+func openWhilePending(r *http.Request) bool {
+	pattern := chi.RouteContext(r.Context()).RoutePattern()
+	switch {
+	case pattern == "/v1/tenant":
+		return r.Method == http.MethodGet || r.Method == http.MethodHead
+	case pattern == "/v1/tenant/restore", strings.HasPrefix(pattern, "/v1/tenant/exports"):
+		return true
+	}
+	return false
 }

@@ -26,6 +26,10 @@ import (
 const (
 	StatusActive    = "active"
 	StatusSuspended = "suspended"
+	// StatusPendingDeletion: its owner asked for deletion; restorable until PurgeAfter.
+	StatusPendingDeletion = "pending_deletion"
+	// StatusDeleted: purged; the row is a tombstone for the invoices and payments kept.
+	StatusDeleted = "deleted"
 )
 
 // Tenant is a customer organisation.
@@ -38,17 +42,22 @@ type Tenant struct {
 	Timezone  string          `json:"timezone"`
 	RateLimit *auth.RateLimit `json:"rate_limit"` // the operator's override of the plan's limit
 	// DefaultPaymentMethod is the Stripe payment method invoices are collected from.
-	DefaultPaymentMethod *string   `json:"default_payment_method"`
-	CreatedAt            time.Time `json:"created_at"`
-	UpdatedAt            time.Time `json:"updated_at"`
+	DefaultPaymentMethod *string    `json:"default_payment_method"`
+	PurgeAfter           *time.Time `json:"purge_after,omitempty"` // while pending_deletion
+	CreatedAt            time.Time  `json:"created_at"`
+	UpdatedAt            time.Time  `json:"updated_at"`
 }
 
-const tenantColumns = "id, name, slug, plan_code, status, timezone, rate_limit, default_payment_method, created_at, updated_at"
+const tenantColumns = "id, name, slug, plan_code, status, timezone, rate_limit, default_payment_method, purge_after, created_at, updated_at"
 
 func scanTenant(row pgx.Row) (Tenant, error) {
 	var t Tenant
-	err := row.Scan(&t.ID, &t.Name, &t.Slug, &t.Plan, &t.Status, &t.Timezone, &t.RateLimit, &t.DefaultPaymentMethod, &t.CreatedAt, &t.UpdatedAt)
+	err := row.Scan(&t.ID, &t.Name, &t.Slug, &t.Plan, &t.Status, &t.Timezone, &t.RateLimit, &t.DefaultPaymentMethod, &t.PurgeAfter, &t.CreatedAt, &t.UpdatedAt)
 	t.CreatedAt, t.UpdatedAt = t.CreatedAt.UTC(), t.UpdatedAt.UTC()
+	if t.PurgeAfter != nil {
+		pa := t.PurgeAfter.UTC()
+		t.PurgeAfter = &pa
+	}
 	return t, err
 }
 

@@ -199,3 +199,19 @@ func (s *Stripe) SendMeterEvent(ctx context.Context, eventName, identifier, cust
 	}
 	return nil
 }
+
+// DeleteCustomer deletes a Stripe customer (a purged tenant's). A customer Stripe no longer
+// has counts as deleted, so a purge that stopped after this call can run it again.
+func (s *Stripe) DeleteCustomer(ctx context.Context, id string) error {
+	p := &stripe.CustomerParams{}
+	p.Context = ctx
+	_, err := s.api.Customers.Del(id, p)
+	var se *stripe.Error
+	if errors.As(err, &se) && (se.Code == stripe.ErrorCodeResourceMissing || se.HTTPStatusCode == http.StatusNotFound) {
+		return nil
+	}
+	if err != nil {
+		return classify(err)
+	}
+	return nil
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -64,6 +65,11 @@ type Config struct {
 	JobsEnabled          bool          // JOBS_ENABLED: run the background jobs in this process (true)
 	BillingGrace         time.Duration // BILLING_GRACE_PERIOD: how long an ended period still takes late usage (24h)
 	EventsRetention      time.Duration // EVENTS_RETENTION: how long published events stay in the event log (960h, at least 960h)
+
+	// A tenant's lifecycle (docs/lifecycle.md).
+	TenantDeletionGrace time.Duration // TENANT_DELETION_GRACE: how long a deleted tenant can be restored before its purge (720h)
+	AuditRetention      time.Duration // AUDIT_RETENTION: how long audit log entries are kept (9600h: 400 days)
+	ExportTmpDir        string        // EXPORT_TMP_DIR: where an export spools its files while it builds the archive (the system's temp dir)
 }
 
 // Production reports whether APP_ENV is production.
@@ -110,6 +116,16 @@ func Load(getenv func(string) string) (Config, error) {
 		JobsEnabled:          r.boolean("JOBS_ENABLED", true),
 		BillingGrace:         r.duration("BILLING_GRACE_PERIOD", 24*time.Hour),
 		EventsRetention:      r.duration("EVENTS_RETENTION", 40*24*time.Hour),
+
+		TenantDeletionGrace: r.duration("TENANT_DELETION_GRACE", 30*24*time.Hour),
+		AuditRetention:      r.duration("AUDIT_RETENTION", 400*24*time.Hour),
+		ExportTmpDir:        r.str("EXPORT_TMP_DIR", os.TempDir()),
+	}
+	if c.TenantDeletionGrace < 0 {
+		r.fail("TENANT_DELETION_GRACE", "must not be negative")
+	}
+	if c.AuditRetention < 24*time.Hour {
+		r.fail("AUDIT_RETENTION", "must be at least 24h")
 	}
 	prod := c.Production()
 	if prod && c.MetricsAddr == "" {

@@ -25,6 +25,7 @@ const (
 	Unavailable                      // a dependency is down; retrying later may work
 	MethodNotAllowed                 // the path is served, but not under this method
 	UnsupportedMediaType             // the body is of a media type the operation does not take
+	Gone                             // existed, and is no longer available (an expired export)
 )
 
 func (k Kind) String() string {
@@ -53,6 +54,8 @@ func (k Kind) String() string {
 		return "method_not_allowed"
 	case UnsupportedMediaType:
 		return "unsupported_media_type"
+	case Gone:
+		return "gone"
 	}
 	return "internal"
 }

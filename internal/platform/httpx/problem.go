@@ -53,6 +53,8 @@ func Status(k errs.Kind) int {
 		return http.StatusMethodNotAllowed
 	case errs.UnsupportedMediaType:
 		return http.StatusUnsupportedMediaType
+	case errs.Gone:
+		return http.StatusGone
 	}
 	return http.StatusInternalServerError
 }

@@ -72,6 +72,8 @@ var IDRoutes = []IDRoute{
 	{Method: "POST", Pattern: "/v1/webhook-endpoints/{id}/rotate-secret", Collection: "/v1/webhook-endpoints"},
 	{Method: "GET", Pattern: "/v1/webhook-endpoints/{id}/deliveries", Collection: "/v1/webhook-endpoints"},
 	{Method: "POST", Pattern: "/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry", Collection: "/v1/webhook-deliveries"},
+	{Method: "GET", Pattern: "/v1/tenant/exports/{id}", Collection: "/v1/tenant/exports"},
+	{Method: "GET", Pattern: "/v1/tenant/exports/{id}/download", Collection: "/v1/tenant/exports"},
 }
 
 // Header gives a request of the route the headers it needs.
