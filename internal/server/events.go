@@ -6,13 +6,14 @@ import (
 	"github.com/saasbase/saasbase/internal/events"
 	"github.com/saasbase/saasbase/internal/events/webhook"
 	"github.com/saasbase/saasbase/internal/platform/config"
+	"github.com/saasbase/saasbase/internal/platform/secretbox"
 )
 
 // events builds the event pipeline and answers the webhook endpoints' service for the routes.
 // Every consumer is added before the transport is built: the in-process transport must know
 // every consumer group that has to see each event.
 func (a *App) events(cfg config.Config, outbox *events.Outbox) (*webhook.Endpoints, error) {
-	secrets, err := webhook.NewSecretBox(cfg.WebhookSecretKey)
+	secrets, err := secretbox.New(cfg.WebhookSecretKey)
 	if err != nil {
 		return nil, fmt.Errorf("WEBHOOK_SECRET_KEY: %w", err)
 	}
