@@ -32,6 +32,7 @@ func (a *App) RunBackground(ctx context.Context) {
 	// deliverer poll as soon as they have caught up, and the consumers wait on their transport.
 	wg.Go(func() { a.Relay.Run(ctx) })
 	wg.Go(func() { a.Deliverer.Run(ctx) })
+	wg.Go(func() { a.Mailer.Run(ctx) })
 	wg.Go(func() {
 		if err := a.Consumers.Run(ctx, a.Transport); err != nil {
 			a.Logger.ErrorContext(ctx, "event consumers stopped", slog.String("error", err.Error()))

@@ -140,11 +140,12 @@ func (in PasswordChange) Validate() error {
 
 // Me is the caller: a user or an API key.
 type Me struct {
-	ID    uuid.UUID `json:"id"`
-	Kind  string    `json:"kind"`
-	Email string    `json:"email,omitempty"`
-	Name  string    `json:"name,omitempty"`
-	Role  auth.Role `json:"role"`
+	ID            uuid.UUID `json:"id"`
+	Kind          string    `json:"kind"`
+	Email         string    `json:"email,omitempty"`
+	EmailVerified *bool     `json:"email_verified,omitempty"` // users only
+	Name          string    `json:"name,omitempty"`
+	Role          auth.Role `json:"role"`
 }
 
 var (
@@ -166,6 +167,8 @@ type Users struct {
 	Clock     clock.Clock
 	Passwords *auth.Passwords
 	Plan      string // the plan new tenants start on
+	// Verifications mails a new owner the link that verifies their email (nil: none).
+	Verifications *Recovery
 }
 
 // Signup creates a tenant with its first owner and signs the owner in, all or nothing.
@@ -196,6 +199,11 @@ func (s *Users) Signup(ctx context.Context, in SignupInput) (SignupResult, error
 		}
 		if err := s.Outbox.Append(ctx, tx, tenantID, "user.created", u); err != nil {
 			return err
+		}
+		if s.Verifications != nil {
+			if err := s.Verifications.IssueVerification(ctx, tx, tenantID, userID, u.Email); err != nil {
+				return err
+			}
 		}
 		pair, err := s.Sessions.Issue(ctx, tx, tenantID, userID, auth.RoleOwner)
 		res = SignupResult{Tenant: t, User: u, TokenPair: pair}
@@ -289,9 +297,9 @@ func (s *Users) Me(ctx context.Context, p auth.Principal) (Me, error) {
 			return tx.QueryRow(ctx, "SELECT name FROM api_keys WHERE id = $1", p.ID).Scan(&me.Name)
 		}
 		me.Kind = "user"
-		u, err := getUser(ctx, tx, p.ID, false)
-		me.Email = u.Email
-		return err
+		var verified bool
+		me.EmailVerified = &verified
+		return tx.QueryRow(ctx, "SELECT email, email_verified_at IS NOT NULL FROM users WHERE id = $1", p.ID).Scan(&me.Email, &verified)
 	})
 	if postgres.IsNoRows(err) || errs.Is(err, errs.NotFound) {
 		return Me{}, auth.ErrUnauthorized // a valid token of a user or key that is gone
