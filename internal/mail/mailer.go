@@ -165,8 +165,8 @@ func (m *Mailer) send(ctx context.Context, c claim) error {
 	if failures > len(sched) {
 		log.ErrorContext(ctx, "mail given up on")
 		m.Metrics.dead(comp.template)
-		return m.record(ctx, c, `UPDATE mail_outbox SET status = 'dead', attempts = $3, last_error = $4,
-		                         token_sealed = NULL WHERE id = $1 AND status = 'pending'`, now, failures, truncate(err.Error(), 2000))
+		return m.record(ctx, c, `UPDATE mail_outbox SET status = 'dead', attempts = $2, last_error = $3,
+		                         token_sealed = NULL WHERE id = $1 AND status = 'pending'`, failures, truncate(err.Error(), 2000))
 	}
 	log.WarnContext(ctx, "mail not sent; it will be tried again")
 	return m.record(ctx, c, `UPDATE mail_outbox SET attempts = $3, last_error = $4, next_attempt_at = $2
