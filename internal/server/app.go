@@ -162,7 +162,7 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		a.Close()
 		return nil, err
 	}
-	users.Verifications = recovery
+	users.Verifications, users.VerifiedPlans = recovery, cfg.EmailVerificationRequiredPlans
 
 	a.Flags = &flags.Client{Tenant: flagTenant}
 	flagStore := &flags.Store{DB: a.DB}

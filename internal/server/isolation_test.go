@@ -80,6 +80,9 @@ func isoSetup(t *testing.T, s *servertest.Server, prefix string, projects int) i
 		t.Fatal(err)
 	}
 	ten.ids["/v1/invoices"] = []string{invoice}
+
+	invitation := s.Create(t, ten.Token, "/v1/invitations", map[string]string{"email": "invitee@" + ten.Slug + ".example.com", "role": "member"})
+	ten.ids["/v1/invitations"] = []string{invitation}
 	return ten
 }
 

@@ -130,3 +130,23 @@ func TestEmailVerification(t *testing.T) {
 		t.Errorf("an API key's /v1/me has email_verified: %v", me)
 	}
 }
+
+// TestEmailVerificationRequiredByPlan: on a plan that requires it, an unverified user gets
+// no new tokens (password or refresh) until the mailed link is used; other plans are free.
+func TestEmailVerificationRequiredByPlan(t *testing.T) {
+	s := newTeams(t, nil, func(c *config.Config) { c.EmailVerificationRequiredPlans = []string{"free"} })
+	a := s.Signup(t, "must-verify")
+	s.PasswordGrant(t, a.Slug, a.OwnerEmail, servertest.Password).Want(t, http.StatusForbidden, "forbidden")
+	s.RefreshGrant(t, a.RefreshToken).Want(t, http.StatusForbidden, "forbidden")
+	token := link(t, s.mp.WaitFor(a.OwnerEmail, 1)[0], "/verify-email")
+	s.Do(t, servertest.Request{Method: "POST", Path: "/v1/auth/verify-email", Body: map[string]string{"token": token}}).
+		Want(t, http.StatusNoContent, "")
+	s.Login(t, a.Slug, a.OwnerEmail, servertest.Password)
+	s.Refresh(t, a.RefreshToken) // not spent by the refusals above
+
+	// A member added by an admin has no verified email either; another plan does not care.
+	_, email := s.AddUser(t, a, "member")
+	s.PasswordGrant(t, a.Slug, email, servertest.UserPassword).Want(t, http.StatusForbidden, "forbidden")
+	s.OnPlan(t, a, "pro")
+	s.Login(t, a.Slug, email, servertest.UserPassword)
+}

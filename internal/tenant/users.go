@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -169,6 +170,9 @@ type Users struct {
 	Plan      string // the plan new tenants start on
 	// Verifications mails a new owner the link that verifies their email (nil: none).
 	Verifications *Recovery
+	// VerifiedPlans are the plans whose users get tokens only once their email is verified
+	// (EMAIL_VERIFICATION_REQUIRED_PLANS).
+	VerifiedPlans []string
 }
 
 // Signup creates a tenant with its first owner and signs the owner in, all or nothing.
@@ -239,8 +243,13 @@ func (s *Users) FindLogin(ctx context.Context, slug, email string) (auth.Login, 
 	}
 	l.Suspended = status == StatusSuspended
 	err = s.DB.InTenantTx(ctx, l.TenantID, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, "SELECT id, role, password_hash FROM users WHERE email = $1", email).
-			Scan(&l.UserID, &l.Role, &l.PasswordHash)
+		var verified bool
+		var plan string
+		err := tx.QueryRow(ctx, `SELECT u.id, u.role, u.password_hash, u.email_verified_at IS NOT NULL, t.plan_code
+		                          FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE u.email = $1`, email).
+			Scan(&l.UserID, &l.Role, &l.PasswordHash, &verified, &plan)
+		l.Unverified = !verified && slices.Contains(s.VerifiedPlans, plan)
+		return err
 	})
 	if postgres.IsNoRows(err) {
 		return l, errs.NotFoundf("no user")
@@ -256,9 +265,11 @@ func (s *Users) FindLogin(ctx context.Context, slug, email string) (auth.Login, 
 // suspended, so a refresh cannot outlast a suspension.
 func (s *Users) UserRole(ctx context.Context, tx pgx.Tx, id uuid.UUID) (auth.Role, error) {
 	var role auth.Role
-	var status string
-	err := tx.QueryRow(ctx, "SELECT u.role, t.status FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE u.id = $1", id).
-		Scan(&role, &status)
+	var status, plan string
+	var verified bool
+	err := tx.QueryRow(ctx, `SELECT u.role, t.status, t.plan_code, u.email_verified_at IS NOT NULL
+	                          FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE u.id = $1`, id).
+		Scan(&role, &status, &plan, &verified)
 	switch {
 	case postgres.IsNoRows(err):
 		return "", errs.NotFoundf("no user %s", id)
@@ -266,6 +277,8 @@ func (s *Users) UserRole(ctx context.Context, tx pgx.Tx, id uuid.UUID) (auth.Rol
 		return "", fmt.Errorf("users.role %s: %w", id, err)
 	case status == StatusSuspended:
 		return "", auth.ErrTenantSuspended
+	case !verified && slices.Contains(s.VerifiedPlans, plan):
+		return "", auth.ErrEmailUnverified
 	}
 	return role, nil
 }
