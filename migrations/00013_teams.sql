@@ -92,10 +92,40 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
     RETURNING m.tenant_id, m.id
 $$;
 -- +goose StatementEnd
-REVOKE ALL ON FUNCTION app.claim_mail(timestamptz, interval, int) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION app.claim_mail(timestamptz, interval, int) TO app_runtime;
+CREATE INDEX mail_outbox_finished_idx ON mail_outbox (created_at) WHERE status <> 'pending';
+CREATE INDEX user_tokens_expires_idx ON user_tokens (expires_at);
+
+-- The reaper: mail sent or given up on, and user tokens expired, before p_before, a batch at
+-- a time. Pending mail is never deleted, whatever its age. Answers how many rows went.
+-- +goose StatementBegin
+CREATE FUNCTION app.reap_mail(p_before timestamptz, p_limit int)
+RETURNS int
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    WITH mail AS (
+        SELECT m.tenant_id, m.id FROM public.mail_outbox m
+         WHERE m.status <> 'pending' AND m.created_at < p_before
+         ORDER BY m.created_at LIMIT least(p_limit, 10000)
+           FOR UPDATE SKIP LOCKED
+    ), mail_gone AS (
+        DELETE FROM public.mail_outbox m USING mail WHERE m.tenant_id = mail.tenant_id AND m.id = mail.id
+        RETURNING 1
+    ), tokens AS (
+        SELECT t.tenant_id, t.id FROM public.user_tokens t
+         WHERE t.expires_at < p_before
+         ORDER BY t.expires_at LIMIT least(p_limit, 10000)
+           FOR UPDATE SKIP LOCKED
+    ), tokens_gone AS (
+        DELETE FROM public.user_tokens t USING tokens WHERE t.tenant_id = tokens.tenant_id AND t.id = tokens.id
+        RETURNING 1
+    )
+    SELECT ((SELECT count(*) FROM mail_gone) + (SELECT count(*) FROM tokens_gone))::int
+$$;
+-- +goose StatementEnd
+REVOKE ALL ON FUNCTION app.claim_mail(timestamptz, interval, int), app.reap_mail(timestamptz, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app.claim_mail(timestamptz, interval, int), app.reap_mail(timestamptz, int) TO app_runtime;
 
 -- +goose Down
+DROP FUNCTION app.reap_mail(timestamptz, int);
 DROP FUNCTION app.claim_mail(timestamptz, interval, int);
 DROP TABLE mail_outbox, user_tokens, invitations;
 ALTER TABLE users DROP COLUMN email_verified_at;

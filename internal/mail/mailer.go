@@ -197,6 +197,27 @@ func (m *Mailer) render(c claim, comp composition, sealed, data []byte) (Envelop
 	return compose(comp, m.From, m.BaseURL)
 }
 
+// Keep is how long mail sent or given up on, and expired user tokens, are kept (for an
+// operator's questions: was it sent, when, how many attempts) before Reap deletes them.
+const Keep = 30 * 24 * time.Hour
+
+// Reap deletes mail sent or given up on, and user tokens expired, more than Keep ago, a
+// batch at a time until a batch falls short; pending mail is never deleted. It is a job.
+func (m *Mailer) Reap(ctx context.Context) (int, error) {
+	const batch = 1000
+	total := 0
+	for {
+		var n int
+		if err := m.DB.Pool.QueryRow(ctx, "SELECT app.reap_mail($1, $2)", m.Clock.Now().Add(-Keep), batch).Scan(&n); err != nil {
+			return total, fmt.Errorf("mail.reap: %w", err)
+		}
+		total += n
+		if n < batch {
+			return total, nil
+		}
+	}
+}
+
 // truncate cuts s to at most n bytes, on a rune boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {

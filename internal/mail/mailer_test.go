@@ -346,3 +346,21 @@ func TestParseSMTPURL(t *testing.T) {
 		}
 	}
 }
+
+// TestMailReap: finished mail goes after Keep; pending mail stays whatever its age.
+func TestMailReap(t *testing.T) {
+	f := newFixture(t, "Reap")
+	sent := f.enqueue("gina@example.com")
+	f.runOnce(f.mailer(f.smtp(f.mp.SMTPAddr)))
+	pending := f.enqueue("hugo@example.com")
+	f.clock.Advance(mail.Keep + time.Hour)
+	m := f.mailer(nil)
+	if _, err := m.Reap(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := pgtest.Owner(t).Query(context.Background(), "SELECT id FROM mail_outbox WHERE tenant_id = $1", f.tenant)
+	left, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil || len(left) != 1 || left[0] != pending {
+		t.Fatalf("left %v (%v), want only the pending %s (sent: %s)", left, err, pending, sent)
+	}
+}

@@ -26,6 +26,7 @@ func (a *App) RunBackground(ctx context.Context) {
 		{"stripe-usage-reporter", 5 * time.Minute, a.Reporter.Run},
 		{"event-retries", time.Second, a.Consumers.RetryDue},
 		{"events-reaper", time.Hour, a.EventsReaper.Run},
+		{"mail-reaper", time.Hour, a.Mailer.Reap},
 	}
 	var wg sync.WaitGroup
 	// The event pipeline runs continuously rather than on a timer: the relay and the webhook
