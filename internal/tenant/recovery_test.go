@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -154,4 +156,33 @@ func TestEmailVerificationRequiredByPlan(t *testing.T) {
 	s.PasswordGrant(t, a.Slug, email, servertest.UserPassword).Want(t, http.StatusForbidden, "forbidden")
 	s.OnPlan(t, a, "pro")
 	s.Login(t, a.Slug, email, servertest.UserPassword)
+}
+
+// TestPasswordResetConfirmedOnce: two confirms of one link at once; one sets its password,
+// the other is invalid_token.
+func TestPasswordResetConfirmedOnce(t *testing.T) {
+	s := newTeams(t, nil)
+	a := s.Signup(t, "reset-race")
+	_, email := s.AddUser(t, a, "member")
+	s.requestReset(t, a.Slug, email).Want(t, http.StatusAccepted, "")
+	token := link(t, s.mp.WaitFor(email, 1)[0], "/reset-password")
+	passwords := []string{"the first new password", "the second new password"}
+	statuses := make([]int, 2)
+	var wg sync.WaitGroup
+	for i := range passwords {
+		wg.Go(func() {
+			res, err := s.TryDo(servertest.Request{Method: "POST", Path: "/v1/auth/password-reset/confirm",
+				Body: map[string]string{"token": token, "new_password": passwords[i]}})
+			if err == nil {
+				statuses[i] = res.Status
+			}
+		})
+	}
+	wg.Wait()
+	won := slices.Index(statuses, http.StatusNoContent)
+	if won < 0 || statuses[1-won] != http.StatusBadRequest {
+		t.Fatalf("two confirms at once answered %v, want one 204 and one 400", statuses)
+	}
+	s.Login(t, a.Slug, email, passwords[won])
+	s.PasswordGrant(t, a.Slug, email, passwords[1-won]).Want(t, http.StatusUnauthorized, "invalid_credentials")
 }
