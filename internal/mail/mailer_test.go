@@ -364,3 +364,27 @@ func TestMailReap(t *testing.T) {
 		t.Fatalf("left %v (%v), want only the pending %s (sent: %s)", left, err, pending, sent)
 	}
 }
+
+// TestMailAuth: credentials in SMTP_URL are sent (AUTH PLAIN) and a server that requires
+// them accepts the mail; without them it refuses.
+func TestMailAuth(t *testing.T) {
+	newFixture(t, "Auth") // the package database and a Mailpit, as in every test here
+	authFile := filepath.Join(t.TempDir(), "auth")
+	if err := os.WriteFile(authFile, []byte("mailer:s3cret-pass\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	locked := mailtest.Start(t, "--smtp-auth-file", authFile, "--smtp-auth-allow-insecure")
+	env := mail.Envelope{From: "no-reply@example.com", To: "ivan@example.com", Message: []byte("To: ivan@example.com\r\nSubject: x\r\n\r\nx\r\n")}
+	anonymous, _ := mail.ParseSMTPURL("smtp://" + locked.SMTPAddr)
+	if err := anonymous.Send(context.Background(), env); err == nil {
+		t.Fatal("a server requiring AUTH took mail without it")
+	}
+	withCreds, err := mail.ParseSMTPURL("smtp://mailer:s3cret-pass@" + locked.SMTPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := withCreds.Send(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	locked.WaitFor("ivan@example.com", 1)
+}
