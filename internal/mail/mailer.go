@@ -77,7 +77,7 @@ func (m *Mailer) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		n, err := m.RunOnce(ctx)
 		if err != nil && ctx.Err() == nil {
-			m.logger().ErrorContext(ctx, "mail not sent", slog.String("error", err.Error()))
+			m.logger().ErrorContext(ctx, "mail round failed", slog.String("error", err.Error()))
 		}
 		if err == nil && n == m.concurrency() {
 			continue // a full claim: more may be due
