@@ -37,7 +37,7 @@ import (
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	db     *postgres.DB
 	clock  *clock.Fixed
 	box    *secretbox.Box
@@ -46,7 +46,7 @@ type fixture struct {
 	mp     *mailtest.Mailpit
 }
 
-func newFixture(t *testing.T, tenantName string) *fixture {
+func newFixture(t testing.TB, tenantName string) *fixture {
 	t.Helper()
 	box, err := secretbox.New([]byte("0123456789abcdef0123456789abcdef"))
 	if err != nil {
@@ -126,7 +126,7 @@ func (f *fixture) runOnce(m *mail.Mailer) int {
 	return n
 }
 
-func newProxy(t *testing.T, upstream string) *toxiproxy.Proxy {
+func newProxy(t testing.TB, upstream string) *toxiproxy.Proxy {
 	t.Helper()
 	server := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
 	p := toxiproxy.NewProxy(server, "smtp-"+uuid.NewString()[:8], "127.0.0.1:0", upstream)
