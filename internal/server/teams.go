@@ -19,6 +19,9 @@ func (a *App) teams(cfg config.Config, outbox *events.Outbox, secrets *secretbox
 		return nil, nil, fmt.Errorf("MAIL_FROM: %w", err)
 	}
 	var sender mail.Sender = mail.Log{Logger: a.Logger, WithLink: !cfg.Production()}
+	if cfg.SMTPURL == "" && cfg.Production() {
+		a.Logger.Warn("SMTP_URL is not set: invitations, password resets and verifications are logged, not mailed")
+	}
 	if cfg.SMTPURL != "" {
 		smtp, err := mail.ParseSMTPURL(cfg.SMTPURL)
 		if err != nil {
