@@ -375,6 +375,8 @@ func (s *Invitations) check(ctx context.Context, tenantID, id uuid.UUID, secret 
 		return Invitation{}, errInvalidToken
 	case tenantStatus != nil && *tenantStatus == StatusSuspended:
 		return Invitation{}, auth.ErrTenantSuspended
+	case tenantStatus == nil || *tenantStatus != StatusActive:
+		return Invitation{}, errInvalidToken // a tenant on its way out takes no one in
 	}
 	return inv, nil
 }
