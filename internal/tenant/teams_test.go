@@ -316,3 +316,16 @@ func TestInvitationEmailTaken(t *testing.T) {
 	s.Create(t, a.Token, "/v1/users", map[string]string{"email": email, "password": servertest.UserPassword, "role": "member"})
 	s.accept(t, token, servertest.UserPassword).Want(t, http.StatusConflict, "email_taken")
 }
+
+// TestInvitationSuspendedTenant: a suspended tenant takes no one in.
+func TestInvitationSuspendedTenant(t *testing.T) {
+	s := newTeams(t, nil)
+	a := s.Signup(t, "suspended")
+	email := "joiner-" + servertest.RandomSuffix() + "@example.com"
+	s.invite(t, a.Token, email, "member")
+	token := link(t, s.mp.WaitFor(email, 1)[0], "/accept-invitation")
+	s.Do(t, servertest.Request{Method: "PATCH", Path: "/v1/admin/tenants/" + a.ID, Token: s.PlatformToken(t),
+		Body: map[string]string{"status": "suspended"}}).Want(t, http.StatusOK, "")
+	s.accept(t, token, servertest.UserPassword).Want(t, http.StatusForbidden, "tenant_suspended")
+	s.PasswordGrant(t, a.Slug, email, servertest.UserPassword).Want(t, http.StatusUnauthorized, "invalid_credentials")
+}
