@@ -18,6 +18,8 @@ type Login struct {
 	Role         Role
 	PasswordHash string
 	Suspended    bool
+	// Unverified: the tenant's plan requires a verified email and this user's is not.
+	Unverified bool
 }
 
 // Logins finds the user behind a tenant slug and an email. The module that owns users
@@ -25,6 +27,10 @@ type Login struct {
 type Logins interface {
 	FindLogin(ctx context.Context, tenantSlug, email string) (Login, error)
 }
+
+// ErrEmailUnverified refuses tokens to a user whose tenant's plan requires a verified email
+// (EMAIL_VERIFICATION_REQUIRED_PLANS) until they follow the link mailed to them.
+var ErrEmailUnverified = errs.E(errs.Forbidden, "forbidden", "verify your email address first: follow the link mailed to you (a password reset mails a new one)")
 
 var errInvalidCredentials = errs.E(errs.Unauthenticated, "invalid_credentials", "the tenant, email or password is wrong")
 
@@ -102,6 +108,9 @@ func (g *Grants) password(ctx context.Context, slug, email, password string) (To
 	}
 	if l.Suspended {
 		return TokenPair{}, ErrTenantSuspended
+	}
+	if l.Unverified {
+		return TokenPair{}, ErrEmailUnverified
 	}
 	var pair TokenPair
 	err = g.DB.InTenantTx(ctx, l.TenantID, func(tx pgx.Tx) error {

@@ -89,25 +89,46 @@ func decodeLowerHex(s string) ([]byte, bool) {
 // is embedded so the token can be looked up within its tenant without first
 // knowing who presents it.
 func NewRefreshToken(tenantID uuid.UUID) (id uuid.UUID, token string, hash []byte, err error) {
-	id, err = uuid.NewV7()
-	if err != nil {
-		return uuid.Nil, "", nil, fmt.Errorf("auth: refresh token id: %w", err)
-	}
-	secret, err := newSecret()
-	if err != nil {
-		return uuid.Nil, "", nil, err
-	}
-	raw := make([]byte, 0, refreshRawLen)
-	raw = append(raw, tenantID[:]...)
-	raw = append(raw, id[:]...)
-	raw = append(raw, secret...)
-	return id, refreshPrefix + base64.RawURLEncoding.EncodeToString(raw), HashSecret(secret), nil
+	return NewTenantToken(refreshPrefix, tenantID)
 }
 
 // ParseRefreshToken splits a refresh token into tenant id, token id and secret,
 // accepting only the exact form NewRefreshToken produces.
 func ParseRefreshToken(token string) (tenantID, id uuid.UUID, secret []byte, ok bool) {
-	body, ok := strings.CutPrefix(token, refreshPrefix)
+	return ParseTenantToken(refreshPrefix, token)
+}
+
+// NewTenantToken mints an opaque single-purpose token "<prefix><base64(tenant ‖ id ‖
+// secret)>" (refresh tokens, invitations, password resets, email verifications) and
+// returns its id, the token to hand out, and the hash to store. The tenant and the id are
+// embedded so that the token is found in its tenant, by id, from the token alone.
+func NewTenantToken(prefix string, tenantID uuid.UUID) (id uuid.UUID, token string, hash []byte, err error) {
+	id, err = uuid.NewV7()
+	if err != nil {
+		return uuid.Nil, "", nil, fmt.Errorf("auth: token id: %w", err)
+	}
+	token, hash, err = NewTenantTokenFor(prefix, tenantID, id)
+	return id, token, hash, err
+}
+
+// NewTenantTokenFor mints a token of NewTenantToken's form for an existing id, with a new
+// secret: a record whose token is replaced (an invitation sent again) keeps its id.
+func NewTenantTokenFor(prefix string, tenantID, id uuid.UUID) (token string, hash []byte, err error) {
+	secret, err := newSecret()
+	if err != nil {
+		return "", nil, err
+	}
+	raw := make([]byte, 0, refreshRawLen)
+	raw = append(raw, tenantID[:]...)
+	raw = append(raw, id[:]...)
+	raw = append(raw, secret...)
+	return prefix + base64.RawURLEncoding.EncodeToString(raw), HashSecret(secret), nil
+}
+
+// ParseTenantToken splits a token of NewTenantToken's with this prefix into tenant id,
+// token id and secret, accepting only the exact form it produces.
+func ParseTenantToken(prefix, token string) (tenantID, id uuid.UUID, secret []byte, ok bool) {
+	body, ok := strings.CutPrefix(token, prefix)
 	if !ok || len(body) != base64.RawURLEncoding.EncodedLen(refreshRawLen) {
 		return uuid.Nil, uuid.Nil, nil, false
 	}

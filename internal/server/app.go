@@ -27,10 +27,12 @@ import (
 	"github.com/saasbase/saasbase/internal/export"
 	"github.com/saasbase/saasbase/internal/flags"
 	"github.com/saasbase/saasbase/internal/idempotency"
+	"github.com/saasbase/saasbase/internal/mail"
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/config"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
+	"github.com/saasbase/saasbase/internal/platform/secretbox"
 	"github.com/saasbase/saasbase/internal/purge"
 	"github.com/saasbase/saasbase/internal/ratelimit"
 	"github.com/saasbase/saasbase/internal/retention"
@@ -76,6 +78,7 @@ type App struct {
 	// Retention deletes what the service no longer needs, table by table (docs/lifecycle.md).
 	Retention *retention.Reaper
 	Deliverer *webhook.Deliverer
+	Mailer    *mail.Mailer  // sends invitations, password resets, email verifications
 	kafka     *events.Kafka // nil with the in-process transport
 
 	// Flags evaluates feature flags for the service's own code; FlagRefresher keeps its
@@ -145,6 +148,12 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	}
 
 	outbox := &events.Outbox{Clock: a.Clock}
+	// One box seals what the service must read back: webhook signing secrets, mail tokens.
+	secrets, err := secretbox.New(cfg.WebhookSecretKey)
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("WEBHOOK_SECRET_KEY: %w", err)
+	}
 	tenants := &tenant.Tenants{DB: a.DB, Outbox: outbox}
 	a.Directory = tenant.NewDirectory(tenants, a.Clock, propagation)
 	tenants.Directory = a.Directory
@@ -158,6 +167,12 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		AccessTTL: cfg.AccessTokenTTL, RefreshTTL: cfg.RefreshTokenTTL,
 	}
 	users.Sessions = a.Sessions
+	invitations, recovery, err := a.teams(cfg, outbox, secrets)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	users.Verifications, users.VerifiedPlans = recovery, cfg.EmailVerificationRequiredPlans
 
 	a.Flags = &flags.Client{Tenant: flagTenant}
 	flagStore := &flags.Store{DB: a.DB}
@@ -199,7 +214,7 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	limits := tenantlimits.New(catalog, tenantlimits.Options{Clock: a.Clock, Routes: paymentsFailClosed, Logger: a.Logger})
 	catalog.OnChange = limits.Invalidate
 
-	endpoints, err := a.events(cfg, outbox)
+	endpoints, err := a.events(cfg, outbox, secrets)
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -232,7 +247,10 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 			APIKeys: apiKeys,
 			Keys:    a.Keys,
 		},
-		tenant:    &tenant.Handler{Tenants: tenants, Users: users, Projects: &tenant.Projects{DB: a.DB, Outbox: outbox, Clock: a.Clock, Flags: a.Flags}},
+		tenant: &tenant.Handler{
+			Tenants: tenants, Users: users, Projects: &tenant.Projects{DB: a.DB, Outbox: outbox, Clock: a.Clock, Flags: a.Flags},
+			Invitations: invitations, Recovery: recovery,
+		},
 		plans:     &plans.Handler{Plans: catalog},
 		metering:  &metering.Handler{Usage: a.Usage, Meters: meters, Quotas: quotas},
 		invoices:  &invoicing.Handler{Invoices: a.Invoices},

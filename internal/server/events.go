@@ -1,21 +1,16 @@
 package server
 
 import (
-	"fmt"
-
 	"github.com/saasbase/saasbase/internal/events"
 	"github.com/saasbase/saasbase/internal/events/webhook"
 	"github.com/saasbase/saasbase/internal/platform/config"
+	"github.com/saasbase/saasbase/internal/platform/secretbox"
 )
 
 // events builds the event pipeline and answers the webhook endpoints' service for the routes.
 // Every consumer is added before the transport is built: the in-process transport must know
 // every consumer group that has to see each event.
-func (a *App) events(cfg config.Config, outbox *events.Outbox) (*webhook.Endpoints, error) {
-	secrets, err := webhook.NewSecretBox(cfg.WebhookSecretKey)
-	if err != nil {
-		return nil, fmt.Errorf("WEBHOOK_SECRET_KEY: %w", err)
-	}
+func (a *App) events(cfg config.Config, outbox *events.Outbox, secrets *secretbox.Box) (*webhook.Endpoints, error) {
 	endpoints := &webhook.Endpoints{
 		DB: a.DB, Outbox: outbox, Clock: a.Clock, Secrets: secrets,
 		RequireHTTPS: cfg.Production(), AllowPrivate: cfg.WebhooksAllowPrivate,

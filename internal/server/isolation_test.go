@@ -87,6 +87,8 @@ func isoSetup(t *testing.T, s *servertest.Server, prefix string, projects int) i
 		t.Fatalf("POST /v1/tenant/exports: %d %s", res.Status, res.Body)
 	}
 	ten.ids["/v1/tenant/exports"] = []string{export.ID}
+	invitation := s.Create(t, ten.Token, "/v1/invitations", map[string]string{"email": "invitee@" + ten.Slug + ".example.com", "role": "member"})
+	ten.ids["/v1/invitations"] = []string{invitation}
 	return ten
 }
 

@@ -29,12 +29,14 @@ func (a *App) RunBackground(ctx context.Context) {
 		{"tenant-purger", 10 * time.Minute, a.Purger.Run},
 		{"tenant-exports", 30 * time.Second, a.Exports.Run},
 		{"retention", time.Hour, a.Retention.Run},
+		{"mail-reaper", time.Hour, a.Mailer.Reap},
 	}
 	var wg sync.WaitGroup
 	// The event pipeline runs continuously rather than on a timer: the relay and the webhook
 	// deliverer poll as soon as they have caught up, and the consumers wait on their transport.
 	wg.Go(func() { a.Relay.Run(ctx) })
 	wg.Go(func() { a.Deliverer.Run(ctx) })
+	wg.Go(func() { a.Mailer.Run(ctx) })
 	wg.Go(func() {
 		if err := a.Consumers.Run(ctx, a.Transport); err != nil {
 			a.Logger.ErrorContext(ctx, "event consumers stopped", slog.String("error", err.Error()))

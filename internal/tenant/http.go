@@ -12,9 +12,11 @@ import (
 // Handler serves tenants, users, the caller and projects. Each method decodes, calls a
 // service and encodes; errors go back to httpx.HandlerFunc.
 type Handler struct {
-	Tenants  *Tenants
-	Users    *Users
-	Projects *Projects
+	Tenants     *Tenants
+	Users       *Users
+	Projects    *Projects
+	Invitations *Invitations
+	Recovery    *Recovery
 }
 
 // Routes mounts signup for anyone (under the per-address budget), the tenants for
@@ -46,6 +48,8 @@ func (h *Handler) Routes(rs httpx.Routers) {
 	admin.Method(http.MethodGet, "/users/{id}", httpx.HandlerFunc(h.GetUser))
 	adminIdem.Method(http.MethodPatch, "/users/{id}", httpx.HandlerFunc(h.UpdateUser))
 	admin.Method(http.MethodDelete, "/users/{id}", httpx.HandlerFunc(h.DeleteUser))
+
+	h.teamsRoutes(rs)
 }
 
 func principal(r *http.Request) auth.Principal { return auth.MustFromContext(r.Context()) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -140,11 +141,12 @@ func (in PasswordChange) Validate() error {
 
 // Me is the caller: a user or an API key.
 type Me struct {
-	ID    uuid.UUID `json:"id"`
-	Kind  string    `json:"kind"`
-	Email string    `json:"email,omitempty"`
-	Name  string    `json:"name,omitempty"`
-	Role  auth.Role `json:"role"`
+	ID            uuid.UUID `json:"id"`
+	Kind          string    `json:"kind"`
+	Email         string    `json:"email,omitempty"`
+	EmailVerified *bool     `json:"email_verified,omitempty"` // users only
+	Name          string    `json:"name,omitempty"`
+	Role          auth.Role `json:"role"`
 }
 
 var (
@@ -166,6 +168,11 @@ type Users struct {
 	Clock     clock.Clock
 	Passwords *auth.Passwords
 	Plan      string // the plan new tenants start on
+	// Verifications mails a new owner the link that verifies their email (nil: none).
+	Verifications *Recovery
+	// VerifiedPlans are the plans whose users get tokens only once their email is verified
+	// (EMAIL_VERIFICATION_REQUIRED_PLANS).
+	VerifiedPlans []string
 }
 
 // Signup creates a tenant with its first owner and signs the owner in, all or nothing.
@@ -196,6 +203,11 @@ func (s *Users) Signup(ctx context.Context, in SignupInput) (SignupResult, error
 		}
 		if err := s.Outbox.Append(ctx, tx, tenantID, "user.created", u); err != nil {
 			return err
+		}
+		if s.Verifications != nil {
+			if err := s.Verifications.IssueVerification(ctx, tx, tenantID, userID, u.Email); err != nil {
+				return err
+			}
 		}
 		pair, err := s.Sessions.Issue(ctx, tx, tenantID, userID, auth.RoleOwner)
 		res = SignupResult{Tenant: t, User: u, TokenPair: pair}
@@ -231,8 +243,13 @@ func (s *Users) FindLogin(ctx context.Context, slug, email string) (auth.Login, 
 	}
 	l.Suspended = status == StatusSuspended
 	err = s.DB.InTenantTx(ctx, l.TenantID, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, "SELECT id, role, password_hash FROM users WHERE email = $1", email).
-			Scan(&l.UserID, &l.Role, &l.PasswordHash)
+		var verified bool
+		var plan string
+		err := tx.QueryRow(ctx, `SELECT u.id, u.role, u.password_hash, u.email_verified_at IS NOT NULL, t.plan_code
+		                          FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE u.email = $1`, email).
+			Scan(&l.UserID, &l.Role, &l.PasswordHash, &verified, &plan)
+		l.Unverified = !verified && slices.Contains(s.VerifiedPlans, plan)
+		return err
 	})
 	if postgres.IsNoRows(err) {
 		return l, errs.NotFoundf("no user")
@@ -248,9 +265,11 @@ func (s *Users) FindLogin(ctx context.Context, slug, email string) (auth.Login, 
 // suspended, so a refresh cannot outlast a suspension.
 func (s *Users) UserRole(ctx context.Context, tx pgx.Tx, id uuid.UUID) (auth.Role, error) {
 	var role auth.Role
-	var status string
-	err := tx.QueryRow(ctx, "SELECT u.role, t.status FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE u.id = $1", id).
-		Scan(&role, &status)
+	var status, plan string
+	var verified bool
+	err := tx.QueryRow(ctx, `SELECT u.role, t.status, t.plan_code, u.email_verified_at IS NOT NULL
+	                          FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE u.id = $1`, id).
+		Scan(&role, &status, &plan, &verified)
 	switch {
 	case postgres.IsNoRows(err):
 		return "", errs.NotFoundf("no user %s", id)
@@ -258,6 +277,8 @@ func (s *Users) UserRole(ctx context.Context, tx pgx.Tx, id uuid.UUID) (auth.Rol
 		return "", fmt.Errorf("users.role %s: %w", id, err)
 	case status == StatusSuspended:
 		return "", auth.ErrTenantSuspended
+	case !verified && slices.Contains(s.VerifiedPlans, plan):
+		return "", auth.ErrEmailUnverified
 	}
 	return role, nil
 }
@@ -289,9 +310,9 @@ func (s *Users) Me(ctx context.Context, p auth.Principal) (Me, error) {
 			return tx.QueryRow(ctx, "SELECT name FROM api_keys WHERE id = $1", p.ID).Scan(&me.Name)
 		}
 		me.Kind = "user"
-		u, err := getUser(ctx, tx, p.ID, false)
-		me.Email = u.Email
-		return err
+		var verified bool
+		me.EmailVerified = &verified
+		return tx.QueryRow(ctx, "SELECT email, email_verified_at IS NOT NULL FROM users WHERE id = $1", p.ID).Scan(&me.Email, &verified)
 	})
 	if postgres.IsNoRows(err) || errs.Is(err, errs.NotFound) {
 		return Me{}, auth.ErrUnauthorized // a valid token of a user or key that is gone

@@ -22,6 +22,7 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
+	"github.com/saasbase/saasbase/internal/platform/secretbox"
 )
 
 // DefaultSchedule is the pause after each failed attempt: Standard Webhooks' reference
@@ -39,7 +40,7 @@ func DefaultSchedule() []time.Duration {
 type Deliverer struct {
 	DB      *postgres.DB
 	Clock   clock.Clock
-	Secrets *SecretBox
+	Secrets *secretbox.Box
 	Client  *http.Client // NewClient: refuses private addresses, follows no redirect
 	Outbox  *events.Outbox
 	Metrics *Metrics

@@ -18,6 +18,7 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
+	"github.com/saasbase/saasbase/internal/platform/secretbox"
 )
 
 // MaxEndpoints bounds a tenant's endpoints: each one multiplies the deliveries of every event.
@@ -59,7 +60,7 @@ type Endpoints struct {
 	DB           *postgres.DB
 	Outbox       *events.Outbox
 	Clock        clock.Clock
-	Secrets      *SecretBox
+	Secrets      *secretbox.Box
 	RequireHTTPS bool // production: endpoints must be https
 	AllowPrivate bool // WEBHOOKS_ALLOW_PRIVATE_NETWORKS
 }

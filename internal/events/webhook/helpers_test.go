@@ -20,6 +20,7 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
 	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
+	"github.com/saasbase/saasbase/internal/platform/secretbox"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -47,7 +48,7 @@ type fixture struct {
 func newFixture(t testing.TB, clientAllowsPrivate bool) *fixture {
 	t.Helper()
 	db := pgtest.DB(t)
-	box, err := webhook.NewSecretBox(testKey)
+	box, err := secretbox.New(testKey)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/mail"
 	"net/netip"
+	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -70,6 +72,11 @@ type Config struct {
 	TenantDeletionGrace time.Duration // TENANT_DELETION_GRACE: how long a deleted tenant can be restored before its purge (720h)
 	AuditRetention      time.Duration // AUDIT_RETENTION: how long audit log entries are kept (9600h: 400 days)
 	ExportTmpDir        string        // EXPORT_TMP_DIR: where an export spools its files while it builds the archive (the system's temp dir)
+	// Mail: invitations, password resets, email verification (docs/teams.md).
+	SMTPURL                        string   // SMTP_URL: smtp://[user:pass@]host[:port][?tls=required] or smtps://... ("": mail is written to the log, links included outside production)
+	MailFrom                       string   // MAIL_FROM: the From of every mail (saasbase <no-reply@localhost>)
+	AppBaseURL                     string   // APP_BASE_URL: the web app that mailed links open (http://localhost:3000)
+	EmailVerificationRequiredPlans []string // EMAIL_VERIFICATION_REQUIRED_PLANS: plans whose users get no tokens before verifying their email ("")
 }
 
 // Production reports whether APP_ENV is production.
@@ -128,6 +135,7 @@ func Load(getenv func(string) string) (Config, error) {
 		r.fail("AUDIT_RETENTION", "must be at least 24h")
 	}
 	prod := c.Production()
+	r.mail(&c)
 	if prod && c.MetricsAddr == "" {
 		c.MetricsAddr = ":9090" // never on the public listener in production
 	}
@@ -186,6 +194,26 @@ func Load(getenv func(string) string) (Config, error) {
 		c.TrustedProxies = p
 	}
 	return c, errors.Join(r.errs...)
+}
+
+// mail reads the mail block: SMTP_URL's form (the mailer parses it in full), MAIL_FROM and
+// APP_BASE_URL.
+func (r *reader) mail(c *Config) {
+	c.SMTPURL = r.getenv("SMTP_URL")
+	c.MailFrom = r.str("MAIL_FROM", "saasbase <no-reply@localhost>")
+	c.AppBaseURL = r.str("APP_BASE_URL", "http://localhost:3000")
+	c.EmailVerificationRequiredPlans = r.list("EMAIL_VERIFICATION_REQUIRED_PLANS")
+	if c.SMTPURL != "" {
+		if u, err := url.Parse(c.SMTPURL); err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
+			r.fail("SMTP_URL", "must be smtp://[user:pass@]host[:port] or smtps://..., e.g. smtp://127.0.0.1:1025")
+		}
+	}
+	if a, err := mail.ParseAddress(c.MailFrom); err != nil || !strings.Contains(a.Address, "@") {
+		r.fail("MAIL_FROM", "must be an address such as no-reply@example.com or \"Acme <no-reply@example.com>\"")
+	}
+	if u, err := url.Parse(c.AppBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		r.fail("APP_BASE_URL", "must be an http or https URL, e.g. https://app.example.com")
+	}
 }
 
 type reader struct {

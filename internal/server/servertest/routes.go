@@ -74,6 +74,8 @@ var IDRoutes = []IDRoute{
 	{Method: "POST", Pattern: "/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry", Collection: "/v1/webhook-deliveries"},
 	{Method: "GET", Pattern: "/v1/tenant/exports/{id}", Collection: "/v1/tenant/exports"},
 	{Method: "GET", Pattern: "/v1/tenant/exports/{id}/download", Collection: "/v1/tenant/exports"},
+	{Method: "DELETE", Pattern: "/v1/invitations/{id}", Collection: "/v1/invitations"},
+	{Method: "POST", Pattern: "/v1/invitations/{id}/resend", Collection: "/v1/invitations"},
 }
 
 // Header gives a request of the route the headers it needs.
@@ -94,4 +96,4 @@ func (r IDRoute) Path(id string) string {
 }
 
 // ListPaths are the tenant's list endpoints; none may show another tenant's rows.
-var ListPaths = []string{"/v1/projects", "/v1/users", "/v1/api-keys", "/v1/events", "/v1/payments", "/v1/invoices", "/v1/webhook-endpoints"}
+var ListPaths = []string{"/v1/projects", "/v1/users", "/v1/api-keys", "/v1/events", "/v1/payments", "/v1/invoices", "/v1/webhook-endpoints", "/v1/invitations"}

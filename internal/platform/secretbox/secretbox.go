@@ -1,4 +1,6 @@
-package webhook
+// Package secretbox seals secrets the service must read back (webhook signing keys, the
+// tokens of mail not yet sent) with AES-256-GCM under a key the database never sees.
+package secretbox
 
 import (
 	"crypto/aes"
@@ -9,11 +11,11 @@ import (
 	"fmt"
 )
 
-// SecretBox seals endpoint secrets with AES-256-GCM. A signature needs the key itself, so
-// unlike API keys the secret cannot be stored hashed; sealed, a copy of the database alone
+// Box seals secrets with AES-256-GCM. A webhook signature needs the key itself, and a mail
+// must carry its link's token, so unlike API keys such a secret cannot be stored hashed; sealed, a copy of the database alone
 // does not reveal it. A sealed secret starts with the id of the key that sealed it, so keys
 // can be rotated: the first key seals, every key opens.
-type SecretBox struct {
+type Box struct {
 	keys []boxKey
 }
 
@@ -22,13 +24,13 @@ type boxKey struct {
 	aead cipher.AEAD
 }
 
-// NewSecretBox takes the 32-byte key that seals (WEBHOOK_SECRET_KEY) and older keys that
+// New takes the 32-byte key that seals (WEBHOOK_SECRET_KEY) and older keys that
 // still open what they sealed.
-func NewSecretBox(key []byte, previous ...[]byte) (*SecretBox, error) {
-	b := &SecretBox{}
+func New(key []byte, previous ...[]byte) (*Box, error) {
+	b := &Box{}
 	for i, k := range append([][]byte{key}, previous...) {
 		if len(k) != 32 {
-			return nil, fmt.Errorf("webhook: secret key %d is %d bytes, want 32", i, len(k))
+			return nil, fmt.Errorf("secretbox: key %d is %d bytes, want 32", i, len(k))
 		}
 		block, err := aes.NewCipher(k)
 		if err != nil {
@@ -46,7 +48,7 @@ func NewSecretBox(key []byte, previous ...[]byte) (*SecretBox, error) {
 
 // Seal encrypts plaintext bound to aad (the row it belongs to, so that a sealed secret
 // copied into another row does not open).
-func (b *SecretBox) Seal(plaintext, aad []byte) ([]byte, error) {
+func (b *Box) Seal(plaintext, aad []byte) ([]byte, error) {
 	k := b.keys[0]
 	out := make([]byte, 4+k.aead.NonceSize(), 4+k.aead.NonceSize()+len(plaintext)+k.aead.Overhead())
 	copy(out, k.id[:])
@@ -56,10 +58,10 @@ func (b *SecretBox) Seal(plaintext, aad []byte) ([]byte, error) {
 	return k.aead.Seal(out, out[4:], plaintext, aad), nil
 }
 
-var errCannotOpen = errors.New("webhook: sealed secret does not open with any configured key")
+var errCannotOpen = errors.New("secretbox: sealed secret does not open with any configured key")
 
 // Open decrypts what Seal sealed with the same aad.
-func (b *SecretBox) Open(sealed, aad []byte) ([]byte, error) {
+func (b *Box) Open(sealed, aad []byte) ([]byte, error) {
 	for _, k := range b.keys {
 		n := 4 + k.aead.NonceSize()
 		if len(sealed) < n || [4]byte(sealed[:4]) != k.id {

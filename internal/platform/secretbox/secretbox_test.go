@@ -1,16 +1,16 @@
-package webhook_test
+package secretbox_test
 
 import (
 	"bytes"
 	"testing"
 
-	"github.com/saasbase/saasbase/internal/events/webhook"
+	"github.com/saasbase/saasbase/internal/platform/secretbox"
 )
 
 func TestSecretBox(t *testing.T) {
 	old := bytes.Repeat([]byte{1}, 32)
 	current := bytes.Repeat([]byte{2}, 32)
-	before, err := webhook.NewSecretBox(old)
+	before, err := secretbox.New(old)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -18,7 +18,7 @@ func TestSecretBox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	box, err := webhook.NewSecretBox(current, old)
+	box, err := secretbox.New(current, old)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestSecretBox(t *testing.T) {
 	if _, err := before.Open(sealed, []byte("row 1")); err == nil {
 		t.Error("a box without the current key opened its secret")
 	}
-	if _, err := webhook.NewSecretBox([]byte("short")); err == nil {
+	if _, err := secretbox.New([]byte("short")); err == nil {
 		t.Error("a 5-byte key was accepted")
 	}
 }
