@@ -84,7 +84,7 @@ func end(span trace.Span, err error) {
 
 // summarize answers a statement's operation (its first keyword) and a short name of it, the
 // operation and the table or function it works on ("INSERT outbox", "SELECT
-// app.outbox_unpublished"), from the first words of the text alone.
+// app.outbox_unpublished", "SELECT set_config"), from the first words of the text alone.
 func summarize(sql string) (op, summary string) {
 	const look = 400 // the target is near the start; no need to split a long statement
 	if len(sql) > look {
@@ -112,6 +112,9 @@ func summarize(sql string) (op, summary string) {
 				return op, op + " " + target(words[i+1])
 			}
 		}
+	}
+	if op == "SELECT" && len(words) > 1 && strings.Contains(words[1], "(") {
+		return op, op + " " + target(words[1]) // a function called for its effect: set_config
 	}
 	return op, op
 }
