@@ -160,10 +160,10 @@ func (d *Deliverer) deliver(ctx context.Context, c claim) error {
 	if !ok {
 		return nil
 	}
-	ctx, span := d.trace(ctx, m)
+	ctx, end := d.trace(ctx, m)
 	r := d.send(ctx, m)
 	err = d.record(ctx, c, m, r)
-	span(r, err)
+	end(r, err)
 	if err != nil {
 		return fmt.Errorf("webhook_deliveries.record %s: %w", c.delivery, err)
 	}

@@ -32,7 +32,8 @@ func Trace(t *tracing.Tracing, ip ClientIP) func(http.Handler) http.Handler {
 			method := methodLabel(r.Method)
 			opts := []trace.SpanStartOption{
 				trace.WithSpanKind(trace.SpanKindServer),
-				trace.WithAttributes(semconv.HTTPRequestMethodKey.String(method), semconv.URLPath(r.URL.Path)),
+				// Not the path: the route names the request, and a path may carry a token.
+				trace.WithAttributes(semconv.HTTPRequestMethodKey.String(method)),
 			}
 			if remote := trace.SpanContextFromContext(prop.Extract(ctx, propagation.HeaderCarrier(r.Header))); remote.IsValid() {
 				if ip.peerTrusted(r) {
