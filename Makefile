@@ -108,6 +108,14 @@ tools: ## install stripe-mock (STRIPE_MOCK_VERSION) into GOPATH/bin, unless that
 		$(GO) install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION); \
 	fi
 
+# Jaeger, which the tracing tests run (internal/platform/tracing/jaegertest): built from
+# tools/jaeger, a module of its own, into the user cache where the tests look for it (they build
+# it themselves if this did not run). The first build compiles for minutes; later ones only check.
+.PHONY: jaeger
+tools: jaeger
+jaeger: ## build Jaeger (tools/jaeger/go.mod) for the tracing tests, unless up to date
+	cd tools/jaeger && GOWORK=off $(GO) build -buildvcs=false -o "$${XDG_CACHE_HOME:-$$HOME/.cache}/saasbase/jaeger/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger
+
 clean: ## remove build and coverage output
 	rm -rf bin coverage.out coverage.html *.coverprofile
 

@@ -117,6 +117,7 @@ func TestTracing(t *testing.T) {
 		got := pollTrace(t, j, traceID, func(tr *jaegertest.Trace) bool {
 			return find(tr, "POST /v1/projects") != nil && find(tr, "webhook deliver") != nil && find(tr, "consume webhooks") != nil
 		})
+		t.Logf("trace %s: %s", traceID, names(got))
 		server := find(got, "POST /v1/projects")
 		if p := server.Parent(); p != parentID {
 			t.Errorf("server span's parent %q, want the caller's %s", p, parentID)
