@@ -72,7 +72,7 @@ func TestTraceCrossesThePipeline(t *testing.T) {
 				spans          map[trace.SpanID]sdktrace.ReadOnlySpan
 				consume, round sdktrace.ReadOnlySpan
 			)
-			waitFor(t, 30*time.Second, "the consumer's and the relay's spans", func() bool {
+			found := func() bool {
 				spans, consume, round = map[trace.SpanID]sdktrace.ReadOnlySpan{}, nil, nil
 				for _, s := range exp.GetSpans().Snapshots() {
 					spans[s.SpanContext().SpanID()] = s
@@ -88,7 +88,12 @@ func TestTraceCrossesThePipeline(t *testing.T) {
 					}
 				}
 				return consume != nil && round != nil
-			})
+			}
+			for deadline := time.Now().Add(60 * time.Second); !found(); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no consume span or relay round after 60s; spans: %v", spanNames(spans))
+				}
+			}
 			if consume.SpanContext().TraceID() != request.SpanContext().TraceID() {
 				t.Fatalf("the consume span is not in the request's trace; spans: %v", spanNames(spans))
 			}

@@ -106,8 +106,8 @@ func TestTracing(t *testing.T) {
 		var delivered string
 		select {
 		case delivered = <-traceparents:
-		case <-time.After(30 * time.Second):
-			t.Fatal("no webhook delivery within 30s")
+		case <-time.After(60 * time.Second):
+			t.Fatal("no webhook delivery within 60s")
 		}
 		if !strings.HasPrefix(delivered, "00-"+traceID+"-") {
 			t.Fatalf("webhook traceparent %q, want one of trace %s", delivered, traceID)
@@ -174,7 +174,7 @@ func TestTracing(t *testing.T) {
 		}
 
 		// The relay's round is a trace of its own that links to the request's.
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(60 * time.Second)
 		for linked := false; !linked; {
 			rounds, err := j.Find(ctx, "saasbase-test", "outbox relay")
 			if err != nil {
@@ -188,7 +188,7 @@ func TestTracing(t *testing.T) {
 				}
 			}
 			if !linked && time.Now().After(deadline) {
-				t.Fatalf("no relay round linked to trace %s within 30s", traceID)
+				t.Fatalf("no relay round linked to trace %s within 60s", traceID)
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
@@ -227,11 +227,11 @@ func runJobs(t *testing.T, s *servertest.Server) {
 	t.Cleanup(func() { stop(); <-done })
 }
 
-// pollTrace waits up to 30s until Jaeger has trace id and done holds for it.
+// pollTrace waits up to 60s until Jaeger has trace id and done holds for it.
 func pollTrace(t *testing.T, j *jaegertest.Jaeger, id string, done func(*jaegertest.Trace) bool) *jaegertest.Trace {
 	t.Helper()
 	var last *jaegertest.Trace
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		tr, err := j.Trace(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
@@ -242,9 +242,9 @@ func pollTrace(t *testing.T, j *jaegertest.Jaeger, id string, done func(*jaegert
 		last = tr
 	}
 	if last == nil {
-		t.Fatalf("trace %s not in Jaeger after 30s", id)
+		t.Fatalf("trace %s not in Jaeger after 60s", id)
 	}
-	t.Fatalf("trace %s incomplete after 30s; spans: %s", id, names(last))
+	t.Fatalf("trace %s incomplete after 60s; spans: %s", id, names(last))
 	return nil
 }
 
