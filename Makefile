@@ -147,6 +147,14 @@ browser: debs ## npm ci in browser/ for the browser test, unless already done fo
 	echo "cd browser && npm ci --ignore-scripts"; \
 	cd browser && npm ci --ignore-scripts --no-audit --no-fund && cp package-lock.json node_modules/.saasbase-package-lock.json
 
+# Jaeger, which the tracing tests run (internal/platform/tracing/jaegertest): built from
+# tools/jaeger, a module of its own, into the user cache where the tests look for it (they build
+# it themselves if this did not run). The first build compiles for minutes; later ones only check.
+.PHONY: jaeger
+tools: jaeger
+jaeger: ## build Jaeger (tools/jaeger/go.mod) for the tracing tests, unless up to date
+	cd tools/jaeger && GOWORK=off $(GO) build -buildvcs=false -o "$${XDG_CACHE_HOME:-$$HOME/.cache}/saasbase/jaeger/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger
+
 clean: ## remove build and coverage output
 	rm -rf bin coverage.out coverage.html *.coverprofile
 

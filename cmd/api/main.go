@@ -22,10 +22,12 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel"
 
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/platform/config"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
+	"github.com/saasbase/saasbase/internal/platform/tracing"
 	"github.com/saasbase/saasbase/internal/server"
 	"github.com/saasbase/saasbase/migrations"
 )
@@ -63,7 +65,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 
 	switch cmd {
 	case "serve":
-		return serve(ctx, cfg, logger)
+		return serve(ctx, cfg, logger, getenv)
 	case "migrate":
 		return migrate(ctx, cfg, args, stdout)
 	case "token":
@@ -80,9 +82,22 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 
 // serve runs until SIGTERM or SIGINT, then drains: readyz turns 503 for DrainDelay so load
 // balancers stop routing here, the listener closes, and in-flight requests finish.
-func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, getenv func(string) string) error {
 	warnPublicKeys(logger, cfg.PublicKeys())
-	app, err := server.New(ctx, cfg, server.Options{Logger: logger})
+	tr, err := startTracing(ctx, logger, getenv)
+	if err != nil {
+		return err
+	}
+	if tr != nil {
+		defer func() { // after app.Close: the spans of the last requests and jobs go out too
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tr.Shutdown(ctx); err != nil {
+				logger.Warn("tracing: spans not exported at shutdown", slog.String("error", err.Error()))
+			}
+		}()
+	}
+	app, err := server.New(ctx, cfg, server.Options{Logger: logger, Tracing: tr})
 	if err != nil {
 		return err
 	}
@@ -160,6 +175,24 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	logger.Info("stopped", slog.Any("error", errShutdown))
 	return errShutdown
+}
+
+// startTracing sets up tracing from the OTEL_* variables: nil while they do not turn it on.
+// The SDK reports failed exports through otel's one error handler, which is process-wide;
+// they go to the log.
+func startTracing(ctx context.Context, logger *slog.Logger, getenv func(string) string) (*tracing.Tracing, error) {
+	tr, err := tracing.New(ctx, getenv)
+	if err != nil {
+		return nil, fmt.Errorf("configuration:\n%w", err)
+	}
+	if tr == nil {
+		return nil, nil
+	}
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		logger.Warn("tracing", slog.String("error", err.Error()))
+	}))
+	logger.Info("tracing on", slog.String("exporter", "otlp"))
+	return tr, nil
 }
 
 // warnPublicKeys says, in one line at start, which secrets are the public development ones:

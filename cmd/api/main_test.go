@@ -541,6 +541,8 @@ func TestBadConfigurationExits(t *testing.T) {
 		{"several bad values", map[string]string{"DATABASE_MAX_CONNS": "lots", "ACCESS_TOKEN_TTL": "1h", "LOG_LEVEL": "chatty"}, []string{"migrate", "status"},
 			[]string{"DATABASE_MAX_CONNS", "ACCESS_TOKEN_TTL", "LOG_LEVEL"}},
 		{"an unknown command", map[string]string{}, []string{"frobnicate"}, []string{"frobnicate"}},
+		{"a sampler not known", map[string]string{"DATABASE_URL": db, "HTTP_ADDR": freeAddr(t),
+			"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_SAMPLER": "sometimes"}, nil, []string{"OTEL_TRACES_SAMPLER"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := runAPI(t, c.env, c.args...)

@@ -67,6 +67,7 @@ func (a *Authenticator) Authenticate(next http.Handler) http.Handler {
 		if p.TenantID != uuid.Nil {
 			httpx.AddLogAttrs(r.Context(), slog.String("tenant_id", p.TenantID.String()))
 		}
+		httpx.SpanPrincipal(r.Context(), p.TenantID, p.Kind.String())
 		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 	})
 }

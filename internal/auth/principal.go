@@ -63,6 +63,19 @@ const (
 	KindPlatform                 // an operator's JWT
 )
 
+// String names the kind, as logs and traces show it.
+func (k Kind) String() string {
+	switch k {
+	case KindUser:
+		return "user"
+	case KindAPIKey:
+		return "api_key"
+	case KindPlatform:
+		return "platform"
+	}
+	return "unknown"
+}
+
 // RateLimit is a requests-per-second budget with a burst, as plans and API keys carry it.
 type RateLimit struct {
 	RequestsPerSecond float64 `json:"requests_per_second"`

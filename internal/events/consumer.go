@@ -14,6 +14,7 @@ import (
 
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
+	"github.com/saasbase/saasbase/internal/platform/tracing"
 )
 
 // A Consumer applies events to the database, each once. Its effect and the inbox row saying
@@ -53,6 +54,7 @@ type Consumers struct {
 	Metrics *Metrics
 	Logger  *slog.Logger
 	Retry   RetryPolicy
+	Tracing *tracing.Tracing // nil: off
 
 	list []Consumer
 }
@@ -110,7 +112,10 @@ const maxRun = 100
 // deliver settles evs for c, a tenant's events at a time and in order.
 func (cs *Consumers) deliver(ctx context.Context, c Consumer, evs []Event) error {
 	for _, run := range cs.runs(c, evs) {
-		if err := cs.untilSettled(ctx, c, run); err != nil {
+		rctx, end := cs.traceRun(ctx, c, run)
+		err := cs.untilSettled(rctx, c, run)
+		end(err)
+		if err != nil {
 			return err
 		}
 	}

@@ -13,15 +13,19 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/plugin/kotel"
+
+	"github.com/saasbase/saasbase/internal/platform/tracing"
 )
 
 // KafkaConfig configures the Kafka transport.
 type KafkaConfig struct {
-	Brokers     []string     // KAFKA_BROKERS
-	Topic       string       // KAFKA_TOPIC
-	Partitions  int32        // partitions of the topic, if this transport creates it (12)
-	GroupPrefix string       // consumer group names are GroupPrefix + the consumer's name ("saasbase.")
-	Logger      *slog.Logger // nil: slog.Default()
+	Brokers     []string         // KAFKA_BROKERS
+	Topic       string           // KAFKA_TOPIC
+	Partitions  int32            // partitions of the topic, if this transport creates it (12)
+	GroupPrefix string           // consumer group names are GroupPrefix + the consumer's name ("saasbase.")
+	Logger      *slog.Logger     // nil: slog.Default()
+	Tracing     *tracing.Tracing // nil: off
 }
 
 // Kafka publishes events to one topic, keyed by tenant id so that a tenant's events share a
@@ -61,12 +65,12 @@ func NewKafka(cfg KafkaConfig) (*Kafka, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	producer, err := kgo.NewClient(
+	producer, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID("saasbase-relay"),
 		kgo.DefaultProduceTopic(cfg.Topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-	)
+	}, kafkaHooks(cfg.Tracing, kotel.ClientID("saasbase-relay"))...)...)
 	if err != nil {
 		return nil, fmt.Errorf("events: kafka producer: %w", err)
 	}
@@ -105,7 +109,10 @@ func record(e Event) (*kgo.Record, error) {
 	if e.TenantID != nil {
 		headers = append(headers, kgo.RecordHeader{Key: HeaderTenantID, Value: []byte(tenant)})
 	}
-	return &kgo.Record{Key: []byte(tenant), Value: value, Headers: headers, Timestamp: e.OccurredAt}, nil
+	// The record's context is the event's trace, which the tracing hooks continue and put in
+	// its headers; never the relay's, whose span they would otherwise end.
+	return &kgo.Record{Key: []byte(tenant), Value: value, Headers: headers, Timestamp: e.OccurredAt,
+		Context: tracing.WithTraceParent(context.Background(), e.TraceParent)}, nil
 }
 
 // ensureTopic creates the topic once, with the configured partitions and the brokers'
@@ -157,15 +164,15 @@ func (k *Kafka) Consume(ctx context.Context, group string, deliver Deliver) erro
 		case <-time.After(pause):
 		}
 	}
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(k.cfg.Brokers...),
-		kgo.ClientID("saasbase-"+group),
-		kgo.ConsumerGroup(k.cfg.GroupPrefix+group),
+		kgo.ClientID("saasbase-" + group),
+		kgo.ConsumerGroup(k.cfg.GroupPrefix + group),
 		kgo.ConsumeTopics(k.cfg.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
-	)
+	}, kafkaHooks(k.cfg.Tracing, kotel.ClientID("saasbase-"+group), kotel.ConsumerGroup(k.cfg.GroupPrefix+group))...)...)
 	if err != nil {
 		return fmt.Errorf("events: kafka consumer %s: %w", group, err)
 	}
@@ -214,6 +221,9 @@ func consumeFetches(ctx context.Context, fetches kgo.Fetches, deliver Deliver, l
 					log.ErrorContext(ctx, "kafka record is not an event; skipped",
 						slog.Int("partition", int(r.Partition)), slog.Int64("offset", r.Offset))
 					continue
+				}
+				if r.Context != nil {
+					e.TraceParent = tracing.TraceParent(r.Context) // from its headers, by the tracing hooks
 				}
 				evs = append(evs, e)
 			}

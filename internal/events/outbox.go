@@ -18,6 +18,7 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
+	"github.com/saasbase/saasbase/internal/platform/tracing"
 )
 
 // Event is the one envelope used everywhere: the event log, webhook bodies, Kafka values.
@@ -27,6 +28,9 @@ type Event struct {
 	TenantID   *uuid.UUID      `json:"tenant_id"` // nil for platform events
 	OccurredAt time.Time       `json:"occurred_at"`
 	Data       json.RawMessage `json:"data"`
+	// TraceParent is the W3C traceparent of the transaction that wrote the event, "" while
+	// tracing is off. Not part of the envelope: it travels beside it (Kafka headers).
+	TraceParent string `json:"-"`
 }
 
 // Tenant is the tenant whose transaction the event belongs in: postgres.PlatformTenant for
@@ -50,9 +54,11 @@ func (o *Outbox) Append(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, typ 
 	if err != nil {
 		return fmt.Errorf("outbox.append %s tenant %s: %w", typ, tenantID, err)
 	}
+	// The transaction's trace, if traced, so that the event's consumers and webhook deliveries
+	// continue it.
 	_, err = tx.Exec(ctx,
-		"INSERT INTO outbox (tenant_id, id, type, occurred_at, data) VALUES ($1, $2, $3, $4, $5)",
-		tenantID, uuid.Must(uuid.NewV7()), typ, o.Clock.Now(), body)
+		"INSERT INTO outbox (tenant_id, id, type, occurred_at, data, traceparent) VALUES ($1, $2, $3, $4, $5, nullif($6, ''))",
+		tenantID, uuid.Must(uuid.NewV7()), typ, o.Clock.Now(), body, tracing.TraceParent(ctx))
 	if err != nil {
 		return fmt.Errorf("outbox.append %s tenant %s: %w", typ, tenantID, err)
 	}

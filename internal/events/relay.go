@@ -11,6 +11,7 @@ import (
 
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
+	"github.com/saasbase/saasbase/internal/platform/tracing"
 )
 
 // Relay publishes the outbox to a transport, at least once and in commit order.
@@ -28,8 +29,9 @@ type Relay struct {
 	Clock     clock.Clock
 	Metrics   *Metrics
 	Logger    *slog.Logger
-	BatchSize int           // events per round (500)
-	Interval  time.Duration // pause when the outbox is drained, or another replica relays (200ms)
+	BatchSize int              // events per round (500)
+	Interval  time.Duration    // pause when the outbox is drained, or another replica relays (200ms)
+	Tracing   *tracing.Tracing // nil: off
 
 	afterPublish func([]Event) error // fault hook for tests: runs between publish and mark
 }
@@ -118,6 +120,11 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 
+	ctx, span, err := r.traceRound(ctx, tx, evs)
+	if err != nil {
+		return 0, err
+	}
+	defer span.End()
 	if err := r.Transport.Publish(ctx, evs); err != nil {
 		return 0, fmt.Errorf("outbox.relay: publish %d events: %w", len(evs), err)
 	}

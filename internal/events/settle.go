@@ -201,6 +201,8 @@ func (cs *Consumers) settle(ctx context.Context, c Consumer, e Event, known erro
 // apply runs c.Handle, turning a panic into an error: a poison event must not take the
 // process down with it.
 func (cs *Consumers) apply(ctx context.Context, tx pgx.Tx, c Consumer, e Event) (err error) {
+	ctx, end := cs.traceApply(ctx, c, e)
+	defer func() { end(err) }()
 	defer func() {
 		if p := recover(); p != nil {
 			cs.logger().ErrorContext(ctx, "event consumer panicked", slog.String("consumer", c.Name),

@@ -14,7 +14,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	goredis "github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	otelpropagation "go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/saasbase/saasbase/internal/audit"
 	"github.com/saasbase/saasbase/internal/auth"
@@ -34,6 +38,7 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/postgres"
 	"github.com/saasbase/saasbase/internal/platform/secretbox"
 	"github.com/saasbase/saasbase/internal/purge"
+	"github.com/saasbase/saasbase/internal/platform/tracing"
 	"github.com/saasbase/saasbase/internal/ratelimit"
 	"github.com/saasbase/saasbase/internal/retention"
 	"github.com/saasbase/saasbase/internal/tenant"
@@ -48,6 +53,7 @@ type App struct {
 	DB       *postgres.DB
 	Redis    *goredis.Client
 	Registry *prometheus.Registry
+	Tracing  *tracing.Tracing // nil: tracing is off
 
 	Keys        *auth.Keys
 	Sessions    *auth.Sessions
@@ -96,6 +102,9 @@ type Options struct {
 	Logger    *slog.Logger
 	Clock     clock.Clock
 	Passwords *auth.PasswordParams // argon2id cost; tests lower it
+	// Tracing, if set, traces requests, statements, Redis commands, Stripe calls and the
+	// event pipeline (tracing.New reads OTEL_*). The caller shuts it down after Close.
+	Tracing *tracing.Tracing
 }
 
 // propagation is how long a replica may go on answering from what it read before another
@@ -105,9 +114,14 @@ const propagation = 500 * time.Millisecond
 
 // New connects to PostgreSQL and Redis and builds the service.
 func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
-	a := &App{Config: cfg, Logger: opt.Logger, Clock: opt.Clock, Registry: prometheus.NewRegistry()}
+	a := &App{Config: cfg, Logger: opt.Logger, Clock: opt.Clock, Registry: prometheus.NewRegistry(), Tracing: opt.Tracing}
 	if a.Logger == nil {
 		a.Logger = slog.Default()
+	}
+	var dbSpans trace.TracerProvider
+	if a.Tracing != nil {
+		a.Logger = slog.New(tracing.LogHandler(a.Logger.Handler())) // trace_id and span_id on log lines
+		dbSpans = a.Tracing.Children()
 	}
 	if a.Clock == nil {
 		a.Clock = clock.System{}
@@ -123,7 +137,7 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.DB, err = postgres.Open(ctx, runtimeURL, postgres.Options{MaxConns: cfg.DatabaseMaxConns, StatementTimeout: cfg.StatementTimeout}); err != nil {
+	if a.DB, err = postgres.Open(ctx, runtimeURL, postgres.Options{MaxConns: cfg.DatabaseMaxConns, StatementTimeout: cfg.StatementTimeout, Spans: dbSpans}); err != nil {
 		return nil, err
 	}
 	a.Registry.MustRegister(postgres.NewPoolCollector(a.DB))
@@ -136,6 +150,15 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	// 50 ms) rather than at the read timeout.
 	redisOpts.ContextTimeoutEnabled = true
 	a.Redis = goredis.NewClient(redisOpts)
+	if a.Tracing != nil {
+		// Neither the command's arguments (keys name tenants) nor the caller's line, which
+		// costs a stack walk per command.
+		if err := redisotel.InstrumentTracing(a.Redis, redisotel.WithTracerProvider(a.Tracing.Children()),
+			redisotel.WithDBStatement(false), redisotel.WithCallerEnabled(false)); err != nil {
+			a.Close()
+			return nil, fmt.Errorf("redis tracing: %w", err)
+		}
+	}
 
 	previous, err := auth.ParsePublicKeys(cfg.JWTPreviousKeys)
 	if err != nil {
@@ -187,7 +210,7 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	// metering, then invoicing (docs/architecture.md).
 	a.Payments = &payments.Payments{DB: a.DB, Outbox: outbox, Clock: a.Clock}
 	if cfg.StripeSecretKey != "" {
-		a.Payments.Stripe = payments.NewStripe(cfg.StripeSecretKey, cfg.StripeAPIURL)
+		a.Payments.Stripe = payments.NewStripe(cfg.StripeSecretKey, cfg.StripeAPIURL, a.stripeTransport())
 	}
 	a.Customers = &payments.Customers{DB: a.DB, Stripe: a.Payments.Stripe, Clock: a.Clock}
 	a.Completer = &payments.Completer{Payments: a.Payments, Keys: a.Idempotency, Logger: a.Logger}
@@ -285,6 +308,18 @@ func (a *App) Close() {
 		a.Redis.Close()
 	}
 	a.DB.Close()
+}
+
+// stripeTransport traces calls to Stripe as client spans of the request, without sending
+// Stripe our trace context (no propagator); nil, the default transport, with tracing off.
+func (a *App) stripeTransport() http.RoundTripper {
+	if a.Tracing == nil {
+		return nil
+	}
+	return otelhttp.NewTransport(http.DefaultTransport,
+		otelhttp.WithTracerProvider(a.Tracing.Children()),
+		otelhttp.WithPropagators(otelpropagation.NewCompositeTextMapPropagator()),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "stripe " + r.Method }))
 }
 
 // tenantInfo answers billing's questions about tenants from the tenant directory.

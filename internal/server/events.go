@@ -16,14 +16,14 @@ func (a *App) events(cfg config.Config, outbox *events.Outbox, secrets *secretbo
 		RequireHTTPS: cfg.Production(), AllowPrivate: cfg.WebhooksAllowPrivate,
 	}
 	metrics := events.NewMetrics(a.Registry)
-	a.Consumers = &events.Consumers{DB: a.DB, Clock: a.Clock, Metrics: metrics, Logger: a.Logger}
+	a.Consumers = &events.Consumers{DB: a.DB, Clock: a.Clock, Metrics: metrics, Logger: a.Logger, Tracing: a.Tracing}
 	a.Consumers.Add(endpoints.Consumer())
 	// Other modules' consumers go here, e.g. a.Consumers.Add(billing's customer sync).
 
 	if len(cfg.KafkaBrokers) > 0 {
 		k, err := events.NewKafka(events.KafkaConfig{
 			Brokers: cfg.KafkaBrokers, Topic: cfg.KafkaTopic, Partitions: int32(cfg.KafkaTopicPartitions),
-			GroupPrefix: cfg.KafkaGroupPrefix, Logger: a.Logger,
+			GroupPrefix: cfg.KafkaGroupPrefix, Logger: a.Logger, Tracing: a.Tracing,
 		})
 		if err != nil {
 			return nil, err
@@ -32,10 +32,10 @@ func (a *App) events(cfg config.Config, outbox *events.Outbox, secrets *secretbo
 	} else {
 		a.Transport = events.NewInProcess(0, a.Consumers.Names()...)
 	}
-	a.Relay = &events.Relay{DB: a.DB, Transport: a.Transport, Clock: a.Clock, Metrics: metrics, Logger: a.Logger}
+	a.Relay = &events.Relay{DB: a.DB, Transport: a.Transport, Clock: a.Clock, Metrics: metrics, Logger: a.Logger, Tracing: a.Tracing}
 	a.EventsReaper = &events.Reaper{DB: a.DB, Clock: a.Clock, Retention: cfg.EventsRetention}
 	a.Deliverer = &webhook.Deliverer{
-		DB: a.DB, Clock: a.Clock, Secrets: secrets, Outbox: outbox, Logger: a.Logger,
+		DB: a.DB, Clock: a.Clock, Secrets: secrets, Outbox: outbox, Logger: a.Logger, Tracing: a.Tracing,
 		Client:  webhook.NewClient(cfg.WebhooksAllowPrivate, cfg.WebhookTimeout),
 		Metrics: webhook.NewMetrics(a.Registry),
 	}

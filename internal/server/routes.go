@@ -60,7 +60,12 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 	metricsHandler := promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{})
 
 	r := chi.NewRouter()
-	r.Use(httpx.WithRequestID, httpx.Observe(a.Logger, rt.metrics, httpx.ClientIP{Trusted: a.Config.TrustedProxies}), httpx.Recover)
+	clientIP := httpx.ClientIP{Trusted: a.Config.TrustedProxies}
+	r.Use(httpx.WithRequestID)
+	if a.Tracing != nil {
+		r.Use(httpx.Trace(a.Tracing, clientIP)) // before Observe: the access log line carries the trace id
+	}
+	r.Use(httpx.Observe(a.Logger, rt.metrics, clientIP), httpx.Recover)
 	if len(a.Config.CORSAllowedOrigins) > 0 {
 		r.Use(httpx.CORS(a.Config.CORSAllowedOrigins))
 	}

@@ -23,10 +23,10 @@ type Stripe struct {
 
 // NewStripe builds a client; url points at stripe-mock in development ("" for Stripe). Retries
 // are ours to make (from recovery points), so stripe-go makes none.
-func NewStripe(secretKey, url string) *Stripe {
+func NewStripe(secretKey, url string, transport http.RoundTripper) *Stripe {
 	cfg := &stripe.BackendConfig{
 		MaxNetworkRetries: stripe.Int64(0),
-		HTTPClient:        &http.Client{Timeout: 15 * time.Second},
+		HTTPClient:        &http.Client{Timeout: 15 * time.Second, Transport: transport},
 		LeveledLogger:     &stripe.LeveledLogger{Level: stripe.LevelNull},
 	}
 	if url != "" {

@@ -17,12 +17,14 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/saasbase/saasbase/internal/events"
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
 	"github.com/saasbase/saasbase/internal/platform/secretbox"
+	"github.com/saasbase/saasbase/internal/platform/tracing"
 )
 
 // DefaultSchedule is the pause after each failed attempt: Standard Webhooks' reference
@@ -45,6 +47,7 @@ type Deliverer struct {
 	Outbox  *events.Outbox
 	Metrics *Metrics
 	Logger  *slog.Logger
+	Tracing *tracing.Tracing // nil: off
 
 	Schedule     []time.Duration // pauses after each failed attempt (DefaultSchedule)
 	DisableAfter time.Duration   // an endpoint failing this long without a success is disabled (5 days)
@@ -129,6 +132,9 @@ type message struct {
 	url      string
 	body     []byte
 	keys     [][]byte // the current secret's, then the previous one's while it still signs
+	// traceparent is the trace the delivery was made in ("" untraced): the attempt continues
+	// it, and sends the receiver its own traceparent in it.
+	traceparent string
 }
 
 // result is how one attempt went.
@@ -155,7 +161,11 @@ func (d *Deliverer) deliver(ctx context.Context, c claim) error {
 	if !ok {
 		return nil
 	}
-	if err := d.record(ctx, c, m, d.send(ctx, m)); err != nil {
+	ctx, end := d.trace(ctx, m)
+	r := d.send(ctx, m)
+	err = d.record(ctx, c, m, r)
+	end(r, err)
+	if err != nil {
 		return fmt.Errorf("webhook_deliveries.record %s: %w", c.delivery, err)
 	}
 	return nil
@@ -170,11 +180,12 @@ func (d *Deliverer) load(ctx context.Context, c claim) (m message, ok bool, err 
 	// database's, like every other time here.
 	b.Queue(`
 		SELECT d.event_id, e.id, e.url, d.body, e.secret_sealed,
-		       CASE WHEN e.previous_secret_expires_at > $2 THEN e.previous_secret_sealed END
+		       CASE WHEN e.previous_secret_expires_at > $2 THEN e.previous_secret_sealed END,
+		       coalesce(d.traceparent, '')
 		  FROM webhook_deliveries d JOIN webhook_endpoints e ON e.tenant_id = d.tenant_id AND e.id = d.endpoint_id
 		 WHERE d.id = $1 AND d.status = 'pending' AND e.status = 'enabled'`, c.delivery, d.Clock.Now()).
 		QueryRow(func(row pgx.Row) error {
-			err := row.Scan(&m.eventID, &m.endpoint, &m.url, &m.body, &sealed, &previous)
+			err := row.Scan(&m.eventID, &m.endpoint, &m.url, &m.body, &sealed, &previous, &m.traceparent)
 			if postgres.IsNoRows(err) {
 				return nil
 			}
@@ -219,6 +230,9 @@ func (d *Deliverer) send(ctx context.Context, m message) result {
 		sigs[i] = Sign(key, id, r.at, m.body)
 	}
 	req.Header.Set(HeaderSignature, strings.Join(sigs, " "))
+	if d.Tracing != nil {
+		d.Tracing.Propagator().Inject(ctx, propagation.HeaderCarrier(req.Header)) // traceparent
+	}
 
 	started := time.Now()
 	res, err := d.Client.Do(req)

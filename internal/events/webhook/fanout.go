@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/saasbase/saasbase/internal/events"
+	"github.com/saasbase/saasbase/internal/platform/tracing"
 )
 
 // Consumer is the fan-out: for each tenant event, one delivery to each of the tenant's
@@ -45,11 +46,13 @@ func (s *Endpoints) fanout(ctx context.Context, tx pgx.Tx, e events.Event) error
 		ids[i] = uuid.Must(uuid.NewV7())
 	}
 	now := s.Clock.Now()
+	// Each delivery keeps the trace of the consumer that made it (so of the event's request),
+	// which its attempts continue.
 	_, err = tx.Exec(ctx, `
-		INSERT INTO webhook_deliveries (tenant_id, id, endpoint_id, event_id, event_type, body, status, next_attempt_at, created_at, updated_at)
-		SELECT $1, d.id, d.endpoint_id, $2, $3, $4, 'pending', $5, $5, $5
+		INSERT INTO webhook_deliveries (tenant_id, id, endpoint_id, event_id, event_type, body, status, next_attempt_at, created_at, updated_at, traceparent)
+		SELECT $1, d.id, d.endpoint_id, $2, $3, $4, 'pending', $5, $5, $5, nullif($8, '')
 		  FROM unnest($6::uuid[], $7::uuid[]) AS d (id, endpoint_id)
 		ON CONFLICT (tenant_id, endpoint_id, event_id) DO NOTHING`,
-		e.Tenant(), e.ID, e.Type, body, now, ids, endpoints)
+		e.Tenant(), e.ID, e.Type, body, now, ids, endpoints, tracing.TraceParent(ctx))
 	return err
 }

@@ -73,3 +73,16 @@ func (c ClientIP) Of(r *http.Request) netip.Addr {
 	}
 	return peer
 }
+
+// peerTrusted reports whether r's direct peer is a trusted proxy.
+func (c ClientIP) peerTrusted(r *http.Request) bool {
+	if len(c.Trusted) == 0 {
+		return false
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	return err == nil && c.trusted(peer)
+}

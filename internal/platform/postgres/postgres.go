@@ -12,8 +12,10 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/saasbase/saasbase/internal/platform/errs"
 )
@@ -36,6 +38,9 @@ type Options struct {
 	MaxConns         int32
 	StatementTimeout time.Duration   // 0 keeps the role's default
 	Tracer           pgx.QueryTracer // sees every statement (and batch, if a pgx.BatchTracer too)
+	// Spans, if set, makes a span of every statement run under a sampled span
+	// (tracing.Children), beside Tracer.
+	Spans trace.TracerProvider
 }
 
 // Open connects to url as given. Use RuntimeURL to turn the owner's URL into the runtime one.
@@ -48,6 +53,12 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 		cfg.MaxConns = opt.MaxConns
 	}
 	cfg.ConnConfig.Tracer = opt.Tracer
+	if opt.Spans != nil {
+		cfg.ConnConfig.Tracer = newSpanTracer(opt.Spans)
+		if opt.Tracer != nil {
+			cfg.ConnConfig.Tracer = multitracer.New(opt.Tracer, cfg.ConnConfig.Tracer)
+		}
+	}
 	if opt.StatementTimeout > 0 {
 		cfg.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(opt.StatementTimeout.Milliseconds())
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/config"
 	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
+	"github.com/saasbase/saasbase/internal/platform/tracing"
 	"github.com/saasbase/saasbase/internal/server"
 	"github.com/saasbase/saasbase/openapi/openapitest"
 )
@@ -52,6 +53,19 @@ func New(t testing.TB, configure ...func(*config.Config)) *Server {
 // NewAt is New with the service's clock set to clk (nil: the system clock).
 func NewAt(t testing.TB, clk clock.Clock, configure ...func(*config.Config)) *Server {
 	t.Helper()
+	return NewWith(t, Options{Clock: clk}, configure...)
+}
+
+// Options are what a test may give the service beyond its configuration.
+type Options struct {
+	Clock   clock.Clock      // nil: the system clock
+	Logger  *slog.Logger     // nil: errors only, to stderr
+	Tracing *tracing.Tracing // nil: off
+}
+
+// NewWith is New with opt.
+func NewWith(t testing.TB, opt Options, configure ...func(*config.Config)) *Server {
+	t.Helper()
 	env := map[string]string{
 		"DATABASE_URL":       pgtest.OwnerURL(t),
 		"REDIS_KEY_PREFIX":   "test:" + randomHex(6) + ":",
@@ -67,8 +81,11 @@ func NewAt(t testing.TB, clk clock.Clock, configure ...func(*config.Config)) *Se
 	for _, f := range configure {
 		f(&cfg)
 	}
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	app, err := server.New(context.Background(), cfg, server.Options{Logger: logger, Clock: clk, Passwords: &fastPasswords})
+	logger := opt.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	}
+	app, err := server.New(context.Background(), cfg, server.Options{Logger: logger, Clock: opt.Clock, Passwords: &fastPasswords, Tracing: opt.Tracing})
 	if err != nil {
 		t.Fatal(err)
 	}
