@@ -51,7 +51,7 @@ func BenchmarkClose(b *testing.B) {
 		for range b.N {
 			b.StopTimer()
 			month++
-			clk.Advance(t0.AddDate(0, month, 0).Add(s.App.Invoices.Grace+time.Hour).Sub(clk.Now()))
+			clk.Advance(t0.AddDate(0, month, 0).Add(s.App.Invoices.Grace + time.Hour).Sub(clk.Now()))
 			b.StartTimer()
 			n, err := s.App.Invoices.Close(ctx)
 			if err != nil || n != benchTenants {
