@@ -64,6 +64,11 @@ type Config struct {
 	JobsEnabled          bool          // JOBS_ENABLED: run the background jobs in this process (true)
 	BillingGrace         time.Duration // BILLING_GRACE_PERIOD: how long an ended period still takes late usage (24h)
 	EventsRetention      time.Duration // EVENTS_RETENTION: how long published events stay in the event log (960h, at least 960h)
+
+	// Webhook delivery (docs/events.md, "Fairness").
+	WebhookConcurrency         int // WEBHOOK_CONCURRENCY: deliveries in flight on a replica (16)
+	WebhookEndpointConcurrency int // WEBHOOK_ENDPOINT_CONCURRENCY: deliveries in flight to one endpoint, over every replica; 1 sends in order (1)
+	WebhookTenantConcurrency   int // WEBHOOK_TENANT_CONCURRENCY: deliveries in flight for one tenant, over every replica (4)
 }
 
 // Production reports whether APP_ENV is production.
@@ -110,6 +115,10 @@ func Load(getenv func(string) string) (Config, error) {
 		JobsEnabled:          r.boolean("JOBS_ENABLED", true),
 		BillingGrace:         r.duration("BILLING_GRACE_PERIOD", 24*time.Hour),
 		EventsRetention:      r.duration("EVENTS_RETENTION", 40*24*time.Hour),
+
+		WebhookConcurrency:         r.integer("WEBHOOK_CONCURRENCY", 16, 1, 1000),
+		WebhookEndpointConcurrency: r.integer("WEBHOOK_ENDPOINT_CONCURRENCY", 1, 1, 100),
+		WebhookTenantConcurrency:   r.integer("WEBHOOK_TENANT_CONCURRENCY", 4, 1, 1000),
 	}
 	prod := c.Production()
 	if prod && c.MetricsAddr == "" {
