@@ -140,7 +140,7 @@ func (s *Periods) due(ctx context.Context, tenantID uuid.UUID, until time.Time) 
 		p.Start, p.End = p.Start.UTC(), p.End.UTC()
 		return p, err
 	}, `SELECT p.period_start, p.period_end FROM billing_periods p
-	     WHERE p.period_end <= $1 AND NOT EXISTS (SELECT FROM invoices i WHERE i.period_start = p.period_start)
+	     WHERE p.period_end <= $1 AND p.closed_at IS NULL
 	     ORDER BY p.period_start`, until)
 	if err != nil {
 		return nil, fmt.Errorf("periods.due tenant %s: %w", tenantID, err)
