@@ -40,7 +40,7 @@ type App struct {
 	Logger   *slog.Logger
 	Clock    clock.Clock
 	DB       *postgres.DB
-	Redis    *goredis.Client
+	Redis    goredis.UniversalClient // one server, or a cluster (openRedis)
 	Registry *prometheus.Registry
 
 	Keys        *auth.Keys
@@ -114,15 +114,10 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	if a.DB, err = postgres.Open(ctx, runtimeURL, postgres.Options{MaxConns: cfg.DatabaseMaxConns, StatementTimeout: cfg.StatementTimeout}); err != nil {
 		return nil, err
 	}
-	redisOpts, err := goredis.ParseURL(cfg.RedisURL)
-	if err != nil {
+	if a.Redis, err = openRedis(cfg.RedisURL); err != nil {
 		a.DB.Close()
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
-	// A stalled call gives its connection back at the caller's deadline (the rate limiter's
-	// 50 ms) rather than at the read timeout.
-	redisOpts.ContextTimeoutEnabled = true
-	a.Redis = goredis.NewClient(redisOpts)
 
 	previous, err := auth.ParsePublicKeys(cfg.JWTPreviousKeys)
 	if err != nil {

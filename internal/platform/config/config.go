@@ -31,7 +31,7 @@ type Config struct {
 	AppDatabaseURL       string        // APP_DATABASE_URL: the runtime role ("": DATABASE_URL as app_runtime)
 	DatabaseMaxConns     int32         // DATABASE_MAX_CONNS (20)
 	StatementTimeout     time.Duration // DATABASE_STATEMENT_TIMEOUT (5s)
-	RedisURL             string        // REDIS_URL (redis://127.0.0.1:6379/0)
+	RedisURL             string        // REDIS_URL (redis://127.0.0.1:6379/0); with addr parameters, a Redis Cluster
 	RedisKeyPrefix       string        // REDIS_KEY_PREFIX (saasbase:)
 	JWTSigningKey        []byte        // JWT_SIGNING_KEY: base64 of a 32-byte Ed25519 seed (a public dev key in development)
 	JWTPreviousKeys      string        // JWT_PREVIOUS_PUBLIC_KEYS: comma-separated base64 public keys ("")
