@@ -271,8 +271,10 @@ func TestRedisCluster(t *testing.T) {
 	if m["ratelimit_deny_cache_hits_total"] < 1 {
 		t.Errorf("no denial answered by the deny cache: %v", m)
 	}
-	if d := degraded(m); d != 0 {
-		t.Errorf("%v decisions degraded on a healthy cluster (a CROSSSLOT script call would be): %v", d, m)
+	// A script call whose keys span slots is refused (CROSSSLOT): an error, and the decision
+	// degraded. (A call slower than the limiter's 50 ms, on a loaded machine, is a timeout.)
+	if d := degraded(m, "error"); d != 0 {
+		t.Errorf("%v decisions degraded by a Redis error on a healthy cluster: %v", d, m)
 	}
 
 	// Flags: PUT on a, served by b through pub/sub.
@@ -329,13 +331,13 @@ func TestRedisCluster(t *testing.T) {
 	}
 }
 
-// metrics reads s's counters and gauges without labels, and degraded decisions by labels.
+// metrics reads s's rate-limit series, by name and labels.
 func metrics(t *testing.T, s *servertest.Server) map[string]float64 {
 	t.Helper()
 	res := s.Do(t, servertest.Request{Method: "GET", Path: "/metrics"})
 	out := map[string]float64{}
 	for line := range strings.SplitSeq(string(res.Body), "\n") {
-		if strings.HasPrefix(line, "#") {
+		if !strings.HasPrefix(line, "ratelimit_") {
 			continue
 		}
 		name, v, ok := strings.Cut(line, " ")
@@ -349,10 +351,11 @@ func metrics(t *testing.T, s *servertest.Server) map[string]float64 {
 	return out
 }
 
-func degraded(m map[string]float64) float64 {
+// degraded answers how many decisions were degraded for reason.
+func degraded(m map[string]float64, reason string) float64 {
 	var n float64
 	for k, v := range m {
-		if strings.HasPrefix(k, "ratelimit_degraded_total") {
+		if strings.HasPrefix(k, "ratelimit_degraded_total") && strings.Contains(k, `reason="`+reason+`"`) {
 			n += v
 		}
 	}
