@@ -87,10 +87,12 @@ func (d *Deliverer) Run(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
+		wait := interval
 		if free := slots - inFlight; free > 0 && ctx.Err() == nil {
 			claims, err := d.claim(ctx, free)
 			if err != nil && ctx.Err() == nil {
 				d.logger().ErrorContext(ctx, "webhook deliveries: claim failed", slog.String("error", err.Error()))
+				wait = max(interval, time.Second) // the database is away: do not log five times a second
 			}
 			for _, c := range claims {
 				inFlight++
@@ -100,7 +102,7 @@ func (d *Deliverer) Run(ctx context.Context) {
 				})
 			}
 		}
-		timer.Reset(interval)
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
