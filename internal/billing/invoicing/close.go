@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/saasbase/saasbase/internal/billing/pricing"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
@@ -86,10 +87,8 @@ func (s *Invoices) closeTenant(ctx context.Context, tenantID uuid.UUID) (done, f
 	if err != nil {
 		return 0, 0, err
 	}
-	if _, err := s.Periods.ensure(ctx, ti, now); err != nil {
-		return 0, 0, err
-	}
-	due, err := s.Periods.due(ctx, tenantID, now.Add(-s.Grace))
+	closable := now.Add(-s.Grace)
+	_, due, err := s.Periods.ensureDue(ctx, ti, now, &closable)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -118,18 +117,26 @@ func (s *Invoices) closePeriod(ctx context.Context, ti TenantInfo, p pricing.Per
 	id := uuid.Must(uuid.NewV7())
 	err = s.DB.InTenantTx(ctx, ti.ID, func(tx pgx.Tx) error {
 		// The period's row is the claim: another closer finalizing it holds it, and this
-		// one passes it by rather than pricing it again.
-		var closedAt *time.Time
-		err := tx.QueryRow(ctx, "SELECT closed_at FROM billing_periods WHERE period_start = $1 FOR UPDATE SKIP LOCKED", p.Start).Scan(&closedAt)
-		if postgres.IsNoRows(err) || (err == nil && closedAt != nil) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		// Ingestion takes this lock shared before it checks for finalized periods: usage is
-		// either in the invoice priced here, or refused as too late, never accepted and lost.
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock("+closeLock+")", ti.ID); err != nil {
+		// one passes it by rather than pricing it again. Ingestion takes the close lock
+		// shared before it checks for finalized periods: usage is either in the invoice
+		// priced here, or refused as too late, never accepted and lost. (Both go in one
+		// round trip; a closer passing a period by waits for the other's lock, briefly.)
+		var (
+			closedAt *time.Time
+			claimed  bool
+		)
+		b := &pgx.Batch{}
+		b.Queue("SELECT closed_at FROM billing_periods WHERE period_start = $1 FOR UPDATE SKIP LOCKED", p.Start).
+			QueryRow(func(row pgx.Row) error {
+				err := row.Scan(&closedAt)
+				if postgres.IsNoRows(err) {
+					return nil
+				}
+				claimed = err == nil && closedAt == nil
+				return err
+			})
+		b.Queue("SELECT pg_advisory_xact_lock("+closeLock+")", ti.ID)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil || !claimed {
 			return err
 		}
 		inv, err := s.price(postgres.WithTx(ctx, ti.ID, tx), ti, p)
@@ -137,20 +144,20 @@ func (s *Invoices) closePeriod(ctx context.Context, ti TenantInfo, p pricing.Per
 			return err
 		}
 		lines, _ := json.Marshal(inv.Lines)
-		tag, err := tx.Exec(ctx, `
+		var inserted bool
+		b = &pgx.Batch{}
+		b.Queue(`
 			INSERT INTO invoices (tenant_id, id, period_start, period_end, currency, plan_code, lines, subtotal, total, status, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $10)
 			ON CONFLICT (tenant_id, period_start) DO NOTHING`,
-			ti.ID, id, p.Start, p.End, inv.Currency, inv.Plan, lines, inv.Subtotal, inv.Total, now)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, "UPDATE billing_periods SET close_error = NULL, close_failed_at = NULL, closed_at = $2 WHERE period_start = $1",
-			p.Start, now); err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return nil // invoiced already, before periods recorded it
+			ti.ID, id, p.Start, p.End, inv.Currency, inv.Plan, lines, inv.Subtotal, inv.Total, now).
+			Exec(func(tag pgconn.CommandTag) error {
+				inserted = tag.RowsAffected() > 0
+				return nil
+			})
+		b.Queue("UPDATE billing_periods SET close_error = NULL, close_failed_at = NULL, closed_at = $2 WHERE period_start = $1", p.Start, now)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil || !inserted {
+			return err // or invoiced already, before periods recorded it
 		}
 		closed = true
 		inv.ID, inv.Status, inv.CreatedAt = &id, "open", &now
