@@ -22,10 +22,10 @@ type Appender interface {
 	Append(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, typ string, data any) error
 }
 
-// Propagator makes a committed configuration version visible: the Refresher loads it on
-// this replica at once and tells the others.
+// Propagator makes a committed change visible: the Refresher applies it to this replica's
+// snapshot at once and tells the others.
 type Propagator interface {
-	Propagate(ctx context.Context, version int64)
+	Propagate(ctx context.Context, c Change)
 }
 
 // Admin makes the operators' changes. Each runs in one transaction that takes the change
@@ -60,13 +60,14 @@ type change struct {
 	action        string
 	key           string
 	tenantID      *uuid.UUID
-	before, after any // nil: none
+	before, after any    // nil: none
+	delta         Change // for the snapshots; apply sets its version
 }
 
 // apply runs fn as one change. fn gets the version the change will have and the time, and
 // answers what it changed, or nil if nothing.
 func (a *Admin) apply(ctx context.Context, actor string, fn func(tx pgx.Tx, version int64, now time.Time) (*change, error)) error {
-	var committed int64
+	var committed Change
 	err := a.DB.InTenantTx(ctx, postgres.PlatformTenant, func(tx pgx.Tx) error {
 		current, err := lockVersion(ctx, tx)
 		if err != nil {
@@ -96,10 +97,11 @@ func (a *Admin) apply(ctx context.Context, actor string, fn func(tx pgx.Tx, vers
 		if err := a.Events.Append(ctx, tx, postgres.PlatformTenant, "flag.changed", ev); err != nil {
 			return err
 		}
-		committed = next
+		committed = c.delta
+		committed.Version = next
 		return nil
 	})
-	if err == nil && committed > 0 && a.Propagator != nil {
+	if err == nil && committed.Version > 0 && a.Propagator != nil {
 		a.Propagator.Propagate(ctx, committed)
 	}
 	return err
@@ -159,6 +161,7 @@ func (a *Admin) PutFlag(ctx context.Context, actor, key string, in FlagInput) (f
 			c.action, c.before = "flag.updated", flagState{Key: key, Definition: old.Definition}
 		}
 		created = !found
+		c.delta = Change{Flag: &f}
 		return c, upsertFlag(ctx, tx, f)
 	})
 	if err != nil {
@@ -168,21 +171,24 @@ func (a *Admin) PutFlag(ctx context.Context, actor, key string, in FlagInput) (f
 }
 
 // checkOverridesKept refuses a definition that drops a variant some override serves: the
-// override would silently stop applying.
+// override would silently stop applying. PostgreSQL counts them, so a flag with many
+// overrides sends back only the dropped variants.
 func checkOverridesKept(ctx context.Context, tx pgx.Tx, key string, def Definition) error {
-	overrides, err := overridesInTx(ctx, tx, key)
+	kept := slices.Collect(maps.Keys(def.Variants))
+	rows, _ := tx.Query(ctx, `
+		SELECT variant, count(*) FROM app.flag_overrides($1) WHERE variant <> ALL ($2::text[])
+		 GROUP BY variant ORDER BY variant`, key, kept)
+	var fe errs.Fields
+	var (
+		name string
+		n    int
+	)
+	_, err := pgx.ForEachRow(rows, []any{&name, &n}, func() error {
+		fe.Add("variants", fmt.Sprintf("variant %q is served to %d tenant(s) by overrides; delete those overrides first", name, n))
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	used := map[string]int{}
-	for _, o := range overrides {
-		if _, ok := def.Variants[o.Variant]; !ok {
-			used[o.Variant]++
-		}
-	}
-	var fe errs.Fields
-	for _, name := range slices.Sorted(maps.Keys(used)) {
-		fe.Add("variants", fmt.Sprintf("variant %q is served to %d tenant(s) by overrides; delete those overrides first", name, used[name]))
 	}
 	return fe.Err()
 }
@@ -205,7 +211,8 @@ func (a *Admin) DeleteFlag(ctx context.Context, actor, key string) error {
 			return nil, err
 		}
 		return &change{action: "flag.deleted", key: key,
-			before: flagState{Key: key, Definition: old.Definition, Overrides: removed}}, nil
+			before: flagState{Key: key, Definition: old.Definition, Overrides: removed},
+			delta:  Change{DeletedFlag: key}}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("flags.delete %q: %w", key, err)
@@ -234,7 +241,7 @@ func (a *Admin) SetOverride(ctx context.Context, actor, key string, tenantID uui
 		if err != nil || previous == in.Variant {
 			return nil, err
 		}
-		c := &change{action: "override.set", key: key, tenantID: &tenantID, after: o}
+		c := &change{action: "override.set", key: key, tenantID: &tenantID, after: o, delta: Change{Override: &o}}
 		if previous != "" {
 			c.before = Override{FlagKey: key, TenantID: tenantID, Variant: previous}
 		}
@@ -263,7 +270,8 @@ func (a *Admin) DeleteOverride(ctx context.Context, actor, key string, tenantID 
 		if len(removed) == 0 {
 			return nil, errs.NotFoundf("tenant %s has no override of flag %q", tenantID, key)
 		}
-		return &change{action: "override.deleted", key: key, tenantID: &tenantID, before: removed[0]}, nil
+		return &change{action: "override.deleted", key: key, tenantID: &tenantID, before: removed[0],
+			delta: Change{DeletedOverride: &removed[0]}}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("flags.delete_override %q tenant %s: %w", key, tenantID, err)

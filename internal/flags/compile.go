@@ -45,7 +45,7 @@ type flag struct {
 	variants  []variant // by name
 	def       int       // index of the default variant
 	rules     []rule
-	overrides map[uuid.UUID]int // tenant → variant index
+	overrides overrides // tenant → variant index
 }
 
 type variant struct {

@@ -2,6 +2,7 @@ package flags
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -76,24 +77,49 @@ func (r *Refresher) Stop() {
 // Refresh loads and installs the current snapshot now.
 func (r *Refresher) Refresh(ctx context.Context) error { return r.refresh(ctx, nil) }
 
-// Propagate makes a committed version visible: it announces it to the other replicas and
-// loads it here, so the replica that made a change serves it from the moment it answers.
+// Propagate makes a committed change visible: it announces it to the other replicas and
+// applies it here, so the replica that made a change serves it from the moment it answers.
 // Failures are logged, not returned: the change is committed, and polls will carry it.
-func (r *Refresher) Propagate(ctx context.Context, version int64) {
+func (r *Refresher) Propagate(ctx context.Context, c Change) {
 	ctx = context.WithoutCancel(ctx)
 	if r.Redis != nil {
-		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-		err := r.Redis.Publish(pctx, r.Channel, version).Err()
-		cancel()
+		msg, err := json.Marshal(c)
+		if err == nil {
+			pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+			err = r.Redis.Publish(pctx, r.Channel, msg).Err()
+			cancel()
+		}
 		if err != nil {
 			r.log().WarnContext(ctx, "flags: publishing a change failed; other replicas will see it at their next poll",
-				slog.Int64("version", version), slog.String("error", err.Error()))
+				slog.Int64("version", c.Version), slog.String("error", err.Error()))
 		}
 	}
-	if err := r.refresh(ctx, func(current int64) bool { return current < version }); err != nil {
+	if err := r.apply(ctx, c); err != nil {
 		r.log().WarnContext(ctx, "flags: loading a committed change failed; the next poll will retry",
-			slog.Int64("version", version), slog.String("error", err.Error()))
+			slog.Int64("version", c.Version), slog.String("error", err.Error()))
 	}
+}
+
+// apply brings the snapshot to c's version: by applying c to it when it is at the version
+// before, which costs the change and not the whole configuration, or else (a message was
+// missed, or c does not apply) by loading the whole snapshot.
+func (r *Refresher) apply(ctx context.Context, c Change) error {
+	r.loadMu.Lock()
+	current := r.Client.Current()
+	if current.Version() >= c.Version {
+		r.loadMu.Unlock()
+		return nil
+	}
+	if next, err := current.apply(c); err == nil {
+		r.Client.set(next)
+		r.loadMu.Unlock()
+		return nil
+	} else if current.Version() == c.Version-1 && !c.bare() {
+		r.log().WarnContext(ctx, "flags: a change did not apply to the snapshot; loading it whole",
+			slog.Int64("version", c.Version), slog.String("error", err.Error()))
+	}
+	r.loadMu.Unlock()
+	return r.refresh(ctx, func(current int64) bool { return current < c.Version })
 }
 
 // refresh loads a snapshot if stale (nil: always) says the current version calls for one.
@@ -173,14 +199,20 @@ func (r *Refresher) listen(ctx context.Context) {
 					r.check(ctx)
 				}
 			case *goredis.Message:
-				v, err := strconv.ParseInt(m.Payload, 10, 64)
+				// A change, or (from a replica of an earlier release) a bare version.
+				var c Change
+				err := json.Unmarshal([]byte(m.Payload), &c)
+				if err != nil || c.Version == 0 {
+					c = Change{}
+					c.Version, err = strconv.ParseInt(m.Payload, 10, 64)
+				}
 				if err != nil {
-					r.log().WarnContext(ctx, "flags: ignoring a malformed change message", slog.String("payload", m.Payload))
+					r.log().WarnContext(ctx, "flags: ignoring a malformed change message", slog.Int("bytes", len(m.Payload)))
 					continue
 				}
-				if err := r.refresh(ctx, func(current int64) bool { return current < v }); err != nil && ctx.Err() == nil {
+				if err := r.apply(ctx, c); err != nil && ctx.Err() == nil {
 					r.log().WarnContext(ctx, "flags: loading an announced change failed; the next poll will retry",
-						slog.Int64("version", v), slog.String("error", err.Error()))
+						slog.Int64("version", c.Version), slog.String("error", err.Error()))
 				}
 			}
 		}

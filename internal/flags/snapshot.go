@@ -100,10 +100,10 @@ func NewSnapshot(version int64, flags []Flag, overrides []Override) (*Snapshot, 
 			problems = append(problems, fmt.Errorf("override of flag %q for tenant %s left out: no such flag or variant %q", o.FlagKey, o.TenantID, o.Variant))
 			continue
 		}
-		if f.overrides == nil {
-			f.overrides = make(map[uuid.UUID]int)
+		if f.overrides.base == nil {
+			f.overrides.base = make(map[uuid.UUID]int)
 		}
-		f.overrides[o.TenantID] = i
+		f.overrides.base[o.TenantID] = i
 	}
 	return s, errors.Join(problems...)
 }
@@ -157,7 +157,7 @@ func (s *Snapshot) evaluate(key string, want Type, t *Target) Result {
 	case !f.enabled:
 		return f.result(f.def, ReasonDisabled)
 	}
-	if i, ok := f.overrides[t.Tenant.ID]; ok {
+	if i, ok := f.overrides.get(t.Tenant.ID); ok {
 		return f.result(i, ReasonTargetingMatch)
 	}
 	for i := range f.rules {

@@ -35,7 +35,7 @@ type Customers interface {
 // Purger runs purges.
 type Purger struct {
 	DB          *postgres.DB
-	Redis       *goredis.Client
+	Redis       goredis.UniversalClient
 	RedisPrefix string
 	Stripe      Customers // nil: no Stripe configured, nothing to delete there
 	Outbox      *events.Outbox
@@ -180,27 +180,36 @@ func (p *Purger) deleteCustomer(ctx context.Context, id uuid.UUID) error {
 }
 
 // deleteRedisKeys deletes the tenant's keys: every key of the tenant's hash tag, {t:<id>}
-// (rate limits, leases, concurrency claims).
+// (rate limits, leases, concurrency claims). SCAN sees one node's keys, so on Redis Cluster
+// every master is scanned (the tag puts them all on one, but which one is the cluster's business).
 func (p *Purger) deleteRedisKeys(ctx context.Context, id uuid.UUID) error {
 	if p.Redis == nil {
 		return nil
 	}
 	match := p.RedisPrefix + "{t:" + id.String() + "}*"
-	var cursor uint64
-	for {
-		keys, next, err := p.Redis.Scan(ctx, cursor, match, 500).Result()
-		if err != nil {
-			return fmt.Errorf("purge %s: redis scan: %w", id, err)
-		}
-		if len(keys) > 0 {
-			if err := p.Redis.Del(ctx, keys...).Err(); err != nil {
-				return fmt.Errorf("purge %s: redis del: %w", id, err)
+	scan := func(ctx context.Context, c goredis.Cmdable) error {
+		var cursor uint64
+		for {
+			keys, next, err := c.Scan(ctx, cursor, match, 500).Result()
+			if err != nil {
+				return fmt.Errorf("purge %s: redis scan: %w", id, err)
+			}
+			if len(keys) > 0 {
+				if err := c.Del(ctx, keys...).Err(); err != nil {
+					return fmt.Errorf("purge %s: redis del: %w", id, err)
+				}
+			}
+			if cursor = next; cursor == 0 {
+				return nil
 			}
 		}
-		if cursor = next; cursor == 0 {
-			return nil
-		}
 	}
+	if cluster, ok := p.Redis.(*goredis.ClusterClient); ok {
+		return cluster.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
+			return scan(ctx, node)
+		})
+	}
+	return scan(ctx, p.Redis)
 }
 
 // Tables answers the tables the purge empties of a tenant, from the catalog: every table of

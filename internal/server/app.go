@@ -37,8 +37,8 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
 	"github.com/saasbase/saasbase/internal/platform/secretbox"
-	"github.com/saasbase/saasbase/internal/purge"
 	"github.com/saasbase/saasbase/internal/platform/tracing"
+	"github.com/saasbase/saasbase/internal/purge"
 	"github.com/saasbase/saasbase/internal/ratelimit"
 	"github.com/saasbase/saasbase/internal/retention"
 	"github.com/saasbase/saasbase/internal/tenant"
@@ -51,7 +51,7 @@ type App struct {
 	Logger   *slog.Logger
 	Clock    clock.Clock
 	DB       *postgres.DB
-	Redis    *goredis.Client
+	Redis    goredis.UniversalClient // one server, or a cluster (openRedis)
 	Registry *prometheus.Registry
 	Tracing  *tracing.Tracing // nil: tracing is off
 
@@ -141,15 +141,10 @@ func New(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		return nil, err
 	}
 	a.Registry.MustRegister(postgres.NewPoolCollector(a.DB))
-	redisOpts, err := goredis.ParseURL(cfg.RedisURL)
-	if err != nil {
+	if a.Redis, err = openRedis(cfg.RedisURL); err != nil {
 		a.DB.Close()
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
-	// A stalled call gives its connection back at the caller's deadline (the rate limiter's
-	// 50 ms) rather than at the read timeout.
-	redisOpts.ContextTimeoutEnabled = true
-	a.Redis = goredis.NewClient(redisOpts)
 	if a.Tracing != nil {
 		// Neither the command's arguments (keys name tenants) nor the caller's line, which
 		// costs a stack walk per command.

@@ -36,8 +36,9 @@ func (a *App) events(cfg config.Config, outbox *events.Outbox, secrets *secretbo
 	a.EventsReaper = &events.Reaper{DB: a.DB, Clock: a.Clock, Retention: cfg.EventsRetention}
 	a.Deliverer = &webhook.Deliverer{
 		DB: a.DB, Clock: a.Clock, Secrets: secrets, Outbox: outbox, Logger: a.Logger, Tracing: a.Tracing,
-		Client:  webhook.NewClient(cfg.WebhooksAllowPrivate, cfg.WebhookTimeout),
-		Metrics: webhook.NewMetrics(a.Registry),
+		Client:      webhook.NewClient(cfg.WebhooksAllowPrivate, cfg.WebhookTimeout),
+		Metrics:     webhook.NewMetrics(a.Registry),
+		Concurrency: cfg.WebhookConcurrency, PerEndpoint: cfg.WebhookEndpointConcurrency, PerTenant: cfg.WebhookTenantConcurrency,
 	}
 	return endpoints, nil
 }

@@ -55,6 +55,7 @@ type Invoices struct {
 	Usage   *metering.Usage
 	Periods *Periods
 	Grace   time.Duration // how long after its end a period still takes late usage
+	Workers int           // tenants the closer works on side by side (4)
 	Metrics *Metrics
 	Logger  *slog.Logger
 }

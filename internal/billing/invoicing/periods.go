@@ -89,11 +89,17 @@ func (s *Periods) tenant(ctx context.Context, tenantID uuid.UUID) (TenantInfo, e
 // the tenant has when it is stored. A lock per tenant keeps two replicas from chaining two
 // different next periods.
 func (s *Periods) ensure(ctx context.Context, ti TenantInfo, t time.Time) (pricing.Period, error) {
+	last, _, err := s.ensureDue(ctx, ti, t, nil)
+	return last, err
+}
+
+// ensureDue is ensure that also answers, when until is not nil, the periods due by until
+// (see due), read in the same transaction: the closer's two questions in one.
+func (s *Periods) ensureDue(ctx context.Context, ti TenantInfo, t time.Time, until *time.Time) (last pricing.Period, due []pricing.Period, err error) {
 	loc, err := time.LoadLocation(ti.Timezone)
 	if err != nil {
-		return pricing.Period{}, fmt.Errorf("periods: tenant %s time zone %q: %w", ti.ID, ti.Timezone, err)
+		return pricing.Period{}, nil, fmt.Errorf("periods: tenant %s time zone %q: %w", ti.ID, ti.Timezone, err)
 	}
-	var last pricing.Period
 	err = s.db.InTenantTx(ctx, ti.ID, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('billing-periods/' || $1::text, 0))", ti.ID); err != nil {
 			return err
@@ -115,13 +121,18 @@ func (s *Periods) ensure(ctx context.Context, ti TenantInfo, t time.Time) (prici
 			last = pricing.NextPeriod(ti.CreatedAt, loc, last.End)
 			err = s.insert(ctx, tx, ti.ID, last, loc)
 		}
+		if err != nil || until == nil {
+			return err
+		}
+		rows, _ := tx.Query(ctx, dueQuery, *until)
+		due, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (pricing.Period, error) { return scanPeriod(r) })
 		return err
 	})
 	if err != nil {
-		return pricing.Period{}, fmt.Errorf("periods.ensure tenant %s until %s: %w", ti.ID, t.Format(time.RFC3339), err)
+		return pricing.Period{}, nil, fmt.Errorf("periods.ensure tenant %s until %s: %w", ti.ID, t.Format(time.RFC3339), err)
 	}
 	last.Start, last.End = last.Start.UTC(), last.End.UTC()
-	return last, nil
+	return last, due, nil
 }
 
 func (s *Periods) insert(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, p pricing.Period, loc *time.Location) error {
@@ -131,21 +142,17 @@ func (s *Periods) insert(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, p p
 	return err
 }
 
-// due answers the tenant's stored periods that ended by until and have no invoice, oldest
+// dueQuery answers the tenant's stored periods that ended by $1 and have no invoice, oldest
 // first: the closer's work, including periods it failed to finalize before.
-func (s *Periods) due(ctx context.Context, tenantID uuid.UUID, until time.Time) ([]pricing.Period, error) {
-	ps, err := postgres.ReadRows(ctx, s.db, tenantID, func(row pgx.Row) (pricing.Period, error) {
-		var p pricing.Period
-		err := row.Scan(&p.Start, &p.End)
-		p.Start, p.End = p.Start.UTC(), p.End.UTC()
-		return p, err
-	}, `SELECT p.period_start, p.period_end FROM billing_periods p
-	     WHERE p.period_end <= $1 AND NOT EXISTS (SELECT FROM invoices i WHERE i.period_start = p.period_start)
-	     ORDER BY p.period_start`, until)
-	if err != nil {
-		return nil, fmt.Errorf("periods.due tenant %s: %w", tenantID, err)
-	}
-	return ps, nil
+const dueQuery = `SELECT p.period_start, p.period_end FROM billing_periods p
+	WHERE p.period_end <= $1 AND p.closed_at IS NULL
+	ORDER BY p.period_start`
+
+func scanPeriod(row pgx.Row) (pricing.Period, error) {
+	var p pricing.Period
+	err := row.Scan(&p.Start, &p.End)
+	p.Start, p.End = p.Start.UTC(), p.End.UTC()
+	return p, err
 }
 
 // closeLock is the advisory lock between closing a tenant's period (exclusive) and ingesting

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -190,5 +191,83 @@ func TestAPeriodThatCannotCloseIsRetriedAndShown(t *testing.T) {
 	invs := invoices(t, s, s.TokenFor(t, ten))
 	if len(invs) != 1 || !invs[0].PeriodStart.Equal(time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)) || invs[0].Total != 500 {
 		t.Fatalf("invoices after the fix: %+v, want the period of 03-10 at 5.00 usd", invs)
+	}
+}
+
+// Two closers running at once, as on two replicas, finalize each due period exactly once:
+// one invoice and one invoice.finalized each, and between them they report each period
+// closed once (neither prices a period the other holds).
+func TestTwoClosersCloseEachPeriodOnce(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	clk := clock.NewFixed(t0)
+	a, b := servertest.NewAt(t, clk), servertest.NewAt(t, clk)
+	owner := pgtest.Owner(t)
+	prefix := "two-closers-" + strings.ToLower(uuid.NewString()[:8]) + "-"
+	const tenants = 60
+	if _, err := owner.Exec(ctx, `
+		INSERT INTO tenants (id, name, slug, plan_code, created_at)
+		SELECT gen_random_uuid(), 'closers', $1 || i, 'free', $2 FROM generate_series(1, $3) i`, prefix, t0, tenants); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(sql string) int {
+		t.Helper()
+		var n int
+		if err := owner.QueryRow(ctx, sql, prefix+"%").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	t.Cleanup(func() {
+		for _, sql := range []string{"invoices", "billing_periods", "outbox"} {
+			owner.Exec(ctx, "DELETE FROM "+sql+" WHERE tenant_id IN (SELECT id FROM tenants WHERE slug LIKE $1)", prefix+"%")
+		}
+		owner.Exec(ctx, "DELETE FROM tenants WHERE slug LIKE $1", prefix+"%")
+	})
+	if _, err := a.App.Invoices.Close(ctx); err != nil { // stores each tenant's first period
+		t.Fatal(err)
+	}
+	if n := ids("SELECT count(*) FROM billing_periods p JOIN tenants t ON t.id = p.tenant_id WHERE t.slug LIKE $1"); n != tenants {
+		t.Fatalf("%d periods stored for %d new tenants", n, tenants)
+	}
+
+	clk.Advance(t0.AddDate(0, 1, 0).Add(a.App.Invoices.Grace + time.Hour).Sub(clk.Now()))
+	allInvoices := func() int { // other tests' tenants may fall due too
+		t.Helper()
+		var n int
+		if err := owner.QueryRow(ctx, "SELECT count(*) FROM invoices").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := allInvoices()
+	var closed [2]int
+	var wg sync.WaitGroup
+	for i, s := range []*servertest.Server{a, b} {
+		wg.Go(func() {
+			n, err := s.App.Invoices.Close(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			closed[i] = n
+		})
+	}
+	wg.Wait()
+	if made := allInvoices() - before; closed[0]+closed[1] != made || made < tenants {
+		t.Errorf("the closers report %d and %d periods finalized, and made %d invoices (at least %d due): want each finalized once", closed[0], closed[1], made, tenants)
+	}
+	if n := ids("SELECT count(*) FROM invoices i JOIN tenants t ON t.id = i.tenant_id WHERE t.slug LIKE $1"); n != tenants {
+		t.Errorf("%d invoices, want one per tenant (%d)", n, tenants)
+	}
+	if n := ids("SELECT count(*) FROM outbox o JOIN tenants t ON t.id = o.tenant_id WHERE t.slug LIKE $1 AND o.type = 'invoice.finalized'"); n != tenants {
+		t.Errorf("%d invoice.finalized events, want one per tenant (%d)", n, tenants)
+	}
+	if n := ids("SELECT count(*) FROM billing_periods p JOIN tenants t ON t.id = p.tenant_id WHERE t.slug LIKE $1 AND p.closed_at IS NULL AND p.period_end <= '2026-07-01'"); n != 0 {
+		t.Errorf("%d ended periods not marked invoiced", n)
+	}
+	for _, s := range []*servertest.Server{a, b} {
+		if n, err := s.App.Invoices.Close(ctx); err != nil || n != 0 {
+			t.Errorf("a further run finalized %d (%v), want nothing left to do", n, err)
+		}
 	}
 }

@@ -36,9 +36,12 @@ func DefaultSchedule() []time.Duration {
 	}
 }
 
-// Deliverer sends pending deliveries. It claims a batch across tenants (a lease: a claim not
-// recorded in time lapses, and another replica sends it again with the same webhook-id),
-// sends them side by side, and records each attempt in the tenant's transaction.
+// Deliverer sends pending deliveries. Its workers take deliveries as they free up: a claim
+// across tenants (a lease: a claim not recorded in time lapses, and another replica sends it
+// again with the same webhook-id) takes each endpoint's oldest due deliveries up to its cap
+// of deliveries in flight, and each tenant's up to its share, counting every replica's, so a
+// slow or failing receiver holds up only its own tenant. Each attempt is recorded in the
+// tenant's transaction.
 type Deliverer struct {
 	DB      *postgres.DB
 	Clock   clock.Clock
@@ -51,8 +54,10 @@ type Deliverer struct {
 
 	Schedule     []time.Duration // pauses after each failed attempt (DefaultSchedule)
 	DisableAfter time.Duration   // an endpoint failing this long without a success is disabled (5 days)
-	Concurrency  int             // deliveries in flight (16)
-	Interval     time.Duration   // pause when nothing is due (1s)
+	Concurrency  int             // deliveries in flight on this replica (16)
+	PerEndpoint  int             // deliveries in flight to one endpoint, over every replica (1: one at a time, in order)
+	PerTenant    int             // deliveries in flight for one tenant, over every replica (4)
+	Interval     time.Duration   // how often to look for due deliveries while workers are free (200ms)
 	Lease        time.Duration   // how long a claim holds (2m: longer than an attempt may take)
 }
 
@@ -70,54 +75,102 @@ func (d *Deliverer) concurrency() int {
 	return d.Concurrency
 }
 
-// Run delivers until ctx ends.
+// Run delivers until ctx ends: whenever a worker is free it claims due deliveries for the
+// free workers, at once when one finishes, otherwise every Interval. When ctx ends it waits
+// for the attempts under way.
 func (d *Deliverer) Run(ctx context.Context) {
 	interval := d.Interval
 	if interval <= 0 {
-		interval = time.Second
+		interval = 200 * time.Millisecond
 	}
-	for ctx.Err() == nil {
-		n, err := d.RunOnce(ctx)
-		if err != nil && ctx.Err() == nil {
-			d.logger().ErrorContext(ctx, "webhook deliveries failed", slog.String("error", err.Error()))
+	slots := d.concurrency()
+	finished := make(chan struct{}, slots)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	inFlight := 0
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		wait := interval
+		if free := slots - inFlight; free > 0 && ctx.Err() == nil {
+			claims, err := d.claim(ctx, free)
+			if err != nil && ctx.Err() == nil {
+				d.logger().ErrorContext(ctx, "webhook deliveries: claim failed", slog.String("error", err.Error()))
+				wait = max(interval, time.Second) // the database is away: do not log five times a second
+			}
+			for _, c := range claims {
+				inFlight++
+				wg.Go(func() {
+					d.deliverLogged(ctx, c)
+					finished <- struct{}{}
+				})
+			}
 		}
-		if err == nil && n == d.concurrency() {
-			continue // a full claim: more may be due
-		}
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
-		case <-time.After(interval):
+			return
+		case <-finished:
+			inFlight--
+		case <-timer.C:
+		}
+		for drained := false; !drained; { // every worker that is free by now
+			select {
+			case <-finished:
+				inFlight--
+			default:
+				drained = true
+			}
 		}
 	}
 }
 
-// RunOnce claims the due deliveries (up to Concurrency), sends them, and answers how many.
+// RunOnce claims the due deliveries (up to Concurrency), sends them, waits for them, and
+// answers how many it sent.
 func (d *Deliverer) RunOnce(ctx context.Context) (int, error) {
+	claims, err := d.claim(ctx, d.concurrency())
+	if err != nil {
+		return 0, err
+	}
+	var wg sync.WaitGroup
+	for _, c := range claims {
+		wg.Go(func() { d.deliverLogged(ctx, c) })
+	}
+	wg.Wait()
+	return len(claims), nil
+}
+
+// claim takes up to n due deliveries.
+func (d *Deliverer) claim(ctx context.Context, n int) ([]claim, error) {
 	lease := d.Lease
 	if lease <= 0 {
 		lease = 2 * time.Minute
 	}
-	rows, _ := d.DB.Pool.Query(ctx, "SELECT tenant_id, delivery_id FROM app.claim_webhook_deliveries($1, $2, $3)",
-		d.Clock.Now(), lease, d.concurrency())
+	perEndpoint, perTenant := d.PerEndpoint, d.PerTenant
+	if perEndpoint <= 0 {
+		perEndpoint = 1
+	}
+	if perTenant <= 0 {
+		perTenant = 4
+	}
+	rows, _ := d.DB.Pool.Query(ctx, "SELECT tenant_id, delivery_id FROM app.claim_webhook_deliveries($1, $2, $3, $4, $5)",
+		d.Clock.Now(), lease, n, perEndpoint, perTenant)
 	claims, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (c claim, err error) {
 		err = r.Scan(&c.tenant, &c.delivery)
 		return c, err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("webhook_deliveries.claim: %w", err)
+		return nil, fmt.Errorf("webhook_deliveries.claim: %w", err)
 	}
-	var wg sync.WaitGroup
-	for _, c := range claims {
-		wg.Go(func() {
-			if err := d.deliver(ctx, c); err != nil && ctx.Err() == nil {
-				d.logger().ErrorContext(ctx, "webhook delivery not recorded; it will be sent again",
-					slog.String("tenant_id", c.tenant.String()), slog.String("delivery_id", c.delivery.String()),
-					slog.String("error", err.Error()))
-			}
-		})
+	return claims, nil
+}
+
+func (d *Deliverer) deliverLogged(ctx context.Context, c claim) {
+	if err := d.deliver(ctx, c); err != nil && ctx.Err() == nil {
+		d.logger().ErrorContext(ctx, "webhook delivery not recorded; it will be sent again",
+			slog.String("tenant_id", c.tenant.String()), slog.String("delivery_id", c.delivery.String()),
+			slog.String("error", err.Error()))
 	}
-	wg.Wait()
-	return len(claims), nil
 }
 
 type claim struct {
@@ -159,6 +212,15 @@ func (d *Deliverer) deliver(ctx context.Context, c claim) error {
 		return fmt.Errorf("webhook_deliveries.load %s: %w", c.delivery, err)
 	}
 	if !ok {
+		// Nothing to send after all: the endpoint's slot is free again at once, not when
+		// the lease lapses.
+		err := d.DB.InTenantTx(ctx, c.tenant, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, "UPDATE webhook_deliveries SET claimed_until = NULL WHERE id = $1", c.delivery)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("webhook_deliveries.release %s: %w", c.delivery, err)
+		}
 		return nil
 	}
 	ctx, end := d.trace(ctx, m)
@@ -337,7 +399,7 @@ func (d *Deliverer) record(ctx context.Context, c claim, m message, r result) er
 		}
 		now := d.Clock.Now()
 		if r.outcome == outcomeSuccess {
-			if _, err := tx.Exec(ctx, "UPDATE webhook_deliveries SET attempts = $2, status = 'succeeded', updated_at = $3 WHERE id = $1",
+			if _, err := tx.Exec(ctx, "UPDATE webhook_deliveries SET attempts = $2, status = 'succeeded', updated_at = $3, claimed_until = NULL WHERE id = $1",
 				c.delivery, n, now); err != nil {
 				return err
 			}
@@ -349,7 +411,7 @@ func (d *Deliverer) record(ctx context.Context, c claim, m message, r result) er
 			// Standard Webhooks: 410 is the receiver saying it wants no more deliveries. This
 			// one stops here, and the endpoint is disabled as a failing one is: the rest wait
 			// for an admin to enable it again.
-			if _, err := tx.Exec(ctx, "UPDATE webhook_deliveries SET attempts = $2, status = 'failed', updated_at = $3 WHERE id = $1",
+			if _, err := tx.Exec(ctx, "UPDATE webhook_deliveries SET attempts = $2, status = 'failed', updated_at = $3, claimed_until = NULL WHERE id = $1",
 				c.delivery, n, now); err != nil {
 				return err
 			}
@@ -370,7 +432,7 @@ func (d *Deliverer) record(ctx context.Context, c claim, m message, r result) er
 		} else {
 			st, exhausted = DeliveryFailed, true
 		}
-		if _, err := tx.Exec(ctx, "UPDATE webhook_deliveries SET attempts = $2, status = $3, next_attempt_at = $4, updated_at = $5 WHERE id = $1",
+		if _, err := tx.Exec(ctx, "UPDATE webhook_deliveries SET attempts = $2, status = $3, next_attempt_at = $4, updated_at = $5, claimed_until = NULL WHERE id = $1",
 			c.delivery, n, st, next, now); err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"maps"
@@ -197,4 +198,31 @@ func (r *receiver) requests() []received {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]received(nil), r.got...)
+}
+
+// fanOut writes an event of tenant and fans it out to the tenant's endpoints in the same
+// transaction, as the fan-out consumer would after the relay. The event is stored as
+// published, so the relay leaves it alone (and if it did not, the fan-out would add
+// nothing: one delivery per endpoint and event). It keeps tests that measure the deliverer
+// free of the relay's pace, which on a shared PostgreSQL server waits for every other
+// transaction of the server (its snapshot horizon).
+func (f *fixture) fanOut(tenant uuid.UUID, typ string, data any) uuid.UUID {
+	f.t.Helper()
+	ctx := context.Background()
+	body, err := json.Marshal(data)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	e := events.Event{ID: uuid.Must(uuid.NewV7()), Type: typ, TenantID: &tenant, OccurredAt: f.clock.Now(), Data: body}
+	err = f.db.InTenantTx(ctx, tenant, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "INSERT INTO outbox (tenant_id, id, type, occurred_at, data, published_at) VALUES ($1, $2, $3, $4, $5, $4)",
+			tenant, e.ID, e.Type, e.OccurredAt, e.Data); err != nil {
+			return err
+		}
+		return f.endpoints.Consumer().Handle(ctx, tx, e)
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return e.ID
 }

@@ -34,7 +34,7 @@ type Config struct {
 	AppDatabaseURL       string        // APP_DATABASE_URL: the runtime role ("": DATABASE_URL as app_runtime)
 	DatabaseMaxConns     int32         // DATABASE_MAX_CONNS (20)
 	StatementTimeout     time.Duration // DATABASE_STATEMENT_TIMEOUT (5s)
-	RedisURL             string        // REDIS_URL (redis://127.0.0.1:6379/0)
+	RedisURL             string        // REDIS_URL (redis://127.0.0.1:6379/0); with addr parameters, a Redis Cluster
 	RedisKeyPrefix       string        // REDIS_KEY_PREFIX (saasbase:)
 	JWTSigningKey        []byte        // JWT_SIGNING_KEY: base64 of a 32-byte Ed25519 seed (a public dev key in development)
 	JWTPreviousKeys      string        // JWT_PREVIOUS_PUBLIC_KEYS: comma-separated base64 public keys ("")
@@ -77,6 +77,10 @@ type Config struct {
 	MailFrom                       string   // MAIL_FROM: the From of every mail (saasbase <no-reply@localhost>)
 	AppBaseURL                     string   // APP_BASE_URL: the web app that mailed links open (http://localhost:3000)
 	EmailVerificationRequiredPlans []string // EMAIL_VERIFICATION_REQUIRED_PLANS: plans whose users get no tokens before verifying their email ("")
+	// Webhook delivery (docs/events.md, "Fairness").
+	WebhookConcurrency         int // WEBHOOK_CONCURRENCY: deliveries in flight on a replica (16)
+	WebhookEndpointConcurrency int // WEBHOOK_ENDPOINT_CONCURRENCY: deliveries in flight to one endpoint, over every replica; 1 sends in order (1)
+	WebhookTenantConcurrency   int // WEBHOOK_TENANT_CONCURRENCY: deliveries in flight for one tenant, over every replica (4)
 }
 
 // Production reports whether APP_ENV is production.
@@ -127,6 +131,10 @@ func Load(getenv func(string) string) (Config, error) {
 		TenantDeletionGrace: r.duration("TENANT_DELETION_GRACE", 30*24*time.Hour),
 		AuditRetention:      r.duration("AUDIT_RETENTION", 400*24*time.Hour),
 		ExportTmpDir:        r.str("EXPORT_TMP_DIR", os.TempDir()),
+
+		WebhookConcurrency:         r.integer("WEBHOOK_CONCURRENCY", 16, 1, 1000),
+		WebhookEndpointConcurrency: r.integer("WEBHOOK_ENDPOINT_CONCURRENCY", 1, 1, 100),
+		WebhookTenantConcurrency:   r.integer("WEBHOOK_TENANT_CONCURRENCY", 4, 1, 1000),
 	}
 	if c.TenantDeletionGrace < 0 {
 		r.fail("TENANT_DELETION_GRACE", "must not be negative")
