@@ -70,6 +70,27 @@ func (db *DB) readBatch(ctx context.Context, tenantID uuid.UUID, b *pgx.Batch) e
 	return first
 }
 
+// maxPrepared bounds the statements readBatch prepares on a connection.
+const maxPrepared = 500
+
+// mayPrepare answers whether every statement of b is, or may become, one of those readBatch
+// prepares.
+func (db *DB) mayPrepare(b *pgx.Batch) bool {
+	for _, qq := range b.QueuedQueries {
+		if _, ok := db.prepared.Load(qq.SQL); ok {
+			continue
+		}
+		if db.nPrepared.Add(1) > maxPrepared {
+			db.nPrepared.Add(-1)
+			return false
+		}
+		if _, loaded := db.prepared.LoadOrStore(qq.SQL, struct{}{}); loaded {
+			db.nPrepared.Add(-1)
+		}
+	}
+	return true
+}
+
 // readResults hands readBatch's results to the queued queries' callbacks, one statement each,
 // in order, as pgx's own batch results do.
 type readResults struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -383,3 +384,34 @@ func TestMigrationsGoDownAndUp(t *testing.T) {
 		t.Fatalf("up again: %v", err)
 	}
 }
+
+// With a tracer, reads go through pgx's batches; a panic in a callback there must not keep
+// the connection from the pool either.
+func TestTracedReadReleasesConnectionOnPanic(t *testing.T) {
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, pgtest.RuntimeURL(t), postgres.Options{MaxConns: 1, Tracer: nopTracer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	a, pa := newTenant(t, db, "traced-a")
+	func() {
+		defer func() { recover() }()
+		b := &pgx.Batch{}
+		b.Queue("SELECT id FROM projects").QueryRow(func(pgx.Row) error { panic("boom") })
+		db.InTenantRead(ctx, a, b)
+	}()
+	wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	got, err := postgres.ReadRow(wait, db, a, scanUUID, "SELECT id FROM projects")
+	if err != nil || got != pa {
+		t.Errorf("read after a panic = %v, %v; want %v", got, err, pa)
+	}
+}
+
+type nopTracer struct{}
+
+func (nopTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+func (nopTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
