@@ -81,9 +81,11 @@ func (m *Metrics) publishedEvents(evs []Event, at time.Time) {
 	}
 }
 
-func (m *Metrics) consumedEvent(consumer string, o outcome) {
-	if m != nil {
-		m.consumed.WithLabelValues(consumer, string(o)).Inc()
+func (m *Metrics) consumedEvent(consumer string, o outcome) { m.consumedEvents(consumer, o, 1) }
+
+func (m *Metrics) consumedEvents(consumer string, o outcome, n int) {
+	if m != nil && n > 0 {
+		m.consumed.WithLabelValues(consumer, string(o)).Add(float64(n))
 	}
 }
 

@@ -249,3 +249,82 @@ func TestConsumerUnitOfWork(t *testing.T) {
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// A tenant's events delivered together are applied in one transaction with their inbox rows.
+// If the consumer dies in the middle of such a run (its process stops while a handler runs),
+// nothing of the run commits: delivered again, each event takes effect once, in order, and
+// none of the events applied before the crash in that run is applied twice.
+func TestCrashMidRun(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			ctx := context.Background()
+			h := newHarness(t)
+			consumer := name("crash-" + tr.name)
+			crashed := make(chan struct{})
+			var crashing atomic.Bool
+			crashing.Store(true)
+			c := events.Consumer{Name: consumer, Handle: func(ctx context.Context, tx pgx.Tx, e events.Event) error {
+				if err := recordEffect(ctx, tx, consumer, e); err != nil {
+					return err
+				}
+				var d seqData
+				if err := json.Unmarshal(e.Data, &d); err != nil {
+					return err
+				}
+				if d.Seq == 5 && crashing.Load() {
+					close(crashed)
+					<-ctx.Done() // the process is stopping: the handler never returns normally
+					return ctx.Err()
+				}
+				return nil
+			}}
+			cs := h.consumers(c)
+			transport := tr.new(t, cs)
+			tenant := uuid.New()
+			h.appendEvents(tenant, "test.crash", 0, 10, 10) // one transaction: one run
+
+			// The first life: the relay publishes, the consumer dies at the sixth event.
+			life, die := context.WithCancel(ctx)
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				if err := cs.Run(life, transport); err != nil {
+					t.Errorf("consumers: %v", err)
+				}
+			})
+			relay := h.relay(transport)
+			wg.Go(func() {
+				for life.Err() == nil {
+					relay.RunOnce(life) // in-process: blocks until the consumer dies
+					select {
+					case <-life.Done():
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
+			})
+			select {
+			case <-crashed:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the consumer never reached the sixth event")
+			}
+			die()
+			wg.Wait()
+			if n := h.count("SELECT count(*) FROM test_effects WHERE consumer = $1", consumer); n != 0 {
+				t.Fatalf("%d effects committed by the run that crashed, want 0", n)
+			}
+
+			// The second life: the same consumer again, on a fresh start.
+			crashing.Store(false)
+			again := h.consumers(c)
+			if tr.name == "inprocess" {
+				transport = events.NewInProcess(8, again.Names()...)
+			}
+			startConsumers(t, again, transport)
+			run(t, h.relay(transport).Run)
+			h.waitApplied(consumer, 10)
+			h.checkEffects(consumer, 10)
+			if n := h.count("SELECT count(*) FROM event_inbox WHERE consumer = $1", consumer); n != 10 {
+				t.Errorf("%d inbox rows, want 10", n)
+			}
+		})
+	}
+}

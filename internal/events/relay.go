@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
@@ -23,6 +24,10 @@ import (
 // recognise the duplicates in their inbox. Several replicas may run a relay; the lock (a
 // transaction-scoped advisory lock, released by the commit or by a dead connection) lets one
 // publish at a time, which is what keeps each tenant's events in order.
+//
+// A relay reads on from the last event it marked (below the horizon nothing new can appear
+// before it), so a round does not step over what earlier rounds published; it starts from the
+// beginning again whenever it did not hold the lock, failed, or every resetEvery.
 type Relay struct {
 	DB        *postgres.DB
 	Transport Transport
@@ -34,7 +39,22 @@ type Relay struct {
 	Tracing   *tracing.Tracing // nil: off
 
 	afterPublish func([]Event) error // fault hook for tests: runs between publish and mark
+
+	// Where the next read starts: after the last event this relay marked (zero: the start).
+	after    position
+	afterSet time.Time // when after was last started from the beginning
 }
+
+// position is an event's place in the relay's order.
+type position struct {
+	txid uint64
+	id   uuid.UUID
+}
+
+// resetEvery bounds how long a relay reads on from its position before it looks at the
+// whole outbox again, in case something it cannot know of left an event unpublished behind
+// it (an operator clearing published_at to replay events).
+const resetEvery = time.Minute
 
 // relayLock names the advisory lock one relay at a time holds.
 const relayLock = "saasbase:outbox-relay"
@@ -87,17 +107,35 @@ func (r *Relay) logger() *slog.Logger {
 // RunOnce relays one batch and answers how many events it published: 0 when there were none
 // or another relay holds the lock.
 func (r *Relay) RunOnce(ctx context.Context) (int, error) {
-	var evs []Event
-	locked := false
+	if now := time.Now(); now.Sub(r.afterSet) >= resetEvery {
+		r.after, r.afterSet = position{}, now
+	}
+	// Until the round ends well, the next one starts from the beginning.
+	start := r.after
+	r.after = position{}
+	var (
+		evs    = make([]Event, 0, r.batchSize())
+		row    outboxRow
+		last   position
+		locked bool
+	)
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{})
-	b.Queue("SELECT pg_try_advisory_xact_lock(hashtext($1))", relayLock).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&locked)
-	})
+	// The mark need not wait for the disk: a mark lost in a crash only publishes its batch
+	// again, which consumers recognise as duplicates (and the in-process consumers' own
+	// commits, which come before it, flush the log as far as theirs).
+	b.Queue("SELECT pg_try_advisory_xact_lock(hashtext($1)), set_config('synchronous_commit', 'off', true)", relayLock).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&locked, nil) })
 	// Queued after the lock, so it reads what the previous holder committed.
-	b.Queue("SELECT tenant_id, id, type, occurred_at, data FROM app.outbox_unpublished($1)", r.batchSize()).
-		Query(func(rows pgx.Rows) (err error) {
-			evs, err = pgx.CollectRows(rows, scanOutboxRow)
+	b.Queue("SELECT tenant_id, id, type, occurred_at, data, txid FROM app.outbox_unpublished($1, $2, $3)",
+		pgtype.Uint64{Uint64: start.txid, Valid: true}, start.id, r.batchSize()).
+		Query(func(rows pgx.Rows) error {
+			var txid uint64
+			_, err := pgx.ForEachRow(rows, []any{&row.tenant, &row.ID, &row.Type, &row.OccurredAt, &row.Data, &txid}, func() error {
+				evs = append(evs, row.event())
+				last = position{txid: txid, id: row.ID}
+				return nil
+			})
 			return err
 		})
 	br := r.DB.Pool.SendBatch(ctx, b)
@@ -116,6 +154,9 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	if !locked || len(evs) == 0 {
 		if err := tx.Commit(ctx); err != nil {
 			return 0, fmt.Errorf("outbox.relay: read: %w", err)
+		}
+		if locked {
+			r.after = start // nothing new below the horizon: the position still holds
 		}
 		return 0, nil
 	}
@@ -144,21 +185,26 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("outbox.relay: mark %d events published: %w", len(evs), err)
 	}
+	r.after = last
 	r.Metrics.publishedEvents(evs, now)
 	return len(evs), nil
 }
 
-func scanOutboxRow(row pgx.CollectableRow) (Event, error) {
-	var (
-		e      Event
-		tenant uuid.UUID
-	)
-	err := row.Scan(&tenant, &e.ID, &e.Type, &e.OccurredAt, &e.Data)
-	if tenant != postgres.PlatformTenant {
+// outboxRow is a row of the relay's read as scanned.
+type outboxRow struct {
+	Event
+	tenant uuid.UUID
+}
+
+func (row *outboxRow) event() Event {
+	e := row.Event
+	if row.tenant != postgres.PlatformTenant {
+		tenant := row.tenant
 		e.TenantID = &tenant
 	}
 	e.OccurredAt = e.OccurredAt.UTC()
-	return e, err
+	row.Data = nil // the next row must not scan into this event's bytes
+	return e
 }
 
 // updateLag sets the outbox lag metric: the age of the oldest unpublished event.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/saasbase/saasbase/internal/events"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
+	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
 )
 
 // recorder is a transport that keeps what is published.
@@ -93,6 +94,54 @@ func TestRelayWaitsForOpenTransactions(t *testing.T) {
 	}
 }
 
+// The horizon is this database's: a transaction of another database on the same server,
+// which cannot write this outbox, does not hold publication back however long it stays open.
+func TestRelayIgnoresOtherDatabases(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	rec := &recorder{}
+	relay := h.relay(rec)
+
+	other, err := pgx.Connect(ctx, pgtest.ServerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	var otherDB, ourDB string
+	if err := other.QueryRow(ctx, "SELECT current_database()").Scan(&otherDB); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.owner.QueryRow(ctx, "SELECT current_database()").Scan(&ourDB); err != nil {
+		t.Fatal(err)
+	}
+	if otherDB == ourDB {
+		t.Fatalf("the server's database %s is the test's own", otherDB)
+	}
+	open, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Rollback(ctx)
+	// The transaction takes an id, older than the events below, and keeps it.
+	if _, err := open.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
+		t.Fatal(err)
+	}
+	tenant := uuid.New()
+	h.appendEvents(tenant, "test.elsewhere", 0, 3, 1)
+
+	waitFor(t, 20*time.Second, "the events published while the other database's transaction is open", func() bool {
+		if _, err := relay.RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return len(rec.published()) == 3
+	})
+	for i, e := range rec.published() {
+		if e.Type != "test.elsewhere" || *e.TenantID != tenant {
+			t.Errorf("event %d: %s of %v, want test.elsewhere of %s", i, e.Type, e.TenantID, tenant)
+		}
+	}
+}
+
 // The relay reads across tenants through app.outbox_unpublished and marks through
 // app.outbox_mark_published: SECURITY DEFINER functions, so they must be narrow. The runtime
 // role cannot read the outbox across tenants by itself, the functions answer only unpublished
@@ -123,7 +172,7 @@ func TestRelayCrossTenantFunctions(t *testing.T) {
 
 	var types []string
 	waitFor(t, 20*time.Second, "the three unpublished events below the horizon", func() bool {
-		rows, _ := h.db.Pool.Query(ctx, "SELECT type FROM app.outbox_unpublished(100)")
+		rows, _ := h.db.Pool.Query(ctx, "SELECT type FROM app.outbox_unpublished('0', $1, 100)", uuid.Nil)
 		var err error
 		if types, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 			t.Fatal(err)
@@ -135,11 +184,11 @@ func TestRelayCrossTenantFunctions(t *testing.T) {
 	}
 
 	var result string
-	if err := h.owner.QueryRow(ctx, "SELECT pg_get_function_result('app.outbox_unpublished(int)'::regprocedure)").Scan(&result); err != nil {
+	if err := h.owner.QueryRow(ctx, "SELECT pg_get_function_result('app.outbox_unpublished(xid8, uuid, int)'::regprocedure)").Scan(&result); err != nil {
 		t.Fatal(err)
 	}
-	if want := "TABLE(tenant_id uuid, id uuid, type text, occurred_at timestamp with time zone, data jsonb)"; result != want {
-		t.Errorf("app.outbox_unpublished returns %s, want only the envelope: %s", result, want)
+	if want := "TABLE(tenant_id uuid, id uuid, type text, occurred_at timestamp with time zone, data jsonb, txid xid8)"; result != want {
+		t.Errorf("app.outbox_unpublished returns %s, want only the envelope and its position: %s", result, want)
 	}
 
 	// Marking touches only the events named.

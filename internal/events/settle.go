@@ -41,12 +41,8 @@ func (cs *Consumers) settleRun(ctx context.Context, c Consumer, run []Event) err
 			return err
 		}
 		if r.ok {
-			for range r.applied {
-				cs.Metrics.consumedEvent(c.Name, applied)
-			}
-			for range len(run) - r.applied {
-				cs.Metrics.consumedEvent(c.Name, duplicate)
-			}
+			cs.Metrics.consumedEvents(c.Name, applied, r.applied)
+			cs.Metrics.consumedEvents(c.Name, duplicate, len(run)-r.applied)
 			return nil
 		}
 		failed, herr = r.failed, r.herr

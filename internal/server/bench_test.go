@@ -8,12 +8,15 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/saasbase/saasbase/internal/platform/config"
@@ -44,15 +47,30 @@ func BenchmarkGetProject(b *testing.B) {
 		rounds  = 3
 		round   = 2 * time.Second
 	)
+	cpu := newCPUMeter(b)
 	var bareRuns, fullRuns []load
+	var bareCPU, fullCPU []float64
 	for range b.N {
 		for range rounds {
+			at := cpu.now()
 			bareRuns = append(bareRuns, drive(b, bareURL, "", workers, round))
+			bareCPU = append(bareCPU, cpu.perRequest(at, bareRuns[len(bareRuns)-1]))
+			at = cpu.now()
 			fullRuns = append(fullRuns, drive(b, fullURL, a.Token, workers, round))
+			fullCPU = append(fullCPU, cpu.perRequest(at, fullRuns[len(fullRuns)-1]))
 		}
 	}
 	bareRate, fullRate := median(bareRuns), median(fullRuns)
 	b.ReportMetric(0, "ns/op")
+	if cpu.ok {
+		// CPU per request, this process (client and server) and the test database's
+		// PostgreSQL backends together: on a machine other work keeps busy, their ratio says
+		// what the throughputs' would be if the rounds had the cores to themselves.
+		bc, fc := medianOf(bareCPU), medianOf(fullCPU)
+		b.ReportMetric(bc, "bare_cpu_µs/req")
+		b.ReportMetric(fc, "full_cpu_µs/req")
+		b.ReportMetric(bc/fc, "full/bare_by_cpu")
+	}
 	b.ReportMetric(bareRate.rate, "bare_req/s")
 	b.ReportMetric(fullRate.rate, "full_req/s")
 	b.ReportMetric(fullRate.rate/bareRate.rate, "full/bare")
@@ -74,6 +92,7 @@ func bareServer(b *testing.B) string {
 }
 
 type load struct {
+	n        int     // requests answered
 	rate     float64 // requests per second
 	p50, p99 time.Duration
 }
@@ -132,6 +151,7 @@ func driveRequests(b *testing.B, workers int, d time.Duration, next func() *http
 		b.Fatal("no request completed")
 	}
 	return load{
+		n:    len(latencies),
 		rate: float64(len(latencies)) / d.Seconds(),
 		p50:  latencies[len(latencies)/2],
 		p99:  latencies[len(latencies)*99/100],
@@ -192,4 +212,77 @@ func newPost(url, token, key string) *http.Request {
 		req.Header.Set("Idempotency-Key", key)
 	}
 	return req
+}
+
+func medianOf(xs []float64) float64 {
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	return xs[len(xs)/2]
+}
+
+// cpuMeter reads the CPU time of this process and of the PostgreSQL backends serving the
+// test database (from /proc: only where PostgreSQL runs on this machine; ok is false if not).
+type cpuMeter struct {
+	b     *testing.B
+	owner *pgx.Conn
+	ok    bool
+}
+
+type cpuAt struct {
+	self time.Duration
+	pg   map[int]time.Duration
+}
+
+func newCPUMeter(b *testing.B) *cpuMeter {
+	m := &cpuMeter{b: b, owner: pgtest.Owner(b), ok: true}
+	m.now()
+	return m
+}
+
+func (m *cpuMeter) now() cpuAt {
+	c := cpuAt{self: selfCPU(), pg: map[int]time.Duration{}}
+	rows, err := m.owner.Query(context.Background(),
+		"SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+	if err != nil {
+		m.b.Fatal(err)
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		m.b.Fatal(err)
+	}
+	for _, pid := range pids {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			m.ok = false
+			continue
+		}
+		// utime and stime are the 12th and 13th fields after the command's parenthesis.
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(f) < 13 {
+			m.ok = false
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		c.pg[int(pid)] = time.Duration(u+s) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+	}
+	return c
+}
+
+// perRequest answers the CPU µs spent per request of l since start.
+func (m *cpuMeter) perRequest(start cpuAt, l load) float64 {
+	end := m.now()
+	spent := end.self - start.self
+	for pid, t := range end.pg {
+		spent += t - start.pg[pid]
+	}
+	return float64(spent.Microseconds()) / float64(max(l.n, 1))
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

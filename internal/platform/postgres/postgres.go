@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -31,6 +33,13 @@ var PlatformTenant = uuid.Nil
 // DB is the runtime pool.
 type DB struct {
 	Pool *pgxpool.Pool
+
+	traced bool // a tracer sees the statements: reads go through pgx's batches, which it sees
+	// The statements readBatch prepares on every connection, at most maxPrepared of them:
+	// unlike pgx's statement cache it evicts nothing, so statements past the bound (SQL built
+	// at run time) go through pgx's batches.
+	prepared  sync.Map // SQL → struct{}
+	nPrepared atomic.Int32
 }
 
 // Options tune the runtime pool.
@@ -70,7 +79,7 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	return &DB{Pool: pool}, nil
+	return &DB{Pool: pool, traced: cfg.ConnConfig.Tracer != nil}, nil
 }
 
 // RuntimeURL returns appURL if set, else ownerURL with the user switched to RuntimeRole and
@@ -161,8 +170,18 @@ func (db *DB) InTenantRead(ctx context.Context, tenantID uuid.UUID, b *pgx.Batch
 		}
 		return tx.SendBatch(ctx, b).Close()
 	}
+	if !db.traced && db.mayPrepare(b) {
+		return unreachable(db.readBatch(ctx, tenantID, b))
+	}
 	b.QueuedQueries = append([]*pgx.QueuedQuery{{SQL: setTenant, Arguments: []any{tenantID.String()}}}, b.QueuedQueries...)
-	return unreachable(db.Pool.SendBatch(ctx, b).Close())
+	c, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		return unreachable(err)
+	}
+	// Released however the callbacks end: a panic in one must not keep the connection from
+	// the pool (the pool closes a connection released in the middle of a batch).
+	defer c.Release()
+	return unreachable(c.Conn().SendBatch(ctx, b).Close())
 }
 
 // errUnreachable is what a client hears when the database cannot be reached: a 503 to retry,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -250,6 +251,86 @@ func TestPooledConnectionCarriesNoTenant(t *testing.T) {
 		db.InTenantTx(ctx, a, func(tx pgx.Tx) error { panic("boom") })
 	}()
 	seesNothing("after a panic")
+
+	// The one-round-trip reads: after a row read, a row not found, a callback's error, a
+	// failing statement in the middle, and a panic in a callback.
+	pb := a
+	_, err = postgres.ReadRow(ctx, db, a, scanUUID, "SELECT tenant_id FROM projects LIMIT 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seesNothing("after a read")
+	if _, err := postgres.ReadRow(ctx, db, a, scanUUID, "SELECT id FROM projects WHERE id = $1", uuid.New()); !postgres.IsNoRows(err) {
+		t.Errorf("reading a missing row: %v, want no rows", err)
+	}
+	seesNothing("after a read of no row")
+	b := &pgx.Batch{}
+	b.Queue("SELECT id FROM projects").QueryRow(func(pgx.Row) error { return errors.New("fail") })
+	b.Queue("SELECT id FROM projects").QueryRow(func(row pgx.Row) error { return row.Scan(&pb) })
+	if err := db.InTenantRead(ctx, a, b); err == nil || err.Error() != "fail" {
+		t.Errorf("a read whose callback failed answered %v, want its error", err)
+	}
+	seesNothing("after a read's callback failed")
+	b = &pgx.Batch{}
+	b.Queue("SELECT 1/0")
+	b.Queue("SELECT id FROM projects").QueryRow(func(row pgx.Row) error { return row.Scan(&pb) })
+	if err := db.InTenantRead(ctx, a, b); err == nil || !strings.Contains(err.Error(), "division by zero") {
+		t.Errorf("a read with a failing statement answered %v, want its error", err)
+	}
+	seesNothing("after a read's statement failed")
+	func() {
+		defer func() { recover() }()
+		b := &pgx.Batch{}
+		b.Queue("SELECT id FROM projects").QueryRow(func(pgx.Row) error { panic("boom") })
+		db.InTenantRead(ctx, a, b)
+	}()
+	seesNothing("after a read's callback panicked")
+}
+
+func scanUUID(row pgx.Row) (id uuid.UUID, err error) {
+	err = row.Scan(&id)
+	return id, err
+}
+
+// A read's statements are prepared once per connection. A schema change that alters what a
+// prepared statement answers fails that read at most once per connection; the next is
+// prepared afresh.
+func TestTenantReadAfterSchemaChange(t *testing.T) {
+	ctx := context.Background()
+	owner := pgtest.Owner(t)
+	for _, q := range []string{
+		"CREATE TABLE read_plan (a int)", "INSERT INTO read_plan VALUES (1)", "GRANT SELECT ON read_plan TO " + postgres.RuntimeRole,
+	} {
+		if _, err := owner.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := postgres.Open(ctx, pgtest.RuntimeURL(t), postgres.Options{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	read := func() (int, error) {
+		var cols int
+		b := &pgx.Batch{}
+		b.Queue("SELECT * FROM read_plan").Query(func(rows pgx.Rows) error {
+			cols = len(rows.FieldDescriptions())
+			for rows.Next() {
+			}
+			return rows.Err()
+		})
+		return cols, db.InTenantRead(ctx, uuid.New(), b)
+	}
+	if n, err := read(); err != nil || n != 1 {
+		t.Fatalf("read = %d columns, %v; want 1", n, err)
+	}
+	if _, err := owner.Exec(ctx, "ALTER TABLE read_plan ADD COLUMN b int"); err != nil {
+		t.Fatal(err)
+	}
+	read() // may fail: the prepared statement answered one column
+	if n, err := read(); err != nil || n != 2 {
+		t.Errorf("read after the change = %d columns, %v; want 2", n, err)
+	}
 }
 
 // InTenantRead runs its statements under the tenant, and leaves nothing on the connection.
@@ -303,3 +384,34 @@ func TestMigrationsGoDownAndUp(t *testing.T) {
 		t.Fatalf("up again: %v", err)
 	}
 }
+
+// With a tracer, reads go through pgx's batches; a panic in a callback there must not keep
+// the connection from the pool either.
+func TestTracedReadReleasesConnectionOnPanic(t *testing.T) {
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, pgtest.RuntimeURL(t), postgres.Options{MaxConns: 1, Tracer: nopTracer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	a, pa := newTenant(t, db, "traced-a")
+	func() {
+		defer func() { recover() }()
+		b := &pgx.Batch{}
+		b.Queue("SELECT id FROM projects").QueryRow(func(pgx.Row) error { panic("boom") })
+		db.InTenantRead(ctx, a, b)
+	}()
+	wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	got, err := postgres.ReadRow(wait, db, a, scanUUID, "SELECT id FROM projects")
+	if err != nil || got != pa {
+		t.Errorf("read after a panic = %v, %v; want %v", got, err, pa)
+	}
+}
+
+type nopTracer struct{}
+
+func (nopTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+func (nopTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}

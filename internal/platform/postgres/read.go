@@ -1,0 +1,167 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// readBatch is InTenantRead's round trip without pgx's batch pipeline, which allocates
+// several objects per statement for bookkeeping a read does not need (docs/performance.md):
+// the tenant setting and b's statements, each prepared once per connection, go out as one
+// sequence of Bind and Execute messages closed by one Sync (pgconn's ExecBatch). PostgreSQL
+// runs everything up to the Sync as one implicit transaction, so the setting, being local to
+// it, is gone when the connection goes back to the pool.
+func (db *DB) readBatch(ctx context.Context, tenantID uuid.UUID, b *pgx.Batch) error {
+	c, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	conn := c.Conn()
+
+	var batch pgconn.Batch
+	sd, err := conn.Prepare(ctx, setTenant, setTenant)
+	if err != nil {
+		return err
+	}
+	batch.ExecStatement(sd, [][]byte{[]byte(tenantID.String())}, nil, nil)
+	var eqb pgx.ExtendedQueryBuilder
+	for _, qq := range b.QueuedQueries {
+		sd, err := conn.Prepare(ctx, qq.SQL, qq.SQL)
+		if err != nil {
+			return err
+		}
+		// Build reuses its buffers; ExecStatement copies the values into the message.
+		if err := eqb.Build(conn.TypeMap(), sd, qq.Arguments); err != nil {
+			return err
+		}
+		batch.ExecStatement(sd, eqb.ParamValues, eqb.ParamFormats, eqb.ResultFormats)
+	}
+
+	br := &readResults{mrr: conn.PgConn().ExecBatch(ctx, &batch), m: conn.TypeMap()}
+	// As with pgx's batches, the callbacks after the first error are not called.
+	_, first := br.Exec() // the setting
+	for _, qq := range b.QueuedQueries {
+		if first != nil {
+			break
+		}
+		if qq.Fn != nil {
+			first = qq.Fn(br)
+		} else {
+			_, first = br.Exec()
+		}
+	}
+	if err := br.Close(); first == nil {
+		first = err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(first, &pgErr) && (pgErr.Code == "0A000" || pgErr.Code == "26000") {
+		// "cached plan must not change result type" after a schema change, or a statement the
+		// server no longer has: prepare afresh next time, as pgx's own statement cache does.
+		for _, qq := range b.QueuedQueries {
+			conn.Deallocate(context.WithoutCancel(ctx), qq.SQL)
+		}
+	}
+	return first
+}
+
+// maxPrepared bounds the statements readBatch prepares on a connection.
+const maxPrepared = 500
+
+// mayPrepare answers whether every statement of b is, or may become, one of those readBatch
+// prepares.
+func (db *DB) mayPrepare(b *pgx.Batch) bool {
+	for _, qq := range b.QueuedQueries {
+		if _, ok := db.prepared.Load(qq.SQL); ok {
+			continue
+		}
+		if db.nPrepared.Add(1) > maxPrepared {
+			db.nPrepared.Add(-1)
+			return false
+		}
+		if _, loaded := db.prepared.LoadOrStore(qq.SQL, struct{}{}); loaded {
+			db.nPrepared.Add(-1)
+		}
+	}
+	return true
+}
+
+// readResults hands readBatch's results to the queued queries' callbacks, one statement each,
+// in order, as pgx's own batch results do.
+type readResults struct {
+	mrr *pgconn.MultiResultReader
+	m   *pgtype.Map
+}
+
+var errNoResult = errors.New("postgres: no result for a queued statement")
+
+func (r *readResults) next() (*pgconn.ResultReader, error) {
+	if !r.mrr.NextResult() {
+		// An earlier statement failed, and PostgreSQL skipped the rest: its error, if known.
+		if err := r.mrr.Close(); err != nil {
+			return nil, err
+		}
+		return nil, errNoResult
+	}
+	return r.mrr.ResultReader(), nil
+}
+
+func (r *readResults) Exec() (pgconn.CommandTag, error) {
+	rr, err := r.next()
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	return rr.Close()
+}
+
+func (r *readResults) Query() (pgx.Rows, error) {
+	rr, err := r.next()
+	if err != nil {
+		return errRows{err}, err
+	}
+	return pgx.RowsFromResultReader(r.m, rr), nil
+}
+
+func (r *readResults) QueryRow() pgx.Row {
+	rows, _ := r.Query()
+	return oneRow{rows}
+}
+
+func (r *readResults) Close() error { return r.mrr.Close() }
+
+func (r *readResults) Tx() pgx.Tx { return nil }
+
+// oneRow is QueryRow's row: the first row of rows, or pgx.ErrNoRows.
+type oneRow struct{ rows pgx.Rows }
+
+func (r oneRow) Scan(dest ...any) error {
+	defer r.rows.Close()
+	if !r.rows.Next() {
+		if err := r.rows.Err(); err != nil {
+			return err
+		}
+		return pgx.ErrNoRows
+	}
+	r.rows.Scan(dest...)
+	r.rows.Close()
+	return r.rows.Err()
+}
+
+// errRows are the rows of a statement that never ran.
+type errRows struct{ err error }
+
+func (e errRows) Close()                                       {}
+func (e errRows) Err() error                                   { return e.err }
+func (e errRows) CommandTag() pgconn.CommandTag                { return pgconn.CommandTag{} }
+func (e errRows) FieldDescriptions() []pgconn.FieldDescription { return nil }
+func (e errRows) Next() bool                                   { return false }
+func (e errRows) Scan(...any) error                            { return e.err }
+func (e errRows) Values() ([]any, error)                       { return nil, e.err }
+func (e errRows) RawValues() [][]byte                          { return nil }
+func (e errRows) Conn() *pgx.Conn                              { return nil }
+func (e errRows) TypeMap() *pgtype.Map                         { return nil }
