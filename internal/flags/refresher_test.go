@@ -200,8 +200,10 @@ func TestOutagesKeepServingTheLastSnapshot(t *testing.T) {
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
-		if cut.name != "redis" && !serves(d, key, user, variant(100-pct), ReasonSplit)() {
-			t.Errorf("%s cut: the snapshot changed without the database", cut.name)
+		// With only PostgreSQL cut, the change may reach d on pub/sub, which carries it whole
+		// (a replica applies it when it follows on from its version); with both cut, nothing can.
+		if cut.name == "both" && !serves(d, key, user, variant(100-pct), ReasonSplit)() {
+			t.Errorf("%s cut: the snapshot changed with neither Redis nor the database", cut.name)
 		}
 		for _, p := range cut.proxies {
 			if err := p.Start(); err != nil {
