@@ -155,3 +155,14 @@ load: build ## run cmd/load against a fresh server on LOAD_ADDR, with stripe-moc
 
 chaos: ## two api serve processes under load; Redis and PostgreSQL cut and slowed (toxiproxy), restarts after SIGTERM and SIGKILL; prints the audit table (CHAOS_CALM=10s between faults)
 	CHAOS_CALM=$(or $(CHAOS_CALM),10s) $(GO) test -race -count=1 -run '^TestChaos$$' -v -timeout 10m ./cmd/api/
+
+# `make scale`: the scale study (internal/scale, build tag "scale"; not part of `make test`).
+# It seeds the small size, measures, grows the same database SCALE_FACTOR times (default 100;
+# SCALE_EVENTS usage events at the large size, default 10M) and measures again. About 15-25
+# minutes and 8 GB of disk on a 2-core box at the defaults; the database is dropped after.
+SCALE_FACTOR ?= 100
+SCALE_EVENTS ?= 10000000
+
+.PHONY: scale
+scale: ## the scale study: the same measurements at a small and a large size, and their ratio (SCALE_FACTOR, SCALE_EVENTS)
+	SCALE_FACTOR=$(SCALE_FACTOR) SCALE_EVENTS=$(SCALE_EVENTS) $(GO) test -tags scale -count=1 -run '^TestScale$$' -v -timeout 90m ./internal/scale/
