@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/saasbase/saasbase/internal/billing/metering"
 )
 
 // job is a background task run every interval on every replica; each is written to be safe
@@ -26,6 +28,7 @@ func (a *App) RunBackground(ctx context.Context) {
 		{"stripe-usage-reporter", 5 * time.Minute, a.Reporter.Run},
 		{"event-retries", time.Second, a.Consumers.RetryDue},
 		{"events-reaper", time.Hour, a.EventsReaper.Run},
+		{"usage-reaper", time.Hour, (&metering.Reaper{DB: a.DB, Clock: a.Clock}).Run},
 	}
 	var wg sync.WaitGroup
 	// The event pipeline runs continuously rather than on a timer: the relay and the webhook
