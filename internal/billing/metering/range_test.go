@@ -95,17 +95,17 @@ func TestUsageOverAnyRange(t *testing.T) {
 	at := func(d time.Duration) time.Time { return start.Add(d) }
 	ranges := [][2]time.Time{
 		{at(7*time.Minute + 123456*time.Microsecond), at(4*time.Hour + 2*time.Minute + 1*time.Microsecond)}, // ragged both ends
-		{at(31 * time.Minute), at(44*time.Minute + 59*time.Second)},                                       // inside one bucket
-		{at(time.Hour + 1*time.Microsecond), at(time.Hour + 2*time.Microsecond)},                           // a microsecond
-		{at(-3 * time.Hour), at(-2*time.Hour - 3*time.Minute)},                                             // before every event: empty
-		{at(15 * time.Minute), at(3 * time.Hour)},                                                          // whole buckets
-		{at(15 * time.Minute), at(3*time.Hour + 1*time.Minute)},                                            // ragged end only
-		{at(14*time.Minute + 59*time.Second), at(3 * time.Hour)},                                           // ragged start only
-		{at(-time.Hour - 7*time.Minute), at(6*time.Hour + 3*time.Minute)},                                  // around everything
+		{at(31 * time.Minute), at(44*time.Minute + 59*time.Second)},                                         // inside one bucket
+		{at(time.Hour + 1*time.Microsecond), at(time.Hour + 2*time.Microsecond)},                            // a microsecond
+		{at(-3 * time.Hour), at(-2*time.Hour - 3*time.Minute)},                                              // before every event: empty
+		{at(15 * time.Minute), at(3 * time.Hour)},                                                           // whole buckets
+		{at(15 * time.Minute), at(3*time.Hour + 1*time.Minute)},                                             // ragged end only
+		{at(14*time.Minute + 59*time.Second), at(3 * time.Hour)},                                            // ragged start only
+		{at(-time.Hour - 7*time.Minute), at(6*time.Hour + 3*time.Minute)},                                   // around everything
 	}
 	for range 6 {
 		from := at(time.Duration(rng.Int64N(int64(5 * time.Hour)))).Truncate(time.Microsecond)
-		ranges = append(ranges, [2]time.Time{from, from.Add(time.Duration(1+rng.Int64N(int64(2*time.Hour)))).Truncate(time.Microsecond)})
+		ranges = append(ranges, [2]time.Time{from, from.Add(time.Duration(1 + rng.Int64N(int64(2*time.Hour)))).Truncate(time.Microsecond)})
 	}
 	for i, r := range ranges {
 		from, to := r[0], r[1]
