@@ -94,6 +94,9 @@ type state struct {
 	owner   *pgx.Conn
 	probe   servertest.Tenant
 	probeID uuid.UUID
+	// ingest is the tenant whose events the ingestion measurement sends, so that they do not
+	// add to the probe tenant's usage that the queries read.
+	ingest uuid.UUID
 	client  *http.Client
 	run     atomic.Int64
 }
@@ -115,6 +118,7 @@ func setup(t *testing.T) *state {
 	st.probe = s.Signup(t, "scale-probe")
 	st.probeID = uuid.MustParse(st.probe.ID)
 	s.OnPlan(t, st.probe, "scale")
+	st.ingest = uuid.MustParse(s.Signup(t, "scale-ingest").ID)
 	return st
 }
 
@@ -166,16 +170,16 @@ func (st *state) seed(t *testing.T, from, to size) {
 	// Usage events over the last 30 days (inside the dedupe window: none may be reaped), a
 	// million a statement, with their rollups.
 	const chunk = 1_000_000
-	var restore func()
+	var restore []func()
 	if to.Events-from.Events > chunk {
-		restore = st.withoutIndexes(t, "usage_events")
+		restore = append(restore, st.withoutIndexes(t, "usage_events"), st.withoutIndexes(t, "usage_dedupe"))
 	}
 	for lo := from.Events; lo < to.Events; lo += chunk {
 		hi := min(lo+chunk, to.Events)
 		st.seedEvents(t, lo, hi, to.Tenants)
 	}
-	if restore != nil {
-		restore()
+	for _, f := range restore {
+		f()
 	}
 	st.exec(t, "analyze", "ANALYZE")
 	st.exec(t, "checkpoint", "CHECKPOINT")
@@ -225,8 +229,9 @@ func (st *state) withoutIndexes(t *testing.T, table string) func() {
 	}
 }
 
-// seedEvents stores events lo+1..hi: every tenth the probe tenant's, the others spread over
-// the seeded tenants; times spread over the last 30 days, values 0..99.
+// seedEvents stores events lo+1..hi, with their dedupe keys and rollups: every tenth the
+// probe tenant's, the others spread over the seeded tenants; times spread over the last 30
+// days (inside the dedupe window, so the reaper could delete none), values 0..99.
 func (st *state) seedEvents(t *testing.T, lo, hi, tenants int) {
 	st.exec(t, fmt.Sprintf("usage events %d-%d", lo, hi), `
 		WITH ins AS (
@@ -234,7 +239,10 @@ func (st *state) seedEvents(t *testing.T, lo, hi, tenants int) {
 		    SELECT CASE WHEN g % 10 = 0 THEN $3 ELSE s.id END, 'scale', 'seed-' || g || '-' || md5(g::text), 'scale', NULL,
 		           now() - (g % 2592000) * interval '1 second', jsonb_build_object('n', g % 100), now()
 		      FROM generate_series($1::int + 1, $2::int) g JOIN scale_tenants s ON s.n = 1 + g % $4
-		    RETURNING tenant_id, time, data)
+		    RETURNING tenant_id, source, id, time, data, received_at),
+		dedupe AS (
+		    INSERT INTO usage_dedupe (tenant_id, key, received_at)
+		    SELECT tenant_id, app.usage_dedupe_key(source, id), received_at FROM ins)
 		INSERT INTO usage_rollups (tenant_id, meter_key, bucket_start, group_key, value, events)
 		SELECT tenant_id, 'scale_tokens', date_bin('15 minutes', time, 'epoch'), '{}', sum((data->>'n')::numeric), count(*)
 		  FROM ins GROUP BY 1, 3
@@ -383,8 +391,8 @@ func (st *state) measure(t *testing.T) []measurement {
 	return ms
 }
 
-// ingestion answers the median of three runs of 20 batches of 1000 fresh events of the probe
-// tenant through Usage.Ingest, two workers, each run after a CHECKPOINT (as
+// ingestion answers the median of three runs of 20 batches of 1000 fresh events of a tenant
+// of their own through Usage.Ingest, two workers, each run after a CHECKPOINT (as
 // BenchmarkIngestion).
 func (st *state) ingestion(t *testing.T) float64 {
 	ctx := context.Background()
@@ -426,7 +434,7 @@ func (st *state) ingestion(t *testing.T) float64 {
 			go func() {
 				defer wg.Done()
 				for b := range batches {
-					if _, err := st.s.App.Usage.Ingest(ctx, st.probeID, b); err != nil {
+					if _, err := st.s.App.Usage.Ingest(ctx, st.ingest, b); err != nil {
 						t.Error(err)
 						return
 					}
