@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -236,5 +237,37 @@ func TestUsageRetention(t *testing.T) {
 	s.Get(t, b.Token, aligned).Decode(t, &ans)
 	if len(ans.Data) != 1 || ans.Data[0].Value != "10" {
 		t.Errorf("b after a resend past the window: %+v, want 10", ans.Data)
+	}
+}
+
+// Each reaping function finds its batch through an index and deletes it by ctid, and a run
+// deletes more than a batch: no step reads a whole table, however large it grows.
+func TestUsageReapersUseIndexes(t *testing.T) {
+	owner := pgtest.Owner(t)
+	for fn, index := range map[string]string{
+		"app.reap_usage_dedupe(timestamptz, int)": "usage_dedupe_received_idx",
+		"app.reap_usage_events(timestamptz, int)": "usage_events_pkey",
+	} {
+		plan := pgtest.ExplainFunction(t, owner, fn)
+		if !strings.Contains(plan, index) || !strings.Contains(plan, "Tid Scan") ||
+			strings.Contains(plan, "Seq Scan on usage") || strings.Contains(plan, "Bitmap Heap Scan on usage") {
+			t.Errorf("%s does not find its batch through %s and delete it by ctid:\n%s", fn, index, plan)
+		}
+	}
+	s := servertest.New(t)
+	a := s.Signup(t, "usage-reap-batches")
+	ctx := context.Background()
+	now := time.Now().UTC()
+	if _, err := owner.Exec(ctx, `INSERT INTO usage_dedupe (tenant_id, key, received_at)
+		SELECT $1, gen_random_uuid(), $2 FROM generate_series(1, 2500)`, a.ID, now.Add(-36*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := (&metering.Reaper{DB: s.App.DB, Clock: clock.NewFixed(now)}).Run(ctx)
+	var left int
+	if err == nil {
+		err = owner.QueryRow(ctx, "SELECT count(*) FROM usage_dedupe WHERE tenant_id = $1", a.ID).Scan(&left)
+	}
+	if err != nil || n < 2500 || left != 0 {
+		t.Fatalf("reaped %d, %d keys left (%v)", n, left, err)
 	}
 }
