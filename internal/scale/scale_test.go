@@ -97,8 +97,8 @@ type state struct {
 	// ingest is the tenant whose events the ingestion measurement sends, so that they do not
 	// add to the probe tenant's usage that the queries read.
 	ingest uuid.UUID
-	client  *http.Client
-	run     atomic.Int64
+	client *http.Client
+	run    atomic.Int64
 }
 
 func setup(t *testing.T) *state {
