@@ -167,11 +167,12 @@ func (st *state) seed(t *testing.T, from, to size) {
 		SELECT s.id, s.id, 'k-' || g, gen_random_uuid(), 'POST', '/v1/projects', '\x00', 201, now() - interval '2 days', now() - interval '1 day'
 		  FROM generate_series($1::int + 1, $2::int) g JOIN scale_tenants s ON s.n = 1 + g % $3`,
 		from.IdemKeys, to.IdemKeys, to.Tenants)
-	// Usage events over the last 30 days (inside the dedupe window: none may be reaped), a
-	// million a statement, with their rollups.
-	const chunk = 1_000_000
+	// Usage events over the last 30 days (inside the dedupe window: none may be reaped), with
+	// their rollups. Statements stay short (~10 s): the outbox relay waits for every open
+	// transaction on the server, so a long one would stall other databases' pipelines.
+	const chunk = 200_000
 	var restore []func()
-	if to.Events-from.Events > chunk {
+	if to.Events-from.Events > 1_000_000 {
 		restore = append(restore, st.withoutIndexes(t, "usage_events"), st.withoutIndexes(t, "usage_dedupe"))
 	}
 	for lo := from.Events; lo < to.Events; lo += chunk {
