@@ -153,17 +153,21 @@ func (s *Usage) Query(ctx context.Context, tenantID uuid.UUID, q UsageQuery) (Us
 		        GROUP BY 1, 2 ORDER BY 1, 2`
 	}
 	err = s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
-		if needRaw && rawFrom.Before(s.Clock.Now().Add(-DedupeWindow)) {
+		if keptFrom := s.Clock.Now().Add(-DedupeWindow); needRaw && rawFrom.Before(keptFrom) {
 			// Raw events this old may be gone: those before the end of the last invoice.
 			until, err := s.Periods.FinalizedUntil(ctx, tx, tenantID)
 			if err != nil {
 				return err
 			}
 			if until != nil && rawFrom.Before(*until) {
-				if m.rolledUp() {
-					return errs.Field(rawParam, fmt.Sprintf("raw events before %s are no longer kept: a range before then must fall on 15-minute boundaries", until.UTC().Format(time.RFC3339)))
+				if until.Before(keptFrom) {
+					keptFrom = *until
 				}
-				return errs.Field("from", fmt.Sprintf("%s meters are answered from raw events, which are kept from %s: from must not be earlier", m.Aggregation, until.UTC().Format(time.RFC3339)))
+				kept := keptFrom.UTC().Format(time.RFC3339)
+				if m.rolledUp() {
+					return errs.Field(rawParam, "raw events before "+kept+" are not kept: a range before then must fall on 15-minute boundaries")
+				}
+				return errs.Field("from", m.Aggregation+" meters are answered from raw events, which are kept from "+kept+": from must not be earlier")
 			}
 		}
 		rows, _ := tx.Query(ctx, sql, args...)
