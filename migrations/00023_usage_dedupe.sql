@@ -8,7 +8,7 @@
 --     dedupe window the contract promises (35 days after receipt), and the reaper deletes keys
 --     past it, so its index holds the window's keys, not history's;
 --   * usage_events is keyed by (tenant, time, source, id): inserts go to the index's recent
---     end, and the reaper deletes old raw events in time order. Rollups stay for ever.
+--     end, and the reaper deletes old raw events in time order. Rollups stay.
 --
 -- Like 00012, this runs inside goose's transaction: copying the keys of the last 35 days and
 -- building the new primary key take a minute or two per 10M events and block ingestion

@@ -12,7 +12,7 @@ import (
 // Reaper deletes what metering no longer needs, in batches like events.Reaper: dedupe keys
 // received more than DedupeWindow ago, and raw events older than DedupeWindow whose billing
 // period is invoiced (before the end of their tenant's last invoice). Rollups stay: they
-// answer every range on 15-minute boundaries for ever.
+// answer every range on 15-minute boundaries long after the raw events are gone.
 type Reaper struct {
 	DB    *postgres.DB
 	Clock clock.Clock
