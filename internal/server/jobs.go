@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/saasbase/saasbase/internal/billing/metering"
 )
 
 // job is a background task run every interval on every replica; each is written to be safe
@@ -30,6 +32,7 @@ func (a *App) RunBackground(ctx context.Context) {
 		{"tenant-exports", 30 * time.Second, a.Exports.Run},
 		{"retention", time.Hour, a.Retention.Run},
 		{"mail-reaper", time.Hour, a.Mailer.Reap},
+		{"usage-reaper", time.Hour, (&metering.Reaper{DB: a.DB, Clock: a.Clock}).Run},
 	}
 	var wg sync.WaitGroup
 	// The event pipeline runs continuously rather than on a timer: the relay and the webhook

@@ -60,9 +60,6 @@ func (q UsageQuery) Validate(m Meter) error {
 			f.Add("window", "too many hours in the range: narrow it or use day")
 		}
 	}
-	if m.rolledUp() && (q.From.Truncate(RollupGranule) != q.From || q.To.Truncate(RollupGranule) != q.To) {
-		f.Add("from", "sum and count meters answer on 15-minute boundaries: from and to must fall on them")
-	}
 	if q.GroupBy != "" {
 		if _, ok := m.GroupBy[q.GroupBy]; !ok {
 			f.Add("group_by", "is not a group of meter "+m.Key)
@@ -71,13 +68,18 @@ func (q UsageQuery) Validate(m Meter) error {
 	return f.Err()
 }
 
-// Query answers a meter's usage for a tenant: sums and counts from the 15-minute rollups,
-// max, unique_count and latest from the raw events.
+// Query answers a meter's usage for a tenant, exactly for any [From, To). Sums and counts
+// come from the 15-minute rollups for the whole buckets inside the range and from the raw
+// events for its two ragged edges, in one statement; max, unique_count and latest from the
+// raw events. Raw events are kept for DedupeWindow and until their period is invoiced: a
+// range that needs older ones is refused (rollups answer only on bucket boundaries).
 func (s *Usage) Query(ctx context.Context, tenantID uuid.UUID, q UsageQuery) (UsageReport, error) {
 	m, err := s.Meters.Get(ctx, q.Meter)
 	if err != nil {
 		return UsageReport{}, err
 	}
+	// PostgreSQL keeps microseconds; so do the bounds, so the edges and the rows agree.
+	q.From, q.To = q.From.Truncate(time.Microsecond), q.To.Truncate(time.Microsecond)
 	if err := q.Validate(m); err != nil {
 		return UsageReport{}, err
 	}
@@ -85,29 +87,89 @@ func (s *Usage) Query(ctx context.Context, tenantID uuid.UUID, q UsageQuery) (Us
 	if q.Window != "" {
 		rep.Window = &q.Window
 	}
+	// The whole buckets inside the range, [inner, outer); none if the range is inside one.
+	inner, outer := q.From.Truncate(RollupGranule), q.To.Truncate(RollupGranule)
+	if inner.Before(q.From) {
+		inner = inner.Add(RollupGranule)
+	}
+	if !inner.Before(outer) {
+		inner, outer = q.To, q.To
+	}
+	// The earliest raw event the answer needs, and which parameter asks for it.
+	rawFrom, rawParam, needRaw := q.From, "from", true
+	if m.rolledUp() {
+		switch {
+		case q.From.Before(inner):
+		case outer.Before(q.To):
+			rawFrom, rawParam = outer, "to"
+		default:
+			needRaw = false // whole buckets only
+		}
+	}
+
+	// Parameters are numbered as the statement is written.
+	var args []any
+	param := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	from, to := param(q.From), param(q.To)
 	// The window's start in the tenant's zone: date_trunc on local wall time, back to UTC.
-	// Every parameter is referenced whatever the query asks, as PostgreSQL requires.
-	const window = `CASE WHEN $6 = '' THEN $2::timestamptz ELSE (date_trunc($6, %s AT TIME ZONE $4) AT TIME ZONE $4) END`
-	const group = `CASE WHEN $5 = '' THEN '{}'::jsonb ELSE jsonb_build_object($5::text, %s) END`
-	// $1 selects the rows: the meter's rollups, or its event type's raw events.
-	args := []any{m.Key, q.From, q.To, q.Loc.String(), q.GroupBy, windowSQL[q.Window]}
+	window := from + "::timestamptz"
+	if q.Window != "" {
+		loc := param(q.Loc.String())
+		window = fmt.Sprintf("(date_trunc(%s, t AT TIME ZONE %s) AT TIME ZONE %s)", param(windowSQL[q.Window]), loc, loc)
+	}
+	// The group's value: of a rollup, its group key's member; of a raw event, its data's.
+	group, rollupGroup, rawGroup := "'{}'::jsonb", "NULL::text", "NULL::text"
+	if q.GroupBy != "" {
+		name := param(q.GroupBy)
+		group = "jsonb_build_object(" + name + "::text, g)"
+		rollupGroup = "group_key->>" + name
+		rawGroup = "data #>> " + param(pathKeys(m.GroupBy[q.GroupBy])) + "::text[]"
+	}
+	eventType := param(m.EventType)
 	var sql string
 	if m.rolledUp() {
-		sql = `SELECT ` + fmt.Sprintf(window, "bucket_start") + ` AS w, ` + fmt.Sprintf(group, "group_key->>$5") + ` AS g, sum(value)::text
-		         FROM usage_rollups WHERE meter_key = $1 AND bucket_start >= $2 AND bucket_start < $3
+		value := "1::numeric"
+		if m.Aggregation == AggSum {
+			value = "(data #>> " + param(pathKeys(*m.ValueProperty)) + "::text[])::numeric"
+		}
+		innerP, outerP := param(inner), param(outer)
+		raw := `SELECT time AS t, ` + rawGroup + ` AS g, ` + value + ` AS v FROM usage_events
+		         WHERE type = ` + eventType + ` AND time >= %s AND time < %s`
+		sql = `WITH usage AS (
+		           SELECT bucket_start AS t, ` + rollupGroup + ` AS g, value AS v FROM usage_rollups
+		            WHERE meter_key = ` + param(m.Key) + ` AND bucket_start >= ` + innerP + ` AND bucket_start < ` + outerP + `
+		           UNION ALL ` + fmt.Sprintf(raw, from, innerP) + `
+		           UNION ALL ` + fmt.Sprintf(raw, outerP, to) + `)
+		       SELECT ` + window + ` AS w, ` + group + ` AS g, sum(v)::text FROM usage
 		        GROUP BY 1, 2 ORDER BY 1, 2`
 	} else {
-		groupPath := []string{}
-		if q.GroupBy != "" {
-			groupPath = pathKeys(m.GroupBy[q.GroupBy])
-		}
-		args[0] = m.EventType
-		args = append(args, pathKeys(*m.ValueProperty), groupPath)
-		sql = `SELECT ` + fmt.Sprintf(window, "time") + ` AS w, ` + fmt.Sprintf(group, "data #>> $8::text[]") + ` AS g, (` + m.rawAggregate("$7") + `)::text
-		         FROM usage_events WHERE type = $1 AND time >= $2 AND time < $3
+		sql = `WITH usage AS (
+		           SELECT time AS t, ` + rawGroup + ` AS g, data, time FROM usage_events
+		            WHERE type = ` + eventType + ` AND time >= ` + from + ` AND time < ` + to + `)
+		       SELECT ` + window + ` AS w, ` + group + ` AS g, (` + m.rawAggregate(param(pathKeys(*m.ValueProperty))) + `)::text FROM usage
 		        GROUP BY 1, 2 ORDER BY 1, 2`
 	}
 	err = s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
+		if keptFrom := s.Clock.Now().Add(-DedupeWindow); needRaw && rawFrom.Before(keptFrom) {
+			// Raw events this old may be gone: those before the end of the last invoice.
+			until, err := s.Periods.FinalizedUntil(ctx, tx, tenantID)
+			if err != nil {
+				return err
+			}
+			if until != nil && rawFrom.Before(*until) {
+				if until.Before(keptFrom) {
+					keptFrom = *until
+				}
+				kept := keptFrom.UTC().Format(time.RFC3339)
+				if m.rolledUp() {
+					return errs.Field(rawParam, "raw events before "+kept+" are not kept: a range before then must fall on 15-minute boundaries")
+				}
+				return errs.Field("from", m.Aggregation+" meters are answered from raw events, which are kept from "+kept+": from must not be earlier")
+			}
+		}
 		rows, _ := tx.Query(ctx, sql, args...)
 		rep.Data, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (UsageRow, error) {
 			var row UsageRow
@@ -120,13 +182,18 @@ func (s *Usage) Query(ctx context.Context, tenantID uuid.UUID, q UsageQuery) (Us
 				v.Decimal, v.Valid = decimal.RequireFromString(*vs), true
 			}
 			row.Value = json.Number(v.Decimal.String())
+			// The window ends where its whole window ends; the first one is cut at from.
+			row.WindowEnd = windowEnd(row.WindowStart, q)
 			if row.WindowStart.Before(q.From) {
-				row.WindowStart = q.From // the first window is cut at from
+				row.WindowStart = q.From
 			}
 			row.WindowStart = row.WindowStart.UTC()
-			row.WindowEnd = windowEnd(row.WindowStart, q)
 			return row, nil
 		})
+		if err == nil && len(rep.Data) == 0 && q.Window == "" && q.GroupBy == "" {
+			// One element covers [from, to), even when no event falls in it.
+			rep.Data = []UsageRow{{WindowStart: rep.From, WindowEnd: rep.To, Value: "0", Group: json.RawMessage("{}")}}
+		}
 		return err
 	})
 	if len(rep.Data) > maxWindows {
@@ -138,8 +205,8 @@ func (s *Usage) Query(ctx context.Context, tenantID uuid.UUID, q UsageQuery) (Us
 	return rep, nil
 }
 
-// windowEnd is the end of the window starting at start, in the query's zone; the last
-// window ends at To and none starts before From.
+// windowEnd is the end of the window starting at start (before the first is cut at From), in
+// the query's zone; the last window ends at To.
 func windowEnd(start time.Time, q UsageQuery) time.Time {
 	if q.Window == "" {
 		return q.To.UTC()

@@ -5,8 +5,10 @@ package metering
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,54 +42,86 @@ type Usage struct {
 	Clock   clock.Clock
 }
 
-// Ingest stores a batch in one transaction. Duplicates, on (tenant, source, id), are
-// recognised first, so a retried batch answers as duplicates rather than as too late. Only
-// the rows actually inserted (INSERT ... ON CONFLICT DO NOTHING RETURNING) feed the rollups,
-// so a concurrent duplicate can never be counted twice.
+// DedupeWindow is how long an event's (source, id) is remembered after it is received: a
+// duplicate within it is answered as a duplicate (the contract promises 35 days). Raw events
+// are kept at least as long, and until their billing period is invoiced; rollups for ever.
+const DedupeWindow = 35 * 24 * time.Hour
+
+// DedupeKey is an event's dedupe key: the first 16 bytes of SHA-256 of its source, length
+// first, and id, as app.usage_dedupe_key computes it in SQL. Compact and fixed-size, it keeps
+// the dedupe index small; keys are per tenant, so only a tenant's own events could collide,
+// with odds of 2^-64 at 2^32 events.
+func DedupeKey(source, id string) uuid.UUID {
+	sum := sha256.Sum256([]byte(strconv.Itoa(len(source)) + ":" + source + id))
+	return uuid.UUID(sum[:16])
+}
+
+// Ingest stores a batch in one transaction. Each event first claims its dedupe key (INSERT
+// ... ON CONFLICT DO NOTHING RETURNING): a key already claimed, by an earlier batch or a
+// concurrent one that commits, makes the event a duplicate, so a retried batch answers as
+// duplicates rather than as too late, and one probe of the dedupe index decides. Only the rows
+// actually inserted feed the rollups, so no event is counted twice.
 func (s *Usage) Ingest(ctx context.Context, tenantID uuid.UUID, evs []UsageEvent) (IngestResult, error) {
 	meters, err := s.Meters.List(ctx)
 	if err != nil {
 		return IngestResult{}, err
 	}
 	n := len(evs)
-	sources, ids, types, subjects := make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
-	times, datas := make([]time.Time, n), make([][]byte, n)
+	keys := make([]uuid.UUID, n)
 	for i, e := range evs {
-		sources[i], ids[i], types[i], subjects[i], times[i], datas[i] = e.Source, e.ID, e.Type, e.Subject, e.Time, e.Data
+		keys[i] = DedupeKey(e.Source, e.ID)
 	}
+	now := s.Clock.Now()
 	var res IngestResult
 	err = s.DB.InTenantTx(ctx, tenantID, func(tx pgx.Tx) error {
-		// Which are duplicates, and where the last finalized period ends.
-		rows, _ := tx.Query(ctx, `
-			SELECT u.ord - 1 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(source, id, ord)
-			  JOIN usage_events e ON e.source = u.source AND e.id = u.id`, sources, ids)
-		dups, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
-			return err
-		}
 		finalizedUntil, err := s.Periods.FinalizedUntil(ctx, tx, tenantID)
 		if err != nil {
 			return err
 		}
-		if finalizedUntil != nil {
-			var late batchErrors
-			for i, e := range evs {
-				if e.Time.Before(*finalizedUntil) && !slices.Contains(dups, int64(i)) {
-					late.add(i, "time", "event_too_late", errTooLate)
-				}
-			}
-			if len(late) > 0 {
-				return &errs.Error{Kind: errs.Invalid, Code: "event_too_late", Detail: "some events fall in a finalized billing period; none was stored", Fields: late}
-			}
+		rows, _ := tx.Query(ctx, `
+			INSERT INTO usage_dedupe (tenant_id, key, received_at)
+			SELECT $1, k, $3 FROM unnest($2::uuid[]) AS k
+			ON CONFLICT DO NOTHING
+			RETURNING key`, tenantID, keys, now)
+		claimed, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		if err != nil {
+			return err
 		}
-
+		fresh := make(map[uuid.UUID]bool, len(claimed))
+		for _, k := range claimed {
+			fresh[k] = true
+		}
+		// The first event of the batch with a key claimed now is new; the rest are duplicates.
+		var news []UsageEvent
+		var late batchErrors
+		for i, e := range evs {
+			if !fresh[keys[i]] {
+				continue
+			}
+			delete(fresh, keys[i])
+			if finalizedUntil != nil && e.Time.Before(*finalizedUntil) {
+				late.add(i, "time", "event_too_late", errTooLate)
+			}
+			news = append(news, e)
+		}
+		if len(late) > 0 {
+			return &errs.Error{Kind: errs.Invalid, Code: "event_too_late", Detail: "some events fall in a finalized billing period; none was stored", Fields: late}
+		}
+		m := len(news)
+		sources, ids, types, subjects := make([]string, m), make([]string, m), make([]string, m), make([]*string, m)
+		times, datas := make([]time.Time, m), make([][]byte, m)
+		for i, e := range news {
+			sources[i], ids[i], types[i], subjects[i], times[i], datas[i] = e.Source, e.ID, e.Type, e.Subject, e.Time, e.Data
+		}
+		// A conflict here is an event sent again, with the same time, after its key left the
+		// dedupe window while its raw event is still kept: still a duplicate.
 		rows, _ = tx.Query(ctx, `
 			INSERT INTO usage_events (tenant_id, source, id, type, subject, time, data, received_at)
 			SELECT $1, u.source, u.id, u.type, u.subject, u.time, u.data, $8
 			  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::jsonb[])
 			       AS u(source, id, type, subject, time, data)
 			ON CONFLICT DO NOTHING
-			RETURNING source, id`, tenantID, sources, ids, types, subjects, times, datas, s.Clock.Now())
+			RETURNING source, id`, tenantID, sources, ids, types, subjects, times, datas, now)
 		type key struct{ source, id string }
 		inserted, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (key, error) {
 			var k key
@@ -97,15 +131,17 @@ func (s *Usage) Ingest(ctx context.Context, tenantID uuid.UUID, evs []UsageEvent
 			return err
 		}
 		res = IngestResult{Accepted: len(inserted), Duplicates: n - len(inserted)}
-		fresh := make(map[key]bool, len(inserted))
-		for _, k := range inserted {
-			fresh[k] = true
-		}
-		var stored []UsageEvent
-		for _, e := range evs {
-			if k := (key{e.Source, e.ID}); fresh[k] {
-				stored = append(stored, e)
-				delete(fresh, k) // the same event twice in one batch counts once
+		stored := news
+		if len(inserted) < len(news) {
+			in := make(map[key]bool, len(inserted))
+			for _, k := range inserted {
+				in[k] = true
+			}
+			stored = nil
+			for _, e := range news {
+				if in[key{e.Source, e.ID}] {
+					stored = append(stored, e)
+				}
 			}
 		}
 		return addRollups(ctx, tx, tenantID, meters, stored)
