@@ -21,6 +21,7 @@ import (
 
 	"github.com/saasbase/saasbase/internal/billing/stripetest"
 	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
+	"github.com/saasbase/saasbase/internal/platform/proctest"
 	"github.com/saasbase/saasbase/internal/server/servertest"
 )
 
@@ -77,7 +78,7 @@ func TestChaos(t *testing.T) {
 	var procs [2]*service
 	for i := range procs {
 		procs[i] = startService(t, map[string]string{
-			"HTTP_ADDR":                  freeAddr(t),
+			"HTTP_ADDR":                  proctest.FreeAddr(t),
 			"DATABASE_URL":               dbURL.String(),
 			"DATABASE_MAX_CONNS":         "8",
 			"REDIS_URL":                  "redis://" + rd.Listen + "/0",

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
+	"github.com/saasbase/saasbase/internal/platform/proctest"
 )
 
 // The tests run the command as a process of its own: the test binary re-executes itself
@@ -145,16 +145,6 @@ func freshDatabase(t *testing.T) string {
 	return u.String()
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // service is a running `api serve`.
 type service struct {
 	cmd    *exec.Cmd
@@ -191,8 +181,8 @@ func migratedService(t *testing.T, override map[string]string) *service {
 	t.Helper()
 	env := map[string]string{
 		"DATABASE_URL":         freshDatabase(t),
-		"HTTP_ADDR":            freeAddr(t),
-		"METRICS_ADDR":         freeAddr(t), // not production's :9090, which runs side by side would share
+		"HTTP_ADDR":            proctest.FreeAddr(t),
+		"METRICS_ADDR":         proctest.FreeAddr(t), // not production's :9090, which runs side by side would share
 		"REDIS_KEY_PREFIX":     "cmdtest:" + randomHex(4) + ":",
 		"SHUTDOWN_DRAIN_DELAY": "1500ms",
 		"LOG_LEVEL":            "warn",
@@ -534,14 +524,14 @@ func TestBadConfigurationExits(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"production without a signing key", map[string]string{"APP_ENV": "production", "DATABASE_URL": db, "HTTP_ADDR": freeAddr(t)}, nil, []string{"JWT_SIGNING_KEY"}},
+		{"production without a signing key", map[string]string{"APP_ENV": "production", "DATABASE_URL": db, "HTTP_ADDR": proctest.FreeAddr(t)}, nil, []string{"JWT_SIGNING_KEY"}},
 		{"production with the development key", map[string]string{"APP_ENV": "production", "DATABASE_URL": db, "JWT_SIGNING_KEY": "ZGV2ZWxvcG1lbnQtb25seS1zZWVkLWRvLW5vdC11c2U="}, nil, []string{"JWT_SIGNING_KEY"}},
 		{"production without a database", map[string]string{"APP_ENV": "production", "JWT_SIGNING_KEY": key}, nil, []string{"DATABASE_URL"}},
 		{"production without a webhook secret key", map[string]string{"APP_ENV": "production", "DATABASE_URL": db, "JWT_SIGNING_KEY": key}, nil, []string{"WEBHOOK_SECRET_KEY"}},
 		{"several bad values", map[string]string{"DATABASE_MAX_CONNS": "lots", "ACCESS_TOKEN_TTL": "1h", "LOG_LEVEL": "chatty"}, []string{"migrate", "status"},
 			[]string{"DATABASE_MAX_CONNS", "ACCESS_TOKEN_TTL", "LOG_LEVEL"}},
 		{"an unknown command", map[string]string{}, []string{"frobnicate"}, []string{"frobnicate"}},
-		{"a sampler not known", map[string]string{"DATABASE_URL": db, "HTTP_ADDR": freeAddr(t),
+		{"a sampler not known", map[string]string{"DATABASE_URL": db, "HTTP_ADDR": proctest.FreeAddr(t),
 			"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_SAMPLER": "sometimes"}, nil, []string{"OTEL_TRACES_SAMPLER"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -592,7 +582,7 @@ func TestRequestsCountedWithoutJobs(t *testing.T) {
 // TestProfilesOnlyOnDebugAddr: with DEBUG_ADDR set, Go's profiles answer there and never on
 // the public listener, and a profile being taken does not hold up a SIGTERM.
 func TestProfilesOnlyOnDebugAddr(t *testing.T) {
-	s := migratedService(t, map[string]string{"DEBUG_ADDR": freeAddr(t), "SHUTDOWN_DRAIN_DELAY": "100ms"})
+	s := migratedService(t, map[string]string{"DEBUG_ADDR": proctest.FreeAddr(t), "SHUTDOWN_DRAIN_DELAY": "100ms"})
 	env := s.env
 	if status, body, err := get("http://"+env["DEBUG_ADDR"]+"/debug/pprof/heap?debug=1", ""); err != nil || status != http.StatusOK || !strings.Contains(body, "heap profile") {
 		t.Errorf("GET /debug/pprof/heap on DEBUG_ADDR: %d %.80q %v, want 200 and a heap profile", status, body, err)
@@ -642,7 +632,7 @@ func TestDevelopmentWarnsOfPublicKeys(t *testing.T) {
 	}
 
 	own := maps.Clone(dev.env)
-	own["HTTP_ADDR"], own["METRICS_ADDR"] = freeAddr(t), freeAddr(t)
+	own["HTTP_ADDR"], own["METRICS_ADDR"] = proctest.FreeAddr(t), proctest.FreeAddr(t)
 	own["JWT_SIGNING_KEY"] = "c2VjcmV0LXNlZWQtb2YtdGhpcnR5LXR3by1ieXRlcyE="
 	own["WEBHOOK_SECRET_KEY"] = "b3RoZXItc2VjcmV0LW9mLXRoaXJ0eS10d28tYnl0ZXM="
 	if got := warnings(startService(t, own)); len(got) != 0 {

@@ -2,7 +2,6 @@ package stripetest
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/saasbase/saasbase/internal/platform/proctest"
 )
 
 // mockStartTimeout bounds how long StartMock waits for stripe-mock to answer.
@@ -29,7 +30,7 @@ var mock struct {
 	cmd    *exec.Cmd
 	dir    string        // temporary directory for the HTTPS socket (see startMock)
 	exited chan struct{} // closed when the process has exited
-	stderr *syncBuffer
+	stderr *proctest.Output
 }
 
 // StartMock returns the base URL (http://127.0.0.1:port) of a stripe-mock process,
@@ -120,7 +121,7 @@ func startMock() (string, error) {
 		return "", err
 	}
 	cmd.Stdout = stdoutW
-	stderr := &syncBuffer{}
+	stderr := &proctest.Output{}
 	cmd.Stderr = stderr
 
 	// The start and the wait run on one locked OS thread: on Linux the child is killed
@@ -255,26 +256,4 @@ func findMock() string {
 func isExecutable(path string) bool {
 	fi, err := os.Stat(path)
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
-}
-
-// syncBuffer collects stripe-mock's stderr, which is written by exec's copying
-// goroutine while a failing start reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() == 0 {
-		return "(empty)"
-	}
-	return strings.TrimSpace(b.buf.String())
 }

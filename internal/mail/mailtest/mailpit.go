@@ -17,11 +17,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/saasbase/saasbase/internal/platform/proctest"
 )
 
 var build struct {
@@ -119,7 +122,8 @@ func Start(t testing.TB, flags ...string) *Mailpit {
 }
 
 func start(t testing.TB, bin string, flags []string) (*Mailpit, error) {
-	smtpPort, httpPort := freePort(t), freePort(t)
+	ports := proctest.FreePorts(t, 2)
+	smtpPort, httpPort := strconv.Itoa(ports[0]), strconv.Itoa(ports[1])
 	m := &Mailpit{
 		SMTPAddr: "127.0.0.1:" + smtpPort,
 		APIURL:   "http://127.0.0.1:" + httpPort,
@@ -170,16 +174,6 @@ func (m *Mailpit) Stop() {
 		m.cmd.Process.Kill()
 		<-m.exited
 	}
-}
-
-func freePort(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
 }
 
 // Message is a message as Mailpit's API shows it.

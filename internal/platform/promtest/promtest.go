@@ -5,11 +5,9 @@
 package promtest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,9 +15,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/saasbase/saasbase/internal/platform/proctest"
 )
 
 // Job is the scrape job's name, the one deploy/prometheus/prometheus.yml gives the service.
@@ -28,7 +27,7 @@ const Job = "saasbase"
 // Prometheus is a running Prometheus.
 type Prometheus struct {
 	URL    string // its HTTP API, http://127.0.0.1:port
-	output *syncBuffer
+	output *proctest.Output
 }
 
 // Binary answers the prometheus binary, or skips the test where it is missing (make test
@@ -72,8 +71,8 @@ scrape_configs:
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
-	p := &Prometheus{URL: "http://" + addr, output: &syncBuffer{}}
+	addr := proctest.FreeAddr(t)
+	p := &Prometheus{URL: "http://" + addr, output: &proctest.Output{}}
 	cmd := exec.Command(bin,
 		"--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
@@ -240,33 +239,6 @@ func (p *Prometheus) get(t testing.TB, path string, data any) {
 	if err := json.Unmarshal(body.Data, data); err != nil {
 		t.Fatalf("prometheus GET %s: %v", path, err)
 	}
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // MetricNamesIn answers the metric names a PromQL expression reads: its identifiers that are

@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/saasbase/saasbase/internal/platform/proctest"
 )
 
 // Jaeger is a running Jaeger.
@@ -66,7 +67,7 @@ func Start(t testing.TB) *Jaeger {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, 4)
+	ports := proctest.FreePorts(t, 4)
 	j := &Jaeger{
 		OTLPGRPC: fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
 		OTLPHTTP: fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
@@ -76,7 +77,7 @@ func Start(t testing.TB) *Jaeger {
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, config, ports[0], ports[1], ports[2], ports[3]), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs proctest.Output
 	cmd := exec.Command(bin, "--config", cfg)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -152,27 +153,6 @@ exporters:
   jaeger_storage_exporter:
     trace_storage: memory_store
 `
-
-// freePorts answers n loopback ports free a moment ago.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	return ports
-}
 
 // Trace is a trace as Jaeger's query API answers it.
 type Trace struct {
@@ -253,21 +233,4 @@ func (j *Jaeger) get(ctx context.Context, path string, v any) (int, error) {
 		return res.StatusCode, fmt.Errorf("jaeger GET %s: %s", path, res.Status)
 	}
 	return res.StatusCode, json.NewDecoder(res.Body).Decode(v)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
