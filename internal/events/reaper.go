@@ -26,10 +26,6 @@ type Reaper struct {
 	Retention time.Duration // of published events in the event log (EVENTS_RETENTION); MinRetention if less
 }
 
-// reapBatch is the most rows one statement deletes: each statement's locks are short, and a
-// run repeats statements until one deletes fewer.
-const reapBatch = 1000
-
 // Run deletes in batches until none is left, and answers how many rows went. It is a job;
 // replicas may run it at once (SKIP LOCKED).
 func (r *Reaper) Run(ctx context.Context) (int, error) {
@@ -41,33 +37,16 @@ func (r *Reaper) Run(ctx context.Context) (int, error) {
 	retention := max(r.Retention, MinRetention)
 	total := 0
 	for _, step := range []struct {
-		query  string
+		fn     string
 		before time.Time
 	}{
-		{"SELECT app.reap_events($1, $2)", now.Add(-keep)},
-		{"SELECT app.reap_outbox($1, $2)", now.Add(-retention)},
+		{"app.reap_events", now.Add(-keep)},
+		{"app.reap_outbox", now.Add(-retention)},
 	} {
-		n, err := r.reap(ctx, step.query, step.before)
+		n, err := r.DB.Reap(ctx, step.fn, step.before, 0)
 		total += n
 		if err != nil {
-			return total, err
-		}
-	}
-	return total, nil
-}
-
-// reap runs query, a reaping function of (before, limit), until a call deletes less than a
-// full batch.
-func (r *Reaper) reap(ctx context.Context, query string, before time.Time) (int, error) {
-	total := 0
-	for ctx.Err() == nil {
-		var n int
-		if err := r.DB.Pool.QueryRow(ctx, query, before, reapBatch).Scan(&n); err != nil {
 			return total, fmt.Errorf("events.reap: %w", err)
-		}
-		total += n
-		if n < reapBatch {
-			break
 		}
 	}
 	return total, nil

@@ -284,17 +284,11 @@ func (s *Store) Advance(ctx context.Context, rec *Record, point string, data any
 // Reap deletes keys past their expiry, in batches, and answers how many it deleted. Several
 // replicas may reap at once.
 func (s *Store) Reap(ctx context.Context) (int, error) {
-	total := 0
-	for {
-		var n int
-		if err := s.DB.Pool.QueryRow(ctx, "SELECT app.reap_idempotency_keys($1, 1000)", s.Clock.Now()).Scan(&n); err != nil {
-			return total, fmt.Errorf("idempotency.reap: %w", err)
-		}
-		total += n
-		if n < 1000 {
-			return total, nil
-		}
+	n, err := s.DB.Reap(ctx, "app.reap_idempotency_keys", s.Clock.Now(), 0)
+	if err != nil {
+		return n, fmt.Errorf("idempotency.reap: %w", err)
 	}
+	return n, nil
 }
 
 // Abandoned lists keys on paths starting with prefix whose request stopped past a recovery

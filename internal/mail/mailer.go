@@ -204,18 +204,11 @@ const Keep = 30 * 24 * time.Hour
 // Reap deletes mail sent or given up on, and user tokens expired, more than Keep ago, a
 // batch at a time until a batch falls short; pending mail is never deleted. It is a job.
 func (m *Mailer) Reap(ctx context.Context) (int, error) {
-	const batch = 1000
-	total := 0
-	for {
-		var n int
-		if err := m.DB.Pool.QueryRow(ctx, "SELECT app.reap_mail($1, $2)", m.Clock.Now().Add(-Keep), batch).Scan(&n); err != nil {
-			return total, fmt.Errorf("mail.reap: %w", err)
-		}
-		total += n
-		if n < batch {
-			return total, nil
-		}
+	n, err := m.DB.Reap(ctx, "app.reap_mail", m.Clock.Now().Add(-Keep), 0)
+	if err != nil {
+		return n, fmt.Errorf("mail.reap: %w", err)
 	}
+	return n, nil
 }
 
 // truncate cuts s to at most n bytes, on a rune boundary.

@@ -92,23 +92,12 @@ func (r *Reaper) Run(ctx context.Context) (int, error) {
 }
 
 func (r *Reaper) reap(ctx context.Context, p Policy, before time.Time) (int, error) {
-	batch := r.Batch
-	if batch <= 0 {
-		batch = 1000
+	n, err := r.DB.Reap(ctx, p.Function, before, r.Batch)
+	if r.Metrics != nil && n > 0 {
+		r.Metrics.Deleted.WithLabelValues(p.Table).Add(float64(n))
 	}
-	total := 0
-	for ctx.Err() == nil {
-		var n int
-		if err := r.DB.Pool.QueryRow(ctx, "SELECT "+p.Function+"($1, $2)", before, batch).Scan(&n); err != nil {
-			return total, fmt.Errorf("retention %s: %w", p.Table, err)
-		}
-		total += n
-		if r.Metrics != nil && n > 0 {
-			r.Metrics.Deleted.WithLabelValues(p.Table).Add(float64(n))
-		}
-		if n < batch {
-			break
-		}
+	if err != nil {
+		return n, fmt.Errorf("retention %s: %w", p.Table, err)
 	}
-	return total, nil
+	return n, nil
 }
