@@ -8,6 +8,7 @@ package openapi
 import (
 	"bytes"
 	_ "embed"
+	"sync"
 )
 
 // Spec is the OpenAPI 3.1 document (openapi.yaml), in YAML.
@@ -28,6 +29,9 @@ var redocBundle []byte
 // stands in for it.
 const redocLogo = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 
-// Redoc is Redoc's standalone bundle, which DocsPage loads from /docs/redoc.standalone.js,
-// with redocLogo replaced.
-var Redoc = bytes.Replace(redocBundle, []byte(redocLogo), []byte("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"), 1)
+// Redoc answers Redoc's standalone bundle, which DocsPage loads from
+// /docs/redoc.standalone.js, with redocLogo replaced. The 1.1 MB copy is made on first use,
+// not when a process that never serves /docs starts.
+var Redoc = sync.OnceValue(func() []byte {
+	return bytes.Replace(redocBundle, []byte(redocLogo), []byte("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"), 1)
+})

@@ -14,30 +14,31 @@ import (
 // embeddedFile serves a file compiled into the binary (the reference page and its Redoc
 // bundle) with an ETag of its content, so a browser revalidates the 1 MB bundle with a 304
 // rather than fetching it again, and a new binary's file is never served from a stale cache.
-// A client that accepts gzip gets it compressed (a quarter of the size), compressed once, on
-// the first such request, rather than in every process start.
-func embeddedFile(contentType string, body []byte) http.HandlerFunc {
-	sum := sha256.Sum256(body)
-	tag := hex.EncodeToString(sum[:12])
-	var (
-		once    sync.Once
-		gzipped []byte
-	)
+// A client that accepts gzip gets it compressed (a quarter of the size). The hash and the
+// compressed copy are made once, on the first request, not when routes are built.
+func embeddedFile(contentType string, content func() []byte) http.HandlerFunc {
+	type file struct {
+		body, gzipped []byte
+		tag           string
+	}
+	load := sync.OnceValue(func() file {
+		body := content()
+		sum := sha256.Sum256(body)
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		zw.Write(body) // a bytes.Buffer does not fail
+		zw.Close()
+		return file{body: body, gzipped: buf.Bytes(), tag: hex.EncodeToString(sum[:12])}
+	})
 	return func(w http.ResponseWriter, r *http.Request) {
+		f := load()
 		h := w.Header()
 		h.Set("Content-Type", contentType)
 		h.Set("Cache-Control", "no-cache")
 		h.Set("Vary", "Accept-Encoding")
-		content, etag := body, `"`+tag+`"`
+		content, etag := f.body, `"`+f.tag+`"`
 		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
-			once.Do(func() {
-				var buf bytes.Buffer
-				zw := gzip.NewWriter(&buf)
-				zw.Write(body) // a bytes.Buffer does not fail
-				zw.Close()
-				gzipped = buf.Bytes()
-			})
-			content, etag = gzipped, `"`+tag+`-gzip"`
+			content, etag = f.gzipped, `"`+f.tag+`-gzip"`
 			h.Set("Content-Encoding", "gzip")
 		}
 		h.Set("ETag", etag)

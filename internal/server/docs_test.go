@@ -31,8 +31,8 @@ func TestDocsServed(t *testing.T) {
 	}
 
 	script := s.Do(t, servertest.Request{Method: "GET", Path: "/docs/redoc.standalone.js"})
-	if script.Status != http.StatusOK || !bytes.Equal(script.Body, openapi.Redoc) {
-		t.Fatalf("GET /docs/redoc.standalone.js: %d, %d bytes (embedded: %d)", script.Status, len(script.Body), len(openapi.Redoc))
+	if script.Status != http.StatusOK || !bytes.Equal(script.Body, openapi.Redoc()) {
+		t.Fatalf("GET /docs/redoc.standalone.js: %d, %d bytes (embedded: %d)", script.Status, len(script.Body), len(openapi.Redoc()))
 	}
 	if bytes.Contains(script.Body, []byte("cdn.redoc.ly")) {
 		t.Error("GET /docs/redoc.standalone.js: the script still loads its logo from Redocly's CDN")
@@ -49,18 +49,18 @@ func TestDocsServed(t *testing.T) {
 	// Compressed for a client that takes gzip, as it is for a browser; not for one that
 	// refuses it.
 	zipped := s.Do(t, servertest.Request{Method: "GET", Path: "/docs/redoc.standalone.js", Header: map[string]string{"Accept-Encoding": "gzip, deflate, br"}})
-	if zipped.Header.Get("Content-Encoding") != "gzip" || len(zipped.Body) > len(openapi.Redoc)/2 {
+	if zipped.Header.Get("Content-Encoding") != "gzip" || len(zipped.Body) > len(openapi.Redoc())/2 {
 		t.Fatalf("GET /docs/redoc.standalone.js accepting gzip: Content-Encoding %q, %d bytes", zipped.Header.Get("Content-Encoding"), len(zipped.Body))
 	}
 	zr, err := gzip.NewReader(bytes.NewReader(zipped.Body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if unzipped, err := io.ReadAll(zr); err != nil || !bytes.Equal(unzipped, openapi.Redoc) {
+	if unzipped, err := io.ReadAll(zr); err != nil || !bytes.Equal(unzipped, openapi.Redoc()) {
 		t.Errorf("the gzipped script does not unzip to the script: %v", err)
 	}
 	plain := s.Do(t, servertest.Request{Method: "GET", Path: "/docs/redoc.standalone.js", Header: map[string]string{"Accept-Encoding": "gzip;q=0, identity"}})
-	if plain.Header.Get("Content-Encoding") != "" || !bytes.Equal(plain.Body, openapi.Redoc) {
+	if plain.Header.Get("Content-Encoding") != "" || !bytes.Equal(plain.Body, openapi.Redoc()) {
 		t.Errorf("GET /docs/redoc.standalone.js refusing gzip: Content-Encoding %q, %d bytes", plain.Header.Get("Content-Encoding"), len(plain.Body))
 	}
 }

@@ -89,7 +89,7 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 		w.Header().Set("Content-Type", "application/yaml")
 		w.Write(openapi.Spec)
 	})
-	r.Get("/docs", embeddedFile("text/html; charset=utf-8", openapi.DocsPage))
+	r.Get("/docs", embeddedFile("text/html; charset=utf-8", func() []byte { return openapi.DocsPage }))
 	r.Get("/docs/redoc.standalone.js", embeddedFile("text/javascript; charset=utf-8", openapi.Redoc))
 
 	// Each kind of caller gets a router behind its chain, and each module mounts its routes on
