@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -81,9 +82,11 @@ func (m Migrator) Up(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
-	results, err := p.Up(ctx)
-	m.report(results)
-	if err != nil {
+	if err := m.retryRoleRace(ctx, func() error {
+		results, err := p.Up(ctx)
+		m.report(results)
+		return err
+	}); err != nil {
 		return fmt.Errorf("migrate up: %w", err)
 	}
 	return m.setRuntimePassword(ctx, db)
@@ -97,12 +100,35 @@ func (m Migrator) UpTo(ctx context.Context, version int64) error {
 		return err
 	}
 	defer db.Close()
-	results, err := p.UpTo(ctx, version)
-	m.report(results)
-	if err != nil {
+	if err := m.retryRoleRace(ctx, func() error {
+		results, err := p.UpTo(ctx, version)
+		m.report(results)
+		return err
+	}); err != nil {
 		return fmt.Errorf("migrate up to %d: %w", version, err)
 	}
 	return nil
+}
+
+// retryRoleRace runs up again when a migration lost a race on a cluster-wide catalog row:
+// roles and their grants are shared by every database of the server, so two databases
+// migrating at once (tests, several services on one server) can meet "tuple concurrently
+// updated" on the same role. Each migration is one transaction, so the failed one left
+// nothing behind and the next try starts from it.
+func (m Migrator) retryRoleRace(ctx context.Context, up func() error) error {
+	for try := 1; ; try++ {
+		err := up()
+		var pgErr *pgconn.PgError
+		if err == nil || try == 5 || !errors.As(err, &pgErr) || pgErr.Code != "XX000" || !strings.Contains(pgErr.Message, "tuple concurrently updated") {
+			return err
+		}
+		m.printf("migrate: %s; trying again\n", pgErr.Message)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(try) * 100 * time.Millisecond):
+		}
+	}
 }
 
 // Down rolls back the most recent migration. Roles are cluster-wide and never dropped.
