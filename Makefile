@@ -16,11 +16,14 @@ BIN           ?= bin/api
 PKGS          ?= ./...
 GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
 
-# The short fuzz runs that follow the tests, FUZZTIME each; FUZZTIME=0 skips them. Each is
-# package:target, since go test fuzzes one target of one package at a time; one alone:
-#   make fuzz FUZZ=./internal/billing/metering/:FuzzParseEvents FUZZTIME=1m
-FUZZTIME      ?= 10s
-FUZZ          ?= ./internal/platform/httpx/:FuzzDecode ./internal/billing/metering/:FuzzParseEvents ./internal/server/:FuzzOperations
+# The short fuzz runs that follow the tests. Each is package:target:budget, since go test fuzzes
+# one target of one package at a time. The budgets are counts of executions (about 10 s each on
+# this box), not durations: a duration -fuzztime races Go's fuzz coordinator at its deadline and
+# fails with "context deadline exceeded" and no crasher (go.dev/issue/75804, unfixed in Go 1.26).
+# FUZZTIME, when set, replaces every budget; FUZZTIME=0 skips the runs. One target alone:
+#   make fuzz FUZZ=./internal/billing/metering/:FuzzParseEvents FUZZTIME=100000x
+FUZZTIME      ?=
+FUZZ          ?= ./internal/platform/httpx/:FuzzDecode:60000x ./internal/billing/metering/:FuzzParseEvents:30000x ./internal/server/:FuzzOperations:5000x
 
 # make interop is part of `make test` when it runs every package (INTEROP=1 or 0 says otherwise).
 INTEROP       ?= $(if $(filter ./...,$(PKGS)),1,0)
@@ -66,8 +69,10 @@ build: ## build the static binary to bin/api
 
 define run-fuzz
 @for f in $(FUZZ); do \
-	echo "$(GO) test -run '^\$$' -fuzz '^$${f#*:}\$$' -fuzztime $(FUZZTIME) $${f%%:*}"; \
-	$(GO) test -run '^$$' -fuzz "^$${f#*:}\$$" -fuzztime $(FUZZTIME) "$${f%%:*}"; \
+	pkg=$${f%%:*}; rest=$${f#*:}; target=$${rest%%:*}; budget=$${rest#"$$target"}; \
+	budget=$${budget#:}; budget=$(or $(FUZZTIME),$${budget:-10000x}); \
+	echo "$(GO) test -run '^\$$' -fuzz '^$$target\$$' -fuzztime $$budget $$pkg"; \
+	$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime "$$budget" "$$pkg"; \
 done
 endef
 
