@@ -13,7 +13,7 @@ import (
 func (a *App) events(cfg config.Config, outbox *events.Outbox, secrets *secretbox.Box) (*webhook.Endpoints, error) {
 	endpoints := &webhook.Endpoints{
 		DB: a.DB, Outbox: outbox, Clock: a.Clock, Secrets: secrets,
-		RequireHTTPS: cfg.Production(), AllowPrivate: cfg.WebhooksAllowPrivate,
+		RequireHTTPS: cfg.Production(), AllowPrivate: cfg.WebhooksAllowPrivate, Max: cfg.WebhookMaxEndpoints,
 	}
 	metrics := events.NewMetrics(a.Registry)
 	a.Consumers = &events.Consumers{DB: a.DB, Clock: a.Clock, Metrics: metrics, Logger: a.Logger, Tracing: a.Tracing}

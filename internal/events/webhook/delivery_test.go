@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/saasbase/saasbase/internal/events/webhook"
+	"github.com/saasbase/saasbase/internal/platform/errs"
 	"github.com/saasbase/saasbase/internal/platform/httpx"
 )
 
@@ -267,6 +268,34 @@ func TestCreateChecksURL(t *testing.T) {
 		}
 		if _, err := f.endpoints.Create(ctx, tenant, in); (err != nil) != tc.dev {
 			t.Errorf("development: %s: err = %v, want refused=%v", tc.url, err, tc.dev)
+		}
+	}
+}
+
+// A tenant has at most Max endpoints (WEBHOOK_MAX_ENDPOINTS, 20 by default): one more is a
+// conflict, and an operator's higher limit is honoured.
+func TestEndpointsLimit(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, false)
+	in := webhook.EndpointInput{URL: "https://hooks.example.com/in", EventTypes: []string{"*"}}
+	for _, limit := range []int{0, 3} {
+		eps := *f.endpoints
+		eps.Max = limit
+		want := limit
+		if limit == 0 {
+			want = webhook.DefaultMaxEndpoints
+		}
+		tenant := f.newTenant()
+		for i := range want {
+			if _, err := eps.Create(ctx, tenant, in); err != nil {
+				t.Fatalf("Max %d: endpoint %d: %v", limit, i+1, err)
+			}
+		}
+		if _, err := eps.Create(ctx, tenant, in); !errs.Is(err, errs.Conflict) {
+			t.Errorf("Max %d: endpoint %d: err = %v, want a conflict", limit, want+1, err)
+		}
+		if _, err := eps.Create(ctx, f.newTenant(), in); err != nil {
+			t.Errorf("Max %d: another tenant's first endpoint: %v", limit, err)
 		}
 	}
 }

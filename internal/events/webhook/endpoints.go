@@ -21,8 +21,9 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/secretbox"
 )
 
-// MaxEndpoints bounds a tenant's endpoints: each one multiplies the deliveries of every event.
-const MaxEndpoints = 20
+// DefaultMaxEndpoints bounds a tenant's endpoints unless Endpoints.Max says otherwise: each
+// one multiplies the deliveries of every event.
+const DefaultMaxEndpoints = 20
 
 // EndpointInput is the body of POST /v1/webhook-endpoints.
 type EndpointInput struct {
@@ -63,6 +64,14 @@ type Endpoints struct {
 	Secrets      *secretbox.Box
 	RequireHTTPS bool // production: endpoints must be https
 	AllowPrivate bool // WEBHOOKS_ALLOW_PRIVATE_NETWORKS
+	Max          int  // WEBHOOK_MAX_ENDPOINTS: a tenant's endpoints at most (DefaultMaxEndpoints if < 1)
+}
+
+func (s *Endpoints) max() int {
+	if s.Max < 1 {
+		return DefaultMaxEndpoints
+	}
+	return s.Max
 }
 
 // Event types the endpoints' own changes emit.
@@ -154,8 +163,8 @@ func (s *Endpoints) Create(ctx context.Context, tenantID uuid.UUID, in EndpointI
 	b.Queue("SELECT count(*) FROM webhook_endpoints").QueryRow(func(row pgx.Row) error { return row.Scan(&n) })
 	var e Endpoint
 	err = s.DB.InTenantTxBatch(ctx, tenantID, b, func(tx pgx.Tx) (err error) {
-		if n >= MaxEndpoints {
-			return errs.E(errs.Conflict, "conflict", "a tenant has at most %d webhook endpoints", MaxEndpoints)
+		if limit := s.max(); n >= limit {
+			return errs.E(errs.Conflict, "conflict", "a tenant has at most %d webhook endpoints", limit)
 		}
 		e, err = scanEndpoint(tx.QueryRow(ctx, `
 			INSERT INTO webhook_endpoints (tenant_id, id, url, event_types, secret_sealed, status, created_at, updated_at)

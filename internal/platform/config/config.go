@@ -81,6 +81,7 @@ type Config struct {
 	WebhookConcurrency         int // WEBHOOK_CONCURRENCY: deliveries in flight on a replica (16)
 	WebhookEndpointConcurrency int // WEBHOOK_ENDPOINT_CONCURRENCY: deliveries in flight to one endpoint, over every replica; 1 sends in order (1)
 	WebhookTenantConcurrency   int // WEBHOOK_TENANT_CONCURRENCY: deliveries in flight for one tenant, over every replica (4)
+	WebhookMaxEndpoints        int // WEBHOOK_MAX_ENDPOINTS: a tenant's webhook endpoints at most (20)
 }
 
 // Production reports whether APP_ENV is production.
@@ -135,6 +136,7 @@ func Load(getenv func(string) string) (Config, error) {
 		WebhookConcurrency:         r.integer("WEBHOOK_CONCURRENCY", 16, 1, 1000),
 		WebhookEndpointConcurrency: r.integer("WEBHOOK_ENDPOINT_CONCURRENCY", 1, 1, 100),
 		WebhookTenantConcurrency:   r.integer("WEBHOOK_TENANT_CONCURRENCY", 4, 1, 1000),
+		WebhookMaxEndpoints:        r.integer("WEBHOOK_MAX_ENDPOINTS", 20, 1, 1000),
 	}
 	if c.TenantDeletionGrace < 0 {
 		r.fail("TENANT_DELETION_GRACE", "must not be negative")
