@@ -73,7 +73,7 @@ type Log struct {
 // Query selects events of a tenant's log.
 type Query struct {
 	Type string   // only events of this type; "" for every type
-	Hide []string // leave out events whose type starts with any of these
+	Only []string // only events whose type starts with one of these; nil for every type
 }
 
 // List answers a tenant's events, newest first, as q selects them.
@@ -84,8 +84,8 @@ func (l *Log) List(ctx context.Context, tenantID uuid.UUID, q Query, page httpx.
 		rows, _ := tx.Query(ctx, `
 			SELECT id, type, tenant_id, occurred_at, data
 			  FROM outbox
-			 WHERE id < $1 AND ($2 = '' OR type = $2) AND NOT type ^@ ANY (coalesce($4::text[], '{}'))
-			 ORDER BY id DESC LIMIT $3`, cursor, q.Type, page.Limit+1, q.Hide)
+			 WHERE id < $1 AND ($2 = '' OR type = $2) AND ($4::text[] IS NULL OR type ^@ ANY ($4))
+			 ORDER BY id DESC LIMIT $3`, cursor, q.Type, page.Limit+1, q.Only)
 		var err error
 		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) {
 			var e Event

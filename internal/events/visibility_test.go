@@ -1,6 +1,7 @@
 package events_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -8,6 +9,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/saasbase/saasbase/internal/events"
+	"github.com/saasbase/saasbase/internal/platform/clock"
 	"github.com/saasbase/saasbase/internal/server/servertest"
 )
 
@@ -69,5 +75,29 @@ func TestEventLogFollowsRoles(t *testing.T) {
 	}
 	if got := listEvents(t, s, a.Token, url.Values{"type": {"user.created"}}); len(got) != 63 {
 		t.Errorf("the owner's GET /v1/events?type=user.created: %d events, want 63", len(got))
+	}
+}
+
+// An event family that nobody has said members may read is for admins only: the event log
+// fails closed when a module adds a family (here "secret_thing.*") and forgets to classify it.
+func TestEventLogHidesUnlistedFamiliesFromMembers(t *testing.T) {
+	ctx := context.Background()
+	s := servertest.New(t)
+	a := s.Signup(t, "events-unlisted")
+	_, member := s.LoginNewUser(t, a, "member")
+	s.Create(t, a.Token, "/v1/projects", map[string]string{"name": "listed"})
+	outbox := &events.Outbox{Clock: clock.System{}}
+	err := s.App.DB.InTenantTx(ctx, uuid.MustParse(a.ID), func(tx pgx.Tx) error {
+		return outbox.Append(ctx, tx, uuid.MustParse(a.ID), "secret_thing.created", map[string]string{"secret": "for admins"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if types := typesOf(listEvents(t, s, a.Token, nil)); !slices.Contains(types, "secret_thing.created") {
+		t.Fatalf("the owner's event log lacks secret_thing.created: %v", types)
+	}
+	types := typesOf(listEvents(t, s, member.AccessToken, nil))
+	if slices.Contains(types, "secret_thing.created") || !slices.Contains(types, "project.created") {
+		t.Errorf("a member's event log: %v; want project.created and no secret_thing.created", types)
 	}
 }
