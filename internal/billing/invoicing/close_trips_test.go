@@ -52,11 +52,11 @@ func (b billingInfo) BillingInfo(ctx context.Context, id uuid.UUID) (invoicing.T
 	return invoicing.TenantInfo{ID: t.ID, Plan: t.Plan, Timezone: t.Timezone, CreatedAt: t.CreatedAt}, err
 }
 
-// tracedInvoices builds the service's closer on a pool of its own whose round trips trips
-// counts.
-func tracedInvoices(t *testing.T, clk clock.Clock, grace time.Duration, trips *roundTrips) *invoicing.Invoices {
+// tracedInvoices builds the service's closer on a pool of its own whose statements tracer
+// sees.
+func tracedInvoices(t *testing.T, clk clock.Clock, grace time.Duration, tracer pgx.QueryTracer) *invoicing.Invoices {
 	t.Helper()
-	db, err := postgres.Open(context.Background(), pgtest.RuntimeURL(t), postgres.Options{Tracer: trips})
+	db, err := postgres.Open(context.Background(), pgtest.RuntimeURL(t), postgres.Options{Tracer: tracer})
 	if err != nil {
 		t.Fatal(err)
 	}
