@@ -14,7 +14,6 @@ import (
 
 	"github.com/saasbase/saasbase/internal/billing/plans"
 	"github.com/saasbase/saasbase/internal/billing/pricing"
-	"github.com/saasbase/saasbase/internal/platform/postgres"
 )
 
 // Close finalizes the stored periods that ended more than Grace ago and have no invoice yet,
@@ -200,15 +199,25 @@ const (
 	// the reads of usage after it count. A closer that claimed nothing does not wait for it.
 	closeLockQuery = `SELECT pg_advisory_xact_lock(` + closeLock + `)
 		WHERE EXISTS (SELECT FROM billing_periods WHERE closed_at IS NULL AND period_end <= $2 FOR UPDATE SKIP LOCKED)`
-	lockPeriods         = "SELECT pg_advisory_xact_lock(" + periodsLock + ")"
-	invoicedUntilIfNone = "SELECT max(period_end) FROM invoices WHERE NOT EXISTS (SELECT FROM billing_periods)"
-	tenantQuery         = "SELECT t.plan_code, t.timezone, t.created_at, pl." + plans.VersionColumn + " FROM tenants t LEFT JOIN plans pl ON pl.code = t.plan_code WHERE t.id = $1"
+	lockPeriods = "SELECT pg_advisory_xact_lock(" + periodsLock + ")"
+	// The tenant, the version of its plan and, if it has periods to store (read after the
+	// periods lock, in a statement of their own, so as to see what the lock's last holder
+	// stored), its last stored period, or where its invoices end if it has none.
+	tenantQuery = "SELECT t.plan_code, t.timezone, t.created_at, pl." + plans.VersionColumn + `
+		FROM tenants t LEFT JOIN plans pl ON pl.code = t.plan_code WHERE t.id = $1`
+	tenantAndLastQuery = "SELECT t.plan_code, t.timezone, t.created_at, pl." + plans.VersionColumn + `,
+		       l.period_start, l.period_end, (SELECT max(period_end) FROM invoices WHERE l.period_start IS NULL)
+		FROM tenants t LEFT JOIN plans pl ON pl.code = t.plan_code
+		LEFT JOIN LATERAL (SELECT period_start, period_end FROM billing_periods ORDER BY period_start DESC LIMIT 1) l ON true
+		WHERE t.id = $1`
 )
 
 // The statements of its second.
 const (
-	insertInvoice = `INSERT INTO invoices (tenant_id, id, period_start, period_end, currency, plan_code, lines, subtotal, total, status, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $10)`
+	// The invoice, and its period finalized with it.
+	insertInvoice = `WITH i AS (INSERT INTO invoices (tenant_id, id, period_start, period_end, currency, plan_code, lines, subtotal, total, status, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $10))
+		UPDATE billing_periods SET close_error = NULL, close_failed_at = NULL, closed_at = $10 WHERE period_start = $3`
 	markClosed    = "UPDATE billing_periods SET close_error = NULL, close_failed_at = NULL, closed_at = $2 WHERE period_start = $1"
 	recordFailure = `UPDATE billing_periods SET close_attempts = close_attempts + 1, close_error = $2, close_failed_at = $3
 		WHERE period_start = ANY ($1) AND closed_at IS NULL`
@@ -273,17 +282,17 @@ func (r *closeRun) closeOnce(ctx context.Context, w tenantWork) (out closed, err
 	}
 	if w.store {
 		b.Queue(lockPeriods, w.tenant)
-		b.Queue(lastPeriodQuery).QueryRow(func(row pgx.Row) error {
-			p, err := scanPeriod(row)
-			if postgres.IsNoRows(err) {
-				return nil
+		b.Queue(tenantAndLastQuery, w.tenant).QueryRow(func(row pgx.Row) error {
+			var start, end *time.Time
+			err := row.Scan(&plan, &tz, &created, &version, &start, &end, &invoicedUntil)
+			if start != nil && end != nil {
+				last = &pricing.Period{Start: start.UTC(), End: end.UTC()}
 			}
-			last = &p
 			return err
 		})
-		b.Queue(invoicedUntilIfNone).QueryRow(func(row pgx.Row) error { return row.Scan(&invoicedUntil) })
+	} else {
+		b.Queue(tenantQuery, w.tenant).QueryRow(func(row pgx.Row) error { return row.Scan(&plan, &tz, &created, &version) })
 	}
-	b.Queue(tenantQuery, w.tenant).QueryRow(func(row pgx.Row) error { return row.Scan(&plan, &tz, &created, &version) })
 	for _, p := range w.due { // read after the close lock
 		if err := queueUsage(b, cached, p); err != nil {
 			return out, err
@@ -373,7 +382,6 @@ func (r *closeRun) closeOnce(ctx context.Context, w tenantWork) (out closed, err
 			// an invoice met here all the same fails the transaction rather than leave an
 			// event of an invoice it did not make.
 			end.Queue(insertInvoice, w.tenant, id, c.Start, c.End, inv.Currency, inv.Plan, lines, inv.Subtotal, inv.Total, now)
-			end.Queue(markClosed, c.Start, now)
 			inv.ID, inv.Status, inv.CreatedAt = &id, "open", &now
 			if err := s.Outbox.Queue(ctx, end, w.tenant, "invoice.finalized", inv); err != nil {
 				return nil, err
