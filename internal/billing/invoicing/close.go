@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -12,8 +13,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/saasbase/saasbase/internal/billing/metering"
 	"github.com/saasbase/saasbase/internal/billing/plans"
 	"github.com/saasbase/saasbase/internal/billing/pricing"
+	"github.com/saasbase/saasbase/internal/platform/errs"
 )
 
 // Close finalizes the stored periods that ended more than Grace ago and have no invoice yet,
@@ -241,6 +244,13 @@ func (r *closeRun) closeOnce(ctx context.Context, w tenantWork) (out closed, err
 		created       time.Time
 		version       *string
 	)
+	// The catalog of meters, read before the transaction (from the catalog's cache, most
+	// often): a transaction holding the close lock must not wait for a connection of the
+	// pool, which the ingestions waiting for that lock may be holding.
+	meters, err := s.Usage.Meters.List(ctx)
+	if err != nil {
+		return out, err
+	}
 	usage := map[pricing.Period]map[string]*pricing.Usage{}
 	queueUsage := func(b *pgx.Batch, plan *plans.Versioned, p pricing.Period) error {
 		if plan.Err != nil {
@@ -253,10 +263,12 @@ func (r *closeRun) closeOnce(ctx context.Context, w tenantWork) (out closed, err
 			if usage[p][c.Meter] != nil {
 				continue
 			}
-			u := &pricing.Usage{}
-			if err := s.Usage.QueueTotal(ctx, b, c.Meter, p, u); err != nil {
-				return err
+			i := slices.IndexFunc(meters, func(m metering.Meter) bool { return m.Key == c.Meter })
+			if i < 0 {
+				return errs.NotFoundf("no meter %q", c.Meter)
 			}
+			u := &pricing.Usage{}
+			metering.QueueTotal(b, meters[i], p, u)
 			usage[p][c.Meter] = u
 		}
 		return nil

@@ -232,13 +232,20 @@ func (s *Usage) Total(ctx context.Context, tenantID uuid.UUID, meter string, p p
 }
 
 // QueueTotal queues into b the read of a meter's usage over a period, which sets *u when b's
-// results are read, in a batch sent for the tenant (the billing period closer sends it with
-// the other reads of the tenant's transaction).
+// results are read, in a batch sent for the tenant.
 func (s *Usage) QueueTotal(ctx context.Context, b *pgx.Batch, meter string, p pricing.Period, u *pricing.Usage) error {
 	m, err := s.Meters.Get(ctx, meter)
 	if err != nil {
 		return err
 	}
+	QueueTotal(b, m, p, u)
+	return nil
+}
+
+// QueueTotal is Usage.QueueTotal for a meter the caller has read (Meters.List): the billing
+// period closer sends it with the other reads of the tenant's transaction, and reads the
+// catalog before the transaction rather than inside it.
+func QueueTotal(b *pgx.Batch, m Meter, p pricing.Period, u *pricing.Usage) {
 	var sql string
 	args := []any{p.Start, p.End}
 	if m.rolledUp() {
@@ -257,5 +264,4 @@ func (s *Usage) QueueTotal(ctx context.Context, b *pgx.Batch, meter string, p pr
 		u.Quantity, err = decimal.NewFromString(q)
 		return err
 	})
-	return nil
 }
