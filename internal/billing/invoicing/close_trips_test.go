@@ -24,11 +24,13 @@ import (
 	"github.com/saasbase/saasbase/internal/tenant"
 )
 
-// roundTrips counts what a pool sends to PostgreSQL: each statement or batch is a round trip.
-type roundTrips struct{ n atomic.Int64 }
+// roundTrips counts what a pool sends to PostgreSQL: each statement or batch is a round trip
+// (n), and each statement, alone or in a batch, a statement.
+type roundTrips struct{ n, statements atomic.Int64 }
 
 func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
 	r.n.Add(1)
+	r.statements.Add(1)
 	return ctx
 }
 func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
@@ -36,7 +38,9 @@ func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.Tra
 	r.n.Add(1)
 	return ctx
 }
-func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {
+	r.statements.Add(1)
+}
 func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
 
 // maxTripsPerTenant bounds the closer's round trips per tenant with a period due and one to
@@ -114,7 +118,7 @@ func TestCloseRoundTripsPerTenant(t *testing.T) {
 		t.Fatalf("Close = %d, %v; want %d invoices", n, err, tenants)
 	}
 	perTenant := float64(trips.n.Load()) / tenants
-	t.Logf("%d round trips for %d tenants: %.2f per tenant", trips.n.Load(), tenants, perTenant)
+	t.Logf("%d round trips for %d tenants: %.2f per tenant (%.2f statements)", trips.n.Load(), tenants, perTenant, float64(trips.statements.Load())/tenants)
 	var total int64
 	if err := owner.QueryRow(ctx, "SELECT sum(i.total) FROM invoices i JOIN tenants t ON t.id = i.tenant_id WHERE t.slug LIKE $1", prefix+"%").Scan(&total); err != nil {
 		t.Fatal(err)
