@@ -174,3 +174,39 @@ func TestTheCloserTakesItsLocksInIngestionsOrder(t *testing.T) {
 		t.Errorf("%d invoices, %d periods stored, close error %v; want 1, 2 and none", invoices, stored, closeError)
 	}
 }
+
+// A tenant with no period stored yet whose first periods have ended (here two, and their grace)
+// has them stored and finalized in the same run: the transaction that stores them claimed
+// nothing, so took no close lock, and a second one finalizes them.
+func TestPeriodsStoredDueAreClosedInTheSameRun(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2034, 3, 1, 0, 0, 0, 0, time.UTC)
+	clk := clock.NewFixed(t0.AddDate(0, 2, 0).Add(48 * time.Hour))
+	s := servertest.NewAt(t, clk)
+	for range 2 {
+		if _, err := s.App.Invoices.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner := pgtest.Owner(t)
+	id := uuid.New()
+	if _, err := owner.Exec(ctx, `INSERT INTO tenants (id, name, slug, plan_code, created_at) VALUES ($1, 'late', $2, 'free', $3)`,
+		id, "late-"+strings.ToLower(uuid.NewString()[:8]), t0); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.App.Invoices.Close(ctx); err != nil || n != 2 {
+		t.Fatalf("Close = %d, %v; want the two ended periods finalized", n, err)
+	}
+	var invoices, stored, open int
+	if err := owner.QueryRow(ctx, `SELECT (SELECT count(*) FROM invoices WHERE tenant_id = $1),
+		(SELECT count(*) FROM billing_periods WHERE tenant_id = $1),
+		(SELECT count(*) FROM billing_periods WHERE tenant_id = $1 AND closed_at IS NULL)`, id).Scan(&invoices, &stored, &open); err != nil {
+		t.Fatal(err)
+	}
+	if invoices != 2 || stored != 3 || open != 1 {
+		t.Errorf("%d invoices, %d periods stored, %d not finalized; want 2, 3 and 1 (the current one)", invoices, stored, open)
+	}
+	if n, err := s.App.Invoices.Close(ctx); err != nil || n != 0 {
+		t.Errorf("a second run finalized %d (%v), want nothing left to do", n, err)
+	}
+}
