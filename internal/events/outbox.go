@@ -50,19 +50,39 @@ type Outbox struct {
 
 // Append writes an event of tenantID (postgres.PlatformTenant for platform events) in tx.
 func (o *Outbox) Append(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, typ string, data any) error {
-	body, err := json.Marshal(data)
-	if err != nil {
-		return fmt.Errorf("outbox.append %s tenant %s: %w", typ, tenantID, err)
+	args, err := o.row(ctx, tenantID, typ, data)
+	if err == nil {
+		_, err = tx.Exec(ctx, appendSQL, args...)
 	}
-	// The transaction's trace, if traced, so that the event's consumers and webhook deliveries
-	// continue it.
-	_, err = tx.Exec(ctx,
-		"INSERT INTO outbox (tenant_id, id, type, occurred_at, data, traceparent) VALUES ($1, $2, $3, $4, $5, nullif($6, ''))",
-		tenantID, uuid.Must(uuid.NewV7()), typ, o.Clock.Now(), body, tracing.TraceParent(ctx))
 	if err != nil {
 		return fmt.Errorf("outbox.append %s tenant %s: %w", typ, tenantID, err)
 	}
 	return nil
+}
+
+// Queue is Append for a batch: it queues the event's insert into b, which must be sent in
+// the transaction that makes the change (b's other statements, typically), so that the
+// event still exists exactly when its change does.
+func (o *Outbox) Queue(ctx context.Context, b *pgx.Batch, tenantID uuid.UUID, typ string, data any) error {
+	args, err := o.row(ctx, tenantID, typ, data)
+	if err != nil {
+		return fmt.Errorf("outbox.append %s tenant %s: %w", typ, tenantID, err)
+	}
+	b.Queue(appendSQL, args...)
+	return nil
+}
+
+const appendSQL = "INSERT INTO outbox (tenant_id, id, type, occurred_at, data, traceparent) VALUES ($1, $2, $3, $4, $5, nullif($6, ''))"
+
+// row answers the arguments of appendSQL.
+func (o *Outbox) row(ctx context.Context, tenantID uuid.UUID, typ string, data any) ([]any, error) {
+	body, err := json.Marshal(data)
+	if err != nil {
+		return nil, err
+	}
+	// The transaction's trace, if traced, so that the event's consumers and webhook deliveries
+	// continue it.
+	return []any{tenantID, uuid.Must(uuid.NewV7()), typ, o.Clock.Now(), body, tracing.TraceParent(ctx)}, nil
 }
 
 // Log reads a tenant's own events.

@@ -86,6 +86,11 @@ func (s *Invoices) price(ctx context.Context, ti TenantInfo, p pricing.Period) (
 		}
 		usage[c.Meter] = u
 	}
+	return invoiceOf(plan, p, usage)
+}
+
+// invoiceOf prices a period on a plan from the usage of its meters.
+func invoiceOf(plan plans.Plan, p pricing.Period, usage map[string]pricing.Usage) (Invoice, error) {
 	lines, subtotal, err := pricing.Invoice(plan.Currency, decimal.RequireFromString(plan.BaseFee), plan.Charges, usage)
 	if err != nil {
 		return Invoice{}, err

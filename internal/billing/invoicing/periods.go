@@ -86,67 +86,81 @@ func (s *Periods) tenant(ctx context.Context, tenantID uuid.UUID) (TenantInfo, e
 // ensure stores the tenant's periods up to the one containing t, and answers that one. The
 // first begins on the tenant's first day, or where its last invoice ends (a tenant billed
 // before periods were stored); each next one begins where the last ended, placed in the zone
-// the tenant has when it is stored. A lock per tenant keeps two replicas from chaining two
-// different next periods.
+// the tenant has when it is stored. A lock per tenant (periodsLock) keeps two replicas from
+// chaining two different next periods.
 func (s *Periods) ensure(ctx context.Context, ti TenantInfo, t time.Time) (pricing.Period, error) {
-	last, _, err := s.ensureDue(ctx, ti, t, nil)
-	return last, err
-}
-
-// ensureDue is ensure that also answers, when until is not nil, the periods due by until
-// (see due), read in the same transaction: the closer's two questions in one.
-func (s *Periods) ensureDue(ctx context.Context, ti TenantInfo, t time.Time, until *time.Time) (last pricing.Period, due []pricing.Period, err error) {
 	loc, err := time.LoadLocation(ti.Timezone)
 	if err != nil {
-		return pricing.Period{}, nil, fmt.Errorf("periods: tenant %s time zone %q: %w", ti.ID, ti.Timezone, err)
+		return pricing.Period{}, fmt.Errorf("periods: tenant %s time zone %q: %w", ti.ID, ti.Timezone, err)
 	}
+	var cur pricing.Period
 	err = s.db.InTenantTx(ctx, ti.ID, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('billing-periods/' || $1::text, 0))", ti.ID); err != nil {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock("+periodsLock+")", ti.ID); err != nil {
 			return err
 		}
-		err := tx.QueryRow(ctx, "SELECT period_start, period_end FROM billing_periods ORDER BY period_start DESC LIMIT 1").
-			Scan(&last.Start, &last.End)
-		if postgres.IsNoRows(err) {
-			var invoicedUntil *time.Time
-			if err := tx.QueryRow(ctx, "SELECT max(period_end) FROM invoices").Scan(&invoicedUntil); err != nil {
+		var last *pricing.Period
+		p, err := scanPeriod(tx.QueryRow(ctx, lastPeriodQuery))
+		if err == nil {
+			last = &p
+		} else if !postgres.IsNoRows(err) {
+			return err
+		}
+		var invoicedUntil *time.Time
+		if last == nil {
+			if err := tx.QueryRow(ctx, invoicedUntilQuery).Scan(&invoicedUntil); err != nil {
 				return err
 			}
-			last = pricing.PeriodAt(ti.CreatedAt, loc, ti.CreatedAt)
-			if invoicedUntil != nil {
-				last = pricing.NextPeriod(ti.CreatedAt, loc, *invoicedUntil)
+		}
+		var next []pricing.Period
+		next, cur = chain(ti, loc, last, invoicedUntil, t)
+		for _, p := range next {
+			if _, err := tx.Exec(ctx, insertPeriod, ti.ID, p.Start, p.End, loc.String(), s.clock.Now()); err != nil {
+				return err
 			}
-			err = s.insert(ctx, tx, ti.ID, last, loc)
 		}
-		for err == nil && !t.Before(last.End) {
-			last = pricing.NextPeriod(ti.CreatedAt, loc, last.End)
-			err = s.insert(ctx, tx, ti.ID, last, loc)
-		}
-		if err != nil || until == nil {
-			return err
-		}
-		rows, _ := tx.Query(ctx, dueQuery, *until)
-		due, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (pricing.Period, error) { return scanPeriod(r) })
-		return err
+		return nil
 	})
 	if err != nil {
-		return pricing.Period{}, nil, fmt.Errorf("periods.ensure tenant %s until %s: %w", ti.ID, t.Format(time.RFC3339), err)
+		return pricing.Period{}, fmt.Errorf("periods.ensure tenant %s until %s: %w", ti.ID, t.Format(time.RFC3339), err)
 	}
-	last.Start, last.End = last.Start.UTC(), last.End.UTC()
-	return last, due, nil
+	return cur, nil
 }
 
-func (s *Periods) insert(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, p pricing.Period, loc *time.Location) error {
-	_, err := tx.Exec(ctx, `
-		INSERT INTO billing_periods (tenant_id, period_start, period_end, timezone, created_at)
-		VALUES ($1, $2, $3, $4, $5)`, tenantID, p.Start, p.End, loc.String(), s.clock.Now())
-	return err
-}
+// periodsLock is the advisory lock, per tenant, under which its next periods are stored.
+// The closer takes it after the close lock (closeLock), as ingestion does when it checks
+// quotas in its transaction: taken in one order only, the two cannot deadlock.
+const periodsLock = "hashtextextended('billing-periods/' || $1::text, 0)"
 
-// dueQuery answers the tenant's stored periods that ended by $1 and have no invoice, oldest
-// first: the closer's work, including periods it failed to finalize before.
-const dueQuery = `SELECT p.period_start, p.period_end FROM billing_periods p
-	WHERE p.period_end <= $1 AND p.closed_at IS NULL
-	ORDER BY p.period_start`
+// The tenant's last stored period, and where its invoices end: what chain starts from.
+const (
+	lastPeriodQuery    = "SELECT period_start, period_end FROM billing_periods ORDER BY period_start DESC LIMIT 1"
+	invoicedUntilQuery = "SELECT max(period_end) FROM invoices"
+	insertPeriod       = `INSERT INTO billing_periods (tenant_id, period_start, period_end, timezone, created_at)
+		VALUES ($1, $2, $3, $4, $5)`
+)
+
+// chain answers the periods to store after last, the tenant's last stored period, so that one
+// contains t, and the period that contains t. With no period stored (last nil), the first
+// begins on the tenant's first day, or where its invoices end (invoicedUntil).
+func chain(ti TenantInfo, loc *time.Location, last *pricing.Period, invoicedUntil *time.Time, t time.Time) (next []pricing.Period, cur pricing.Period) {
+	if last == nil {
+		cur = pricing.PeriodAt(ti.CreatedAt, loc, ti.CreatedAt)
+		if invoicedUntil != nil {
+			cur = pricing.NextPeriod(ti.CreatedAt, loc, *invoicedUntil)
+		}
+		next = append(next, cur)
+	} else {
+		cur = *last
+	}
+	for !t.Before(cur.End) {
+		cur = pricing.NextPeriod(ti.CreatedAt, loc, cur.End)
+		next = append(next, cur)
+	}
+	for i := range next {
+		next[i].Start, next[i].End = next[i].Start.UTC(), next[i].End.UTC()
+	}
+	return next, pricing.Period{Start: cur.Start.UTC(), End: cur.End.UTC()}
+}
 
 func scanPeriod(row pgx.Row) (pricing.Period, error) {
 	var p pricing.Period

@@ -220,10 +220,32 @@ func upsertRollups(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, agg map[r
 
 // Total answers a meter's usage over a period, for pricing and quotas.
 func (s *Usage) Total(ctx context.Context, tenantID uuid.UUID, meter string, p pricing.Period) (pricing.Usage, error) {
+	var u pricing.Usage
+	b := &pgx.Batch{}
+	if err := s.QueueTotal(ctx, b, meter, p, &u); err != nil {
+		return u, err
+	}
+	if err := s.DB.InTenantRead(ctx, tenantID, b); err != nil {
+		return u, fmt.Errorf("usage.total tenant %s meter %s: %w", tenantID, meter, err)
+	}
+	return u, nil
+}
+
+// QueueTotal queues into b the read of a meter's usage over a period, which sets *u when b's
+// results are read, in a batch sent for the tenant.
+func (s *Usage) QueueTotal(ctx context.Context, b *pgx.Batch, meter string, p pricing.Period, u *pricing.Usage) error {
 	m, err := s.Meters.Get(ctx, meter)
 	if err != nil {
-		return pricing.Usage{}, err
+		return err
 	}
+	QueueTotal(b, m, p, u)
+	return nil
+}
+
+// QueueTotal is Usage.QueueTotal for a meter the caller has read (Meters.List): the billing
+// period closer sends it with the other reads of the tenant's transaction, and reads the
+// catalog before the transaction rather than inside it.
+func QueueTotal(b *pgx.Batch, m Meter, p pricing.Period, u *pricing.Usage) {
 	var sql string
 	args := []any{p.Start, p.End}
 	if m.rolledUp() {
@@ -233,13 +255,13 @@ func (s *Usage) Total(ctx context.Context, tenantID uuid.UUID, meter string, p p
 		sql = "SELECT coalesce(" + m.rawAggregate("$4") + ", 0)::text, count(*) FROM usage_events WHERE type = $3 AND time >= $1 AND time < $2"
 		args = append(args, m.EventType, pathKeys(*m.ValueProperty))
 	}
-	var u pricing.Usage
-	var q string
-	b := &pgx.Batch{}
-	b.Queue(sql, args...).QueryRow(func(row pgx.Row) error { return row.Scan(&q, &u.Events) })
-	if err := s.DB.InTenantRead(ctx, tenantID, b); err != nil {
-		return u, fmt.Errorf("usage.total tenant %s meter %s: %w", tenantID, meter, err)
-	}
-	u.Quantity, err = decimal.NewFromString(q)
-	return u, err
+	b.Queue(sql, args...).QueryRow(func(row pgx.Row) error {
+		var q string
+		if err := row.Scan(&q, &u.Events); err != nil {
+			return err
+		}
+		var err error
+		u.Quantity, err = decimal.NewFromString(q)
+		return err
+	})
 }

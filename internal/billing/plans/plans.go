@@ -4,12 +4,14 @@ package plans
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/shopspring/decimal"
 
 	"github.com/saasbase/saasbase/internal/auth"
@@ -166,6 +168,39 @@ func (s *Plans) Get(ctx context.Context, code string) (Plan, error) {
 		return Plan{}, fmt.Errorf("plans.get %q: %w", code, err)
 	}
 	return p, nil
+}
+
+// Versioned is a plan read together with the version of its row.
+type Versioned struct {
+	Plan Plan
+	// Version moves with every change of the plan's row (it is the row's xmin): a reader that
+	// keeps a plan can tell, from the version alone, whether it is still the stored one. ""
+	// when the plan could not be read.
+	Version string
+	Err     error // why the plan could not be read: NotFound, or a stored value that does not parse
+}
+
+// VersionColumn is a plan's version in SQL, for a reader that checks the plan it keeps
+// against the stored one (in a query over plans, qualified by alias if need be).
+const VersionColumn = "xmin::text"
+
+// QueueGet queues into b the read of a plan and its version, which sets *v when b's results
+// are read. Errors of the plan itself are kept in v.Err; those of the statement end the batch.
+func QueueGet(b *pgx.Batch, code string, v *Versioned) {
+	b.Queue("SELECT "+planColumns+", "+VersionColumn+" FROM plans WHERE code = $1", code).QueryRow(func(row pgx.Row) error {
+		var err error
+		v.Plan, err = scanPlan(row, &v.Version)
+		var pgErr *pgconn.PgError
+		switch {
+		case postgres.IsNoRows(err):
+			v.Err = errs.NotFoundf("no plan %q", code)
+		case errors.As(err, &pgErr):
+			return err
+		case err != nil:
+			v.Version, v.Err = "", fmt.Errorf("plans.get %q: %w", code, err)
+		}
+		return nil
+	})
 }
 
 // Put creates or replaces a plan, and says which it did. The plan.changed event is a

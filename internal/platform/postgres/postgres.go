@@ -140,6 +140,58 @@ func (db *DB) InTenantTxBatch(ctx context.Context, tenantID uuid.UUID, b *pgx.Ba
 	return db.beginBatch(ctx, first, fn)
 }
 
+// InTenantPipeline runs a tenant transaction in as few round trips as its statements allow:
+// first goes out with BEGIN and the tenant setting; fn, given the connection inside the
+// transaction for any further reads, answers the transaction's last statements, which go out
+// with its COMMIT. A transaction whose writes depend on one read costs two round trips.
+//
+// The last batch's statements either all take effect or none do: a failed one skips the rest
+// and COMMIT with them, and the transaction is rolled back. But by the time its results are
+// read the transaction has committed, so callbacks of the last batch must only observe:
+// what they return cannot undo it. fn's error rolls back, and is returned as is.
+func (db *DB) InTenantPipeline(ctx context.Context, tenantID uuid.UUID, first *pgx.Batch, fn func(conn *pgx.Conn) (*pgx.Batch, error)) error {
+	if _, ok := ctx.Value(unitKey{}).(unit); ok {
+		return errors.New("postgres: InTenantPipeline inside a unit of work")
+	}
+	c, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		return unreachable(err)
+	}
+	defer c.Release()
+	conn := c.Conn()
+	defer func() {
+		// Whatever broke off the transaction (an error, a panic) leaves it open or aborted:
+		// end it before the connection goes back to the pool. A connection that cannot is
+		// closed, and the pool drops it.
+		if tx := conn.PgConn().TxStatus(); tx != 'I' && !conn.IsClosed() {
+			if _, err := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); err != nil {
+				conn.Close(context.WithoutCancel(ctx))
+			}
+		}
+	}()
+	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(first.QueuedQueries)+2)}
+	b.Queue("BEGIN")
+	b.Queue(setTenant, tenantID.String())
+	b.QueuedQueries = append(b.QueuedQueries, first.QueuedQueries...)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return unreachable(err)
+	}
+	last, err := fn(conn)
+	if err != nil {
+		return err
+	}
+	if last == nil {
+		last = &pgx.Batch{}
+	}
+	last.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
+		if tag.String() == "ROLLBACK" { // the transaction had failed: an error fn let by
+			return pgx.ErrTxCommitRollback
+		}
+		return nil
+	})
+	return unreachable(conn.SendBatch(ctx, last).Close())
+}
+
 func (db *DB) beginBatch(ctx context.Context, b *pgx.Batch, fn func(pgx.Tx) error) error {
 	return unreachable(db.runBatch(ctx, b, fn))
 }
