@@ -89,7 +89,7 @@ func (d *Directory) RequireActive(next http.Handler) http.Handler {
 			httpx.Error(w, r, errPendingDeletion)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tenantKey{}, t)))
+		next.ServeHTTP(w, httpx.WithValue(r, tenantKey{}, t))
 	})
 }
 

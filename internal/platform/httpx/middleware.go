@@ -21,9 +21,13 @@ type ctxKey int
 const requestKey ctxKey = iota
 
 // request is what the middleware keeps of a request in flight: its id, the access log's
-// state and the status writer, in one allocation and one context value. WithRequestID makes
-// it and Observe fills in the rest, so that neither derives a context of its own.
+// state, the status writer, and the values later middleware put in its context (WithValue),
+// in one allocation. It is the request's context from WithRequestID on, so that neither that
+// middleware, nor Observe, nor those setting a value derive a context and copy the request
+// of their own.
 type request struct {
+	context.Context // the parent
+
 	id       string
 	idHeader [1]string // the X-Request-Id header's value, without a slice of its own
 
@@ -35,11 +39,50 @@ type request struct {
 	attrs    []slog.Attr
 	attrsBuf [2]slog.Attr
 	sw       statusWriter
+
+	values [maxValues]keyValue // set by WithValue, the latest last
+	nv     int
+}
+
+type keyValue struct{ key, val any }
+
+// maxValues is how many values a request's state holds: the principal, the tenant and the
+// flag snapshot of a tenant request, and one to spare. More go into contexts of their own.
+const maxValues = 4
+
+// Value answers the request's state, the latest value set under key, or the parent's.
+func (st *request) Value(key any) any {
+	if key == any(requestKey) {
+		return st
+	}
+	for i := st.nv - 1; i >= 0; i-- {
+		if st.values[i].key == key {
+			return st.values[i].val
+		}
+	}
+	return st.Context.Value(key)
 }
 
 func requestOf(ctx context.Context) *request {
 	st, _ := ctx.Value(requestKey).(*request)
 	return st
+}
+
+// WithValue answers r with val under key in its context, as
+// r.WithContext(context.WithValue(r.Context(), key, val)) would. When r's context is the
+// request state WithRequestID made, with room left, the value goes into the state and r is
+// answered as it is: no context and no copy of r.
+//
+// The state is shared with the middleware before, which may see the value once it is set
+// (context.WithValue would hide it from them); values are set before the handler after them
+// is called, so whatever that handler starts sees them set.
+func WithValue(r *http.Request, key, val any) *http.Request {
+	if st, ok := r.Context().(*request); ok && st.nv < maxValues {
+		st.values[st.nv] = keyValue{key, val}
+		st.nv++
+		return r
+	}
+	return r.WithContext(context.WithValue(r.Context(), key, val))
 }
 
 // RequestID returns the request's id, or "" outside a request.
@@ -74,10 +117,10 @@ func WithRequestID(next http.Handler) http.Handler {
 			rand.Read(b[:])
 			id = hex.EncodeToString(b[:])
 		}
-		st := &request{id: id}
+		st := &request{Context: r.Context(), id: id}
 		st.idHeader[0] = id
 		w.Header()["X-Request-Id"] = st.idHeader[:1:1] // the canonical name: no re-cased copy
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestKey, st)))
+		next.ServeHTTP(w, r.WithContext(st))
 	})
 }
 
@@ -228,11 +271,11 @@ func Observe(logger *slog.Logger, m *Metrics, ip ClientIP) func(http.Handler) ht
 			st := requestOf(ctx)
 			if st == nil || st.observed {
 				// Not behind WithRequestID, or observed twice: a state of its own.
-				st = &request{}
+				st = &request{Context: ctx}
 				if old := requestOf(ctx); old != nil {
 					st.id = old.id
 				}
-				ctx = context.WithValue(ctx, requestKey, st)
+				ctx = st
 				r = r.WithContext(ctx)
 			}
 			st.observed, st.logger, st.attrs = true, logger, st.attrsBuf[:0]

@@ -20,8 +20,26 @@ func registerUUID(m *pgtype.Map) {
 	m.RegisterType(&pgtype.Type{Name: "uuid", OID: pgtype.UUIDOID, Codec: uuidCodec{}})
 }
 
-// uuidCodec is pgx's uuid codec with a plan of its own for scanning binary into *uuid.UUID.
+// uuidCodec is pgx's uuid codec with plans of its own for a uuid.UUID in binary: sent and
+// scanned as its 16 bytes. (A uuid.UUID sent as a parameter of another type, say text, goes
+// through wrapUUID.)
 type uuidCodec struct{ pgtype.UUIDCodec }
+
+func (c uuidCodec) PlanEncode(m *pgtype.Map, oid uint32, format int16, value any) pgtype.EncodePlan {
+	if _, ok := value.(uuid.UUID); ok && format == pgtype.BinaryFormatCode {
+		return encodeUUID{}
+	}
+	return c.UUIDCodec.PlanEncode(m, oid, format, value)
+}
+
+// encodeUUID sends a uuid.UUID as its 16 bytes, as uuidPlan would through pgx's own plan,
+// without boxing a pgtype.UUID for it.
+type encodeUUID struct{}
+
+func (encodeUUID) Encode(value any, buf []byte) ([]byte, error) {
+	u := value.(uuid.UUID)
+	return append(buf, u[:]...), nil
+}
 
 func (c uuidCodec) PlanScan(m *pgtype.Map, oid uint32, format int16, target any) pgtype.ScanPlan {
 	if _, ok := target.(*uuid.UUID); ok && format == pgtype.BinaryFormatCode {
