@@ -306,8 +306,8 @@ func selfCPU() time.Duration {
 // process, no network and no client: the service's (full, the rate limiter on as with
 // BENCH_LIMITER=1) and the baseline's (bare), as sub-benchmarks. Their allocations per
 // request are exact and do not depend on the machine's load, and cpu_µs/op (this process's
-// CPU per request) depends on it less than ns/op; their differences are what the service's
-// middleware and read add.
+// CPU per request) and pg_cpu_µs/op (PostgreSQL's) depend on it less than ns/op; their
+// differences are what the service's middleware and read add.
 func BenchmarkGetProjectHandler(b *testing.B) {
 	s := servertest.New(b, func(c *config.Config) { c.RateLimitEnabled = true })
 	a := s.Signup(b, "bench")
@@ -319,6 +319,7 @@ func BenchmarkGetProjectHandler(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(pool.Close)
+	cpu := newCPUMeter(b)
 	for _, c := range []struct {
 		name, path, token string
 		h                 http.Handler
@@ -328,11 +329,20 @@ func BenchmarkGetProjectHandler(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
-			start := selfCPU()
+			start := cpu.now()
 			defer func() {
-				// This process's CPU per request (PostgreSQL's and Redis's are not in it):
-				// steadier than ns/op on a machine other work keeps busy.
-				b.ReportMetric(float64((selfCPU()-start).Microseconds())/float64(b.N), "cpu_µs/op")
+				// This process's CPU per request, and the test database's PostgreSQL backends'
+				// (Redis's is in neither): steadier than ns/op on a machine other work keeps
+				// busy.
+				end := cpu.now()
+				b.ReportMetric(float64((end.self-start.self).Microseconds())/float64(b.N), "cpu_µs/op")
+				if cpu.ok {
+					var pg time.Duration
+					for pid, t := range end.pg {
+						pg += t - start.pg[pid]
+					}
+					b.ReportMetric(float64(pg.Microseconds())/float64(b.N), "pg_cpu_µs/op")
+				}
 			}()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
