@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"reflect"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -78,7 +79,8 @@ func requestOf(ctx context.Context) *request {
 // (context.WithValue would hide it from them); values are set before the handler after them
 // is called, so whatever that handler starts sees them set.
 func WithValue(r *http.Request, key, val any) *http.Request {
-	if st, ok := r.Context().(*request); ok && st.nv < maxValues {
+	// An incomparable key is context.WithValue's to refuse (it panics): Value compares keys.
+	if st, ok := r.Context().(*request); ok && st.nv < maxValues && key != nil && reflect.TypeOf(key).Comparable() {
 		st.values[st.nv] = keyValue{key, val}
 		st.nv++
 		return r

@@ -53,6 +53,15 @@ func TestWithValue(t *testing.T) {
 			t.Errorf("under a derived context: %v in the new request, %v in the old; want 3 and 2",
 				r3.Context().Value(key("a")), r.Context().Value(key("a")))
 		}
+		// An incomparable key is refused as context.WithValue refuses it.
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("an incomparable key was taken")
+				}
+			}()
+			httpx.WithValue(r, []int{1}, 1)
+		}()
 		checked = true
 	}))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
