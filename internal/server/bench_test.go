@@ -33,7 +33,13 @@ import (
 // (rate limit, quota, idempotency) must not wreck. BENCH_LIMITER=1 runs it with the rate
 // limiter on (a tenant limit far above the load: every request allowed, each decided in Redis).
 func BenchmarkGetProject(b *testing.B) {
-	s := servertest.New(b, func(c *config.Config) { c.RateLimitEnabled = os.Getenv("BENCH_LIMITER") != "" })
+	s := servertest.New(b, func(c *config.Config) {
+		c.RateLimitEnabled = os.Getenv("BENCH_LIMITER") != ""
+		// The bare handler's pool size (pgx's default), as make load gives both the same: with
+		// more connections than the bare one the service would drive more PostgreSQL backends
+		// at once on the same cores, and measure that rather than its own cost.
+		c.DatabaseMaxConns = bareConns
+	})
 	a := s.Signup(b, "bench")
 	// Limits far above the load: every request is allowed, and pays for its decision.
 	s.Do(b, servertest.Request{Method: "PATCH", Path: "/v1/admin/tenants/" + a.ID, Token: s.PlatformToken(b),
@@ -87,9 +93,18 @@ func BenchmarkGetProject(b *testing.B) {
 	b.ReportMetric(float64(fullRate.p99.Microseconds()), "full_p99_µs")
 }
 
+// bareConns is the size of the baseline's pool, and of the service's in BenchmarkGetProject:
+// pgx's default.
+var bareConns = int32(max(4, runtime.NumCPU()))
+
 // bareServer serves the baseline (package bare) from a pool as the owner, and answers its URL.
 func bareServer(b *testing.B) string {
-	pool, err := pgxpool.New(context.Background(), pgtest.OwnerURL(b))
+	cfg, err := pgxpool.ParseConfig(pgtest.OwnerURL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.MaxConns = bareConns
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
