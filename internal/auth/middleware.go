@@ -65,10 +65,12 @@ func (a *Authenticator) Authenticate(next http.Handler) http.Handler {
 			return
 		}
 		if p.TenantID != uuid.Nil {
-			httpx.AddLogAttrs(r.Context(), slog.String("tenant_id", p.TenantID.String()))
+			// The uuid, not its text: it is formatted only if a line is written.
+			httpx.AddLogAttrs(r.Context(), slog.Any("tenant_id", p.TenantID))
 		}
 		httpx.SpanPrincipal(r.Context(), p.TenantID, p.Kind.String())
-		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+		// WithPrincipal's value, in the request's state where it has room (httpx.WithValue).
+		next.ServeHTTP(w, httpx.WithValue(r, principalKey{}, p))
 	})
 }
 

@@ -5,6 +5,8 @@ import (
 	"math/bits"
 
 	"github.com/google/uuid"
+
+	"github.com/saasbase/saasbase/internal/platform/ids"
 )
 
 // Buckets is how finely splits divide targets. Weights are whole percents today; 10,000
@@ -48,7 +50,7 @@ func targetBucket(salt string, t *Target) (bucket uint32, ok bool) {
 	case t.Key != "":
 		b = append(b, t.Key...)
 	case t.Tenant.ID != uuid.Nil:
-		b = appendUUID(b, t.Tenant.ID)
+		b = ids.AppendUUID(b, t.Tenant.ID)
 	default:
 		return 0, false
 	}
@@ -93,16 +95,4 @@ func murmur3(seed uint32, data []byte) uint32 {
 	h *= 0xc2b2ae35
 	h ^= h >> 16
 	return h
-}
-
-// appendUUID appends id as uuid.UUID.String would write it, without allocating.
-func appendUUID(dst []byte, id uuid.UUID) []byte {
-	const hex = "0123456789abcdef"
-	for i, b := range id {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			dst = append(dst, '-')
-		}
-		dst = append(dst, hex[b>>4], hex[b&0x0f])
-	}
-	return dst
 }

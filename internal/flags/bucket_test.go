@@ -61,15 +61,6 @@ func TestBucketGoldenVectors(t *testing.T) {
 	}
 }
 
-func TestAppendUUIDMatchesString(t *testing.T) {
-	for range 100 {
-		id := uuid.New()
-		if got := string(appendUUID(nil, id)); got != id.String() {
-			t.Fatalf("appendUUID = %s, want %s", got, id)
-		}
-	}
-}
-
 func TestTargetBucketIsBucketOfTheTenantID(t *testing.T) {
 	id := uuid.MustParse("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
 	got, ok := targetBucket("s", &Target{Tenant: Tenant{ID: id}})

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"sync/atomic"
+
+	"github.com/saasbase/saasbase/internal/platform/httpx"
 )
 
 // TenantFunc answers the calling tenant of a request; the server builds it on the tenant
@@ -38,7 +40,8 @@ func (c *Client) Pin(ctx context.Context) context.Context {
 // Middleware pins the current snapshot for each request.
 func (c *Client) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r.WithContext(c.Pin(r.Context())))
+		// Pin's value, in the request's state where it has room (httpx.WithValue).
+		next.ServeHTTP(w, httpx.WithValue(r, pinKey{c}, c.current.Load()))
 	})
 }
 

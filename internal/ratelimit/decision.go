@@ -98,12 +98,71 @@ func (d Decision) SetHeaders(h http.Header) {
 	if d.call == nil {
 		return
 	}
-	buf := make([]byte, 0, 64)
-	for i, lim := range d.call.limits {
+	// Both values in one allocation, under the names spelled in Go's canonical form (header
+	// names are case-insensitive): what Set would store, without its copy of each.
+	vals := new([2]string)
+	vals[0] = d.call.policyHeader()
+	h["Ratelimit-Policy"] = vals[0:1:1]
+
+	var b [128]byte
+	buf := b[:0]
+	if d.capped {
+		buf = appendItem(buf, d.call.limits[d.binding].Policy, concurrencySuffix)
+		vals[1] = string(append(buf, ";r=0"...))
+		h["Ratelimit"] = vals[1:2:2]
+		return
+	}
+	buf = appendItem(buf, d.call.limits[d.binding].Policy, "")
+	buf = append(buf, ";r="...)
+	buf = strconv.AppendInt(buf, d.Remaining, 10)
+	buf = append(buf, ";t="...)
+	buf = strconv.AppendInt(buf, ceilSeconds(d.ResetAfter), 10)
+	vals[1] = string(buf)
+	h["Ratelimit"] = vals[1:2:2]
+}
+
+// policyHeader is the RateLimit-Policy field of the call's limits. It depends on nothing but
+// the limits, so a call of a leased limit set reuses the text its lease keeps.
+func (c *call) policyHeader() string {
+	if c.lease == nil {
+		return string(c.appendPolicy(make([]byte, 0, 64)))
+	}
+	if ph := c.lease.policy.Load(); ph != nil && ph.matches(c) {
+		return ph.value
+	}
+	ph := &policyHeader{value: string(c.appendPolicy(make([]byte, 0, 64))), maxConc: make([]int64, len(c.params))}
+	for i, p := range c.params {
+		ph.maxConc[i] = p.maxConc
+	}
+	c.lease.policy.Store(ph)
+	return ph.value
+}
+
+// policyHeader is a lease's RateLimit-Policy field. A lease's key names its limits' buckets,
+// intervals and bursts, but not their caps on requests in flight, which the field shows too.
+type policyHeader struct {
+	value   string
+	maxConc []int64
+}
+
+func (ph *policyHeader) matches(c *call) bool {
+	if len(ph.maxConc) != len(c.params) {
+		return false
+	}
+	for i, p := range c.params {
+		if ph.maxConc[i] != p.maxConc {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *call) appendPolicy(buf []byte) []byte {
+	for i, lim := range c.limits {
 		if i > 0 {
 			buf = append(buf, ", "...)
 		}
-		p := d.call.params[i]
+		p := c.params[i]
 		buf = appendItem(buf, lim.Policy, "")
 		buf = append(buf, ";q="...)
 		buf = strconv.AppendInt(buf, p.burst, 10)
@@ -116,21 +175,7 @@ func (d Decision) SetHeaders(h http.Header) {
 			buf = append(buf, `;qu="concurrent-requests"`...)
 		}
 	}
-	// The names are spelled in Go's canonical form (header names are case-insensitive), so
-	// Set finds them canonical and does not build a re-cased copy on every request.
-	h.Set("Ratelimit-Policy", string(buf))
-
-	if d.capped {
-		buf = appendItem(buf[:0], d.call.limits[d.binding].Policy, concurrencySuffix)
-		h.Set("Ratelimit", string(append(buf, ";r=0"...)))
-		return
-	}
-	buf = appendItem(buf[:0], d.call.limits[d.binding].Policy, "")
-	buf = append(buf, ";r="...)
-	buf = strconv.AppendInt(buf, d.Remaining, 10)
-	buf = append(buf, ";t="...)
-	buf = strconv.AppendInt(buf, ceilSeconds(d.ResetAfter), 10)
-	h.Set("Ratelimit", string(buf))
+	return buf
 }
 
 // appendItem appends a policy name and suffix as a structured-field string; names are

@@ -2,7 +2,7 @@ package ratelimit
 
 import (
 	"strconv"
-	"strings"
+	"sync/atomic"
 )
 
 // A rate lease is units Redis has already spent from every bucket of a limit set (the
@@ -23,6 +23,8 @@ type rateLease struct {
 	wanted, most       int64
 	ready              chan struct{} // while a call asking for units is out; closed when answered
 	seen               int64
+
+	policy atomic.Pointer[policyHeader] // the RateLimit-Policy field, once a decision has set it
 }
 
 const (
@@ -32,25 +34,28 @@ const (
 	maxLease    = 64      // units at once, at most
 )
 
-// leaseKey names a limit set: its buckets, and the limits they were taken under, so that a
-// changed limit is never answered from units spent under the old one.
-func (c *call) leaseKey() string {
-	var b strings.Builder
+// appendLeaseKey appends the name of the call's limit set to dst: its buckets, and the limits
+// they were taken under, so that a changed limit is never answered from units spent under the
+// old one.
+func (c *call) appendLeaseKey(dst []byte) []byte {
 	for i, k := range c.keys[:len(c.params)] {
-		b.WriteString(k)
-		b.WriteByte(' ')
-		b.WriteString(strconv.FormatInt(c.params[i].interval, 10))
-		b.WriteByte(' ')
-		b.WriteString(strconv.FormatInt(c.params[i].burst, 10))
-		b.WriteByte(' ')
+		dst = append(dst, k...)
+		dst = append(dst, ' ')
+		dst = strconv.AppendInt(dst, c.params[i].interval, 10)
+		dst = append(dst, ' ')
+		dst = strconv.AppendInt(dst, c.params[i].burst, 10)
+		dst = append(dst, ' ')
 	}
-	return b.String()
+	return dst
 }
 
 // leaseFor is the call's limit set's lease, made if new; sh.mu is held.
 func (h *hot) leaseFor(sh *hotShard, c *call, now int64) *rateLease {
-	key := c.leaseKey()
-	le := sh.leases[key]
+	// The key is built on the stack and looked up without becoming a string: only a new
+	// lease allocates one.
+	var buf [256]byte
+	key := c.appendLeaseKey(buf[:0])
+	le := sh.leases[string(key)]
 	if le == nil {
 		most := int64(maxLease)
 		for _, p := range c.params {
@@ -65,7 +70,7 @@ func (h *hot) leaseFor(sh *hotShard, c *call, now int64) *rateLease {
 			}
 			sh.sweep = max(2*len(sh.leases), minSweep)
 		}
-		sh.leases[key] = le
+		sh.leases[string(key)] = le
 	}
 	le.seen = now
 	le.winCount++

@@ -10,6 +10,7 @@ import (
 
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/platform/errs"
+	"github.com/saasbase/saasbase/internal/platform/ids"
 )
 
 // Scope is whose budget a limit is, and the Redis Cluster hash tag of its keys. Every limit
@@ -17,7 +18,13 @@ import (
 type Scope string
 
 // Tenant is the scope of a tenant's limits: {t:<id>}.
-func Tenant(id uuid.UUID) Scope { return Scope("t:" + id.String()) }
+func Tenant(id uuid.UUID) Scope {
+	// "t:" and the uuid's text, built in one allocation rather than two.
+	var b [2 + 36]byte
+	b[0], b[1] = 't', ':'
+	ids.AppendUUID(b[2:2], id)
+	return Scope(b[:])
+}
 
 // ClientAddr is the scope of an unauthenticated client's limits: {ip:<addr>}. An IPv6
 // address is limited by its /64, the block a single subscriber is usually given, so that

@@ -169,7 +169,9 @@ func (l *Limiter) Peek(ctx context.Context, limits ...Limit) (Decision, error) {
 
 // decide answers a prepared call: from a lease, the deny cache, Redis or the failure mode.
 func (l *Limiter) decide(ctx context.Context, c *call) (Decision, error) {
-	deadline := l.redis.deadlines.get()
+	// The decision's hard bound, taken only once something may wait: a request admitted from
+	// a lease, most of them on a busy replica, reads no clock for it.
+	var deadline context.Context
 	if c.leasable && !c.peek {
 		// Units already spent in Redis come first: the deny cache may deny what Redis
 		// would deny a new request, not what it has granted. A refill out is worth a wait, or
@@ -184,6 +186,9 @@ func (l *Limiter) decide(ctx context.Context, c *call) (Decision, error) {
 			if wait == nil || try == 3 {
 				break
 			}
+			if deadline == nil {
+				deadline = l.redis.deadlines.get()
+			}
 			select {
 			case <-wait:
 				continue
@@ -193,6 +198,9 @@ func (l *Limiter) decide(ctx context.Context, c *call) (Decision, error) {
 			}
 			break
 		}
+	}
+	if deadline == nil {
+		deadline = l.redis.deadlines.get()
 	}
 	d, denied, err := l.denies.answer(ctx, deadline, c)
 	switch {

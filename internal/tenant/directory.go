@@ -20,18 +20,31 @@ import (
 // plan, limits). An entry lives at most its TTL, so an operator's change made on another
 // replica holds here within TTL; the replica that made it drops its entry at once.
 type Directory struct {
-	cache *cache.Cache[uuid.UUID, Tenant]
+	// Records by pointer, shared and never changed once read: a request puts its tenant's in
+	// its context without copying it into an allocation of its own.
+	cache *cache.Cache[uuid.UUID, *Tenant]
 }
 
 // NewDirectory returns a Directory reading tenants through tenants and keeping each for at
 // most ttl of clk's time. Set tenants.Directory to it, so that a change drops the entry.
 func NewDirectory(tenants *Tenants, clk clock.Clock, ttl time.Duration) *Directory {
-	return &Directory{cache: cache.New(clk, ttl, tenants.Get)}
+	load := func(ctx context.Context, id uuid.UUID) (*Tenant, error) {
+		t, err := tenants.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return &t, nil
+	}
+	return &Directory{cache: cache.New(clk, ttl, load)}
 }
 
 // Get answers a tenant's record, from the cache when fresh.
 func (d *Directory) Get(ctx context.Context, id uuid.UUID) (Tenant, error) {
-	return d.cache.Get(ctx, id)
+	t, err := d.cache.Get(ctx, id)
+	if err != nil {
+		return Tenant{}, err
+	}
+	return *t, nil
 }
 
 // Invalidate drops a tenant's entry after a change.
@@ -41,8 +54,11 @@ type tenantKey struct{}
 
 // FromContext answers the tenant record RequireActive loaded for the request.
 func FromContext(ctx context.Context) (Tenant, bool) {
-	t, ok := ctx.Value(tenantKey{}).(Tenant)
-	return t, ok
+	t, ok := ctx.Value(tenantKey{}).(*Tenant)
+	if !ok {
+		return Tenant{}, false
+	}
+	return *t, true
 }
 
 // RequireActive refuses every request of a suspended tenant, and puts the tenant's record in
@@ -54,7 +70,7 @@ func (d *Directory) RequireActive(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		t, err := d.Get(r.Context(), p.TenantID)
+		t, err := d.cache.Get(r.Context(), p.TenantID)
 		if errs.Is(err, errs.NotFound) {
 			err = auth.ErrUnauthorized // a valid token of a tenant that no longer exists
 		}
@@ -73,7 +89,7 @@ func (d *Directory) RequireActive(next http.Handler) http.Handler {
 			httpx.Error(w, r, errPendingDeletion)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tenantKey{}, t)))
+		next.ServeHTTP(w, httpx.WithValue(r, tenantKey{}, t))
 	})
 }
 

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/billing/plans"
 	"github.com/saasbase/saasbase/internal/platform/cache"
@@ -37,7 +39,19 @@ type Plans interface {
 type Resolver struct {
 	opts  Options
 	plans *cache.Cache[string, auth.RateLimit] // by plan code
+	// The limits of a tenant's own requests, by the tenant and its limit: what every request
+	// of a user answers, built once rather than per request (its scope's text, the slice).
+	// They depend on nothing else, so an entry is never stale; it lives tenantTTL for memory.
+	tenants *cache.Cache[tenantKey, []ratelimit.Limit]
 }
+
+type tenantKey struct {
+	id    uuid.UUID
+	limit auth.RateLimit
+}
+
+// tenantTTL is how long a tenant's limits are kept after they were built.
+const tenantTTL = time.Minute
 
 // Options tune a Resolver.
 type Options struct {
@@ -66,7 +80,11 @@ func New(plans Plans, opts Options) *Resolver {
 		plan, err := plans.Get(ctx, code)
 		return plan.RateLimit, err
 	}
-	return &Resolver{opts: opts, plans: cache.New(opts.Clock, opts.PlanTTL, limit)}
+	own := func(_ context.Context, k tenantKey) ([]ratelimit.Limit, error) {
+		// Room for a key's limit and a route class's, appended to a copy (Resolve).
+		return []ratelimit.Limit{ratelimit.FromRateLimit(ratelimit.Tenant(k.id), PolicyTenant, "", k.limit)}, nil
+	}
+	return &Resolver{opts: opts, plans: cache.New(opts.Clock, opts.PlanTTL, limit), tenants: cache.New(opts.Clock, tenantTTL, own)}
 }
 
 // Limits is the Middleware resolver of the tenant routes, behind authentication and
@@ -94,9 +112,17 @@ func (rs *Resolver) Resolve(r *http.Request, t tenant.Tenant, p auth.Principal) 
 		}
 	}
 	tl := ratelimit.TenantLimit(plan, t.RateLimit)
-	scope := ratelimit.Tenant(t.ID)
+	own, _ := rs.tenants.Get(r.Context(), tenantKey{t.ID, tl}) // never fails
+	var routes []ratelimit.Limit
+	if rs.opts.Routes != nil {
+		routes = rs.opts.Routes(r, tl)
+	}
+	if len(routes) == 0 && (p.Kind != auth.KindAPIKey || p.KeyLimit == nil) {
+		return own, nil // shared: the limiter only reads a request's limits
+	}
+	scope := own[0].Scope
 	limits := make([]ratelimit.Limit, 0, 3)
-	limits = append(limits, ratelimit.FromRateLimit(scope, PolicyTenant, "", tl))
+	limits = append(limits, own[0])
 	if p.Kind == auth.KindAPIKey && p.KeyLimit != nil {
 		kl := ratelimit.KeyLimit(*p.KeyLimit, tl)
 		if err := ratelimit.CheckRateLimit("rate_limit", kl); err != nil {
@@ -108,11 +134,9 @@ func (rs *Resolver) Resolve(r *http.Request, t tenant.Tenant, p auth.Principal) 
 			limits = append(limits, ratelimit.FromRateLimit(scope, PolicyKey, p.ID.String(), kl))
 		}
 	}
-	if rs.opts.Routes != nil {
-		for _, l := range rs.opts.Routes(r, tl) {
-			l.Scope = scope
-			limits = append(limits, l)
-		}
+	for _, l := range routes {
+		l.Scope = scope
+		limits = append(limits, l)
 	}
 	return limits, nil
 }

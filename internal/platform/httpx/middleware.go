@@ -2,11 +2,13 @@ package httpx
 
 import (
 	"context"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
+	"reflect"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -18,15 +20,80 @@ import (
 
 type ctxKey int
 
-const (
-	requestIDKey ctxKey = iota
-	logStateKey
-)
+const requestKey ctxKey = iota
+
+// request is what the middleware keeps of a request in flight: its id, the access log's
+// state, the status writer, and the values later middleware put in its context (WithValue),
+// in one allocation. It is the request's context from WithRequestID on, so that neither that
+// middleware, nor Observe, nor those setting a value derive a context and copy the request
+// of their own.
+type request struct {
+	context.Context // the parent
+
+	id       string
+	idHeader [1]string // the X-Request-Id header's value, without a slice of its own
+
+	observed bool         // Observe has filled in what follows
+	logger   *slog.Logger // the access log's
+	// attrs are the attributes learned while the request runs (the tenant, once
+	// authentication has found it), for the access log line written at the end; attrsBuf
+	// holds the usual few without another allocation.
+	attrs    []slog.Attr
+	attrsBuf [2]slog.Attr
+	sw       statusWriter
+
+	values [maxValues]keyValue // set by WithValue, the latest last
+	nv     int
+}
+
+type keyValue struct{ key, val any }
+
+// maxValues is how many values a request's state holds: the principal, the tenant and the
+// flag snapshot of a tenant request, and one to spare. More go into contexts of their own.
+const maxValues = 4
+
+// Value answers the request's state, the latest value set under key, or the parent's.
+func (st *request) Value(key any) any {
+	if key == any(requestKey) {
+		return st
+	}
+	for i := st.nv - 1; i >= 0; i-- {
+		if st.values[i].key == key {
+			return st.values[i].val
+		}
+	}
+	return st.Context.Value(key)
+}
+
+func requestOf(ctx context.Context) *request {
+	st, _ := ctx.Value(requestKey).(*request)
+	return st
+}
+
+// WithValue answers r with val under key in its context, as
+// r.WithContext(context.WithValue(r.Context(), key, val)) would. When r's context is the
+// request state WithRequestID made, with room left, the value goes into the state and r is
+// answered as it is: no context and no copy of r.
+//
+// The state is shared with the middleware before, which may see the value once it is set
+// (context.WithValue would hide it from them); values are set before the handler after them
+// is called, so whatever that handler starts sees them set.
+func WithValue(r *http.Request, key, val any) *http.Request {
+	// An incomparable key is context.WithValue's to refuse (it panics): Value compares keys.
+	if st, ok := r.Context().(*request); ok && st.nv < maxValues && key != nil && reflect.TypeOf(key).Comparable() {
+		st.values[st.nv] = keyValue{key, val}
+		st.nv++
+		return r
+	}
+	return r.WithContext(context.WithValue(r.Context(), key, val))
+}
 
 // RequestID returns the request's id, or "" outside a request.
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
+	if st := requestOf(ctx); st != nil {
+		return st.id
+	}
+	return ""
 }
 
 // validRequestID accepts what a proxy or client may reasonably send: 1 to 128 visible ASCII
@@ -49,36 +116,34 @@ func WithRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
 		if !validRequestID(id) {
+			// 96 random bits from the runtime's generator: an id names a request for
+			// correlation and is no secret, and crypto/rand costs several times as much.
 			var b [12]byte
-			rand.Read(b[:])
+			binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
+			binary.LittleEndian.PutUint32(b[8:], rand.Uint32())
 			id = hex.EncodeToString(b[:])
 		}
-		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+		st := &request{Context: r.Context(), id: id}
+		st.idHeader[0] = id
+		w.Header()["X-Request-Id"] = st.idHeader[:1:1] // the canonical name: no re-cased copy
+		next.ServeHTTP(w, r.WithContext(st))
 	})
-}
-
-// logState carries attributes learned while the request runs (the tenant, once
-// authentication has found it) back to the access log line written at the end.
-type logState struct {
-	logger *slog.Logger
-	attrs  []slog.Attr
 }
 
 // AddLogAttrs adds attributes to the request's access log line and to Logger(ctx).
 func AddLogAttrs(ctx context.Context, attrs ...slog.Attr) {
-	if st, ok := ctx.Value(logStateKey).(*logState); ok {
+	if st := requestOf(ctx); st != nil && st.observed {
 		st.attrs = append(st.attrs, attrs...)
 	}
 }
 
 // Logger returns a logger carrying the request id and the attributes added so far.
 func Logger(ctx context.Context) *slog.Logger {
-	st, ok := ctx.Value(logStateKey).(*logState)
-	if !ok {
+	st := requestOf(ctx)
+	if st == nil || !st.observed {
 		return slog.Default()
 	}
-	l := st.logger.With(slog.String("request_id", RequestID(ctx)))
+	l := st.logger.With(slog.String("request_id", st.id))
 	for _, a := range st.attrs {
 		l = l.With(a)
 	}
@@ -113,6 +178,25 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // Metrics holds the HTTP metrics.
 type Metrics struct {
 	duration *prometheus.HistogramVec
+	// The histogram of each label set seen, so that a request neither hashes nor checks its
+	// labels again (what HistogramVec.WithLabelValues does on every call).
+	observers readMostly[observerKey, prometheus.Observer]
+}
+
+type observerKey struct {
+	method, route string
+	status        int
+}
+
+// observer is the histogram of a request's labels.
+func (m *Metrics) observer(method, route string, status int) prometheus.Observer {
+	k := observerKey{methodLabel(method), route, status}
+	if o, ok := m.observers.get(k); ok {
+		return o
+	}
+	o := m.duration.WithLabelValues(k.method, route, strconv.Itoa(status))
+	m.observers.put(k, o)
+	return o
 }
 
 // NewMetrics registers the HTTP metrics with reg.
@@ -146,11 +230,30 @@ func routeLabel(r *http.Request) string {
 	if rctx == nil {
 		return "unmatched"
 	}
-	pattern := rctx.RoutePattern()
+	pattern := routePattern(rctx)
 	if pattern == "" || strings.HasSuffix(pattern, "/*") && !hasRoute(rctx, r, pattern) {
 		return "unmatched"
 	}
 	return pattern
+}
+
+// patterns holds what chi's RoutePattern answered for the route patterns of up to three
+// nested routers, which it would otherwise join and rewrite, allocating, on every call.
+var patterns readMostly[[3]string, string]
+
+// routePattern is rctx.RoutePattern().
+func routePattern(rctx *chi.Context) string {
+	if len(rctx.RoutePatterns) > 3 {
+		return rctx.RoutePattern()
+	}
+	var k [3]string
+	copy(k[:], rctx.RoutePatterns)
+	if p, ok := patterns.get(k); ok {
+		return p
+	}
+	p := rctx.RoutePattern()
+	patterns.put(k, p)
+	return p
 }
 
 // hasRoute reports whether the router has a route of this pattern for r.
@@ -164,34 +267,50 @@ func hasRoute(rctx *chi.Context, r *http.Request, pattern string) bool {
 
 // Observe logs each request and records its latency under labels from fixed sets: the method
 // (methodLabel), the route pattern (never the raw path, and never a tenant: both would
-// explode the label space) and the status.
+// explode the label space) and the status. Behind WithRequestID it fills in that
+// middleware's request state rather than deriving a context of its own.
 func Observe(logger *slog.Logger, m *Metrics, ip ClientIP) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			st := &logState{logger: logger}
-			ctx := context.WithValue(r.Context(), logStateKey, st)
-			sw := &statusWriter{ResponseWriter: w}
-			next.ServeHTTP(sw, r.WithContext(ctx))
+			ctx := r.Context()
+			st := requestOf(ctx)
+			if st == nil || st.observed {
+				// Not behind WithRequestID, or observed twice: a state of its own.
+				st = &request{Context: ctx}
+				if old := requestOf(ctx); old != nil {
+					st.id = old.id
+				}
+				ctx = st
+				r = r.WithContext(ctx)
+			}
+			st.observed, st.logger, st.attrs = true, logger, st.attrsBuf[:0]
+			st.sw = statusWriter{ResponseWriter: w}
+			sw := &st.sw
+			next.ServeHTTP(sw, r)
 			if sw.status == 0 {
 				sw.status = http.StatusOK
 			}
 			elapsed := time.Since(start)
 			route := routeLabel(r)
-			m.duration.WithLabelValues(methodLabel(r.Method), route, strconv.Itoa(sw.status)).Observe(elapsed.Seconds())
+			m.observer(r.Method, route, sw.status).Observe(elapsed.Seconds())
 			level := slog.LevelInfo
 			if sw.status >= 500 {
 				level = slog.LevelError
 			}
-			attrs := append([]slog.Attr{
-				slog.String("request_id", RequestID(ctx)),
+			if !logger.Enabled(ctx, level) {
+				return // nothing below is needed but for the line
+			}
+			var buf [8]slog.Attr
+			attrs := append(append(buf[:0],
+				slog.String("request_id", st.id),
 				slog.String("method", r.Method),
 				slog.String("route", route),
 				slog.String("client_ip", ip.Of(r).String()),
 				slog.Int("status", sw.status),
 				slog.Int("bytes", sw.bytes),
 				slog.Duration("duration", elapsed),
-			}, st.attrs...)
+			), st.attrs...)
 			logger.LogAttrs(ctx, level, "request", attrs...)
 		})
 	}

@@ -3,6 +3,7 @@
 package httpx
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/saasbase/saasbase/internal/platform/errs"
 )
@@ -138,16 +140,53 @@ func JSON(w http.ResponseWriter, status int, v any) {
 func NoContent(w http.ResponseWriter) { w.WriteHeader(http.StatusNoContent) }
 
 func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
+	jb := jsonBuffers.Get().(*jsonBuffer)
+	defer jb.release()
+	body := jb.encode(v) // json.Marshal's bytes and a newline
+	if body == nil {
 		status, contentType = http.StatusInternalServerError, "application/problem+json"
-		body = []byte(`{"type":"about:blank","title":"Internal Server Error","status":500,"code":"internal","request_id":""}`)
+		body = []byte(`{"type":"about:blank","title":"Internal Server Error","status":500,"code":"internal","request_id":""}` + "\n")
 	}
+	// Both values in one allocation, under their canonical names (what Set would store).
+	vals := new([2]string)
+	vals[0], vals[1] = contentType, strconv.Itoa(len(body))
 	h := w.Header()
-	h.Set("Content-Type", contentType)
-	h.Set("Content-Length", strconv.Itoa(len(body)+1))
+	h["Content-Type"], h["Content-Length"] = vals[0:1:1], vals[1:2:2]
 	w.WriteHeader(status)
-	w.Write(append(body, '\n'))
+	w.Write(body)
+}
+
+// jsonBuffer is an encoder and the buffer it writes to, reused across answers: json.Marshal
+// would copy each body out of its own pooled buffer, and appending the newline copy it again.
+type jsonBuffer struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var jsonBuffers = sync.Pool{New: func() any {
+	jb := new(jsonBuffer)
+	jb.enc = json.NewEncoder(&jb.buf)
+	return jb
+}}
+
+// encode answers v's JSON and a newline, valid until release, or nil if v cannot be encoded.
+func (jb *jsonBuffer) encode(v any) []byte {
+	if err := jb.enc.Encode(v); err != nil {
+		return nil
+	}
+	return jb.buf.Bytes()
+}
+
+// maxPooledJSON is the largest buffer kept for reuse: a rare large answer (a long page) does
+// not stay in memory for the small ones.
+const maxPooledJSON = 64 << 10
+
+func (jb *jsonBuffer) release() {
+	if jb.buf.Cap() > maxPooledJSON {
+		return
+	}
+	jb.buf.Reset()
+	jsonBuffers.Put(jb)
 }
 
 // HandlerFunc is a handler that returns its error instead of writing it, so every error

@@ -323,6 +323,22 @@ func IsNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
 
 // ReadRow reads one row of a tenant in one round trip (InTenantRead), turned into a T by scan.
 func ReadRow[T any](ctx context.Context, db *DB, tenantID uuid.UUID, scan func(pgx.Row) (T, error), sql string, args ...any) (T, error) {
+	if tx, err := ambient(ctx, tenantID); tx == nil && err == nil && !db.traced && db.mayPrepareSQL(sql) {
+		// InTenantRead's own way, without a pgx.Batch to queue the statement in: the
+		// statement, the callback and out stay on this stack.
+		var out T
+		stmt := [1]statement{{sql: sql, args: args}}
+		err := db.read(ctx, tenantID, stmt[:], func(_ int, br *readResults) (err error) {
+			out, err = scan(br.QueryRow())
+			return err
+		})
+		return out, unreachable(err)
+	}
+	return readRowBatch(ctx, db, tenantID, scan, sql, args)
+}
+
+// readRowBatch is ReadRow through InTenantRead.
+func readRowBatch[T any](ctx context.Context, db *DB, tenantID uuid.UUID, scan func(pgx.Row) (T, error), sql string, args []any) (T, error) {
 	var out T
 	b := &pgx.Batch{}
 	b.Queue(sql, args...).QueryRow(func(row pgx.Row) (err error) {

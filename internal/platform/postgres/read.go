@@ -8,6 +8,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/saasbase/saasbase/internal/platform/ids"
 )
 
 // readBatch is InTenantRead's round trip without pgx's batch pipeline, which allocates
@@ -17,6 +19,30 @@ import (
 // runs everything up to the Sync as one implicit transaction, so the setting, being local to
 // it, is gone when the connection goes back to the pool.
 func (db *DB) readBatch(ctx context.Context, tenantID uuid.UUID, b *pgx.Batch) error {
+	var buf [4]statement
+	stmts := buf[:0]
+	for _, qq := range b.QueuedQueries {
+		stmts = append(stmts, statement{sql: qq.SQL, args: qq.Arguments})
+	}
+	return db.read(ctx, tenantID, stmts, func(i int, br *readResults) error {
+		if fn := b.QueuedQueries[i].Fn; fn != nil {
+			return fn(br)
+		}
+		_, err := br.Exec()
+		return err
+	})
+}
+
+// statement is one read of a round trip.
+type statement struct {
+	sql  string
+	args []any
+}
+
+// read runs stmts as readBatch says, and hands the results of statement i to answer(i, br),
+// in order. Neither stmts nor answer outlives it, so that a caller's statement, callback and
+// result can stay on its stack (ReadRow).
+func (db *DB) read(ctx context.Context, tenantID uuid.UUID, stmts []statement, answer func(i int, br *readResults) error) error {
 	c, err := db.Pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -29,45 +55,54 @@ func (db *DB) readBatch(ctx context.Context, tenantID uuid.UUID, b *pgx.Batch) e
 	if err != nil {
 		return err
 	}
-	batch.ExecStatement(sd, [][]byte{[]byte(tenantID.String())}, nil, nil)
+	br := &readResults{m: conn.TypeMap()}
+	// The setting's one parameter, the tenant id's text, kept in br (ExecStatement's message
+	// keeps a reference to it): no allocation of its own.
+	br.tenant.v[0] = ids.AppendUUID(br.tenant.b[:0], tenantID)
+	batch.ExecStatement(sd, br.tenant.v[:], nil, nil)
 	var eqb pgx.ExtendedQueryBuilder
-	for _, qq := range b.QueuedQueries {
-		sd, err := conn.Prepare(ctx, qq.SQL, qq.SQL)
+	for _, st := range stmts {
+		sd, err := conn.Prepare(ctx, st.sql, st.sql)
 		if err != nil {
 			return err
 		}
 		// Build reuses its buffers; ExecStatement copies the values into the message.
-		if err := eqb.Build(conn.TypeMap(), sd, qq.Arguments); err != nil {
+		if err := eqb.Build(conn.TypeMap(), sd, st.args); err != nil {
 			return err
 		}
 		batch.ExecStatement(sd, eqb.ParamValues, eqb.ParamFormats, eqb.ResultFormats)
 	}
 
-	br := &readResults{mrr: conn.PgConn().ExecBatch(ctx, &batch), m: conn.TypeMap()}
+	br.mrr = conn.PgConn().ExecBatch(ctx, &batch)
 	// As with pgx's batches, the callbacks after the first error are not called.
 	_, first := br.Exec() // the setting
-	for _, qq := range b.QueuedQueries {
+	for i := range stmts {
 		if first != nil {
 			break
 		}
-		if qq.Fn != nil {
-			first = qq.Fn(br)
-		} else {
-			_, first = br.Exec()
-		}
+		first = answer(i, br)
 	}
 	if err := br.Close(); first == nil {
 		first = err
 	}
-	var pgErr *pgconn.PgError
-	if errors.As(first, &pgErr) && (pgErr.Code == "0A000" || pgErr.Code == "26000") {
-		// "cached plan must not change result type" after a schema change, or a statement the
-		// server no longer has: prepare afresh next time, as pgx's own statement cache does.
-		for _, qq := range b.QueuedQueries {
-			conn.Deallocate(context.WithoutCancel(ctx), qq.SQL)
+	if first != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(first, &pgErr) && (pgErr.Code == "0A000" || pgErr.Code == "26000") {
+			// "cached plan must not change result type" after a schema change, or a statement
+			// the server no longer has: prepare afresh next time, as pgx's own statement cache
+			// does.
+			for _, st := range stmts {
+				conn.Deallocate(context.WithoutCancel(ctx), st.sql)
+			}
 		}
 	}
 	return first
+}
+
+// tenantParam is the tenant setting's parameter values, with room for the text of the one.
+type tenantParam struct {
+	v [1][]byte
+	b [36]byte
 }
 
 // maxPrepared bounds the statements readBatch prepares on a connection.
@@ -77,16 +112,23 @@ const maxPrepared = 500
 // prepares.
 func (db *DB) mayPrepare(b *pgx.Batch) bool {
 	for _, qq := range b.QueuedQueries {
-		if _, ok := db.prepared.Load(qq.SQL); ok {
-			continue
-		}
-		if db.nPrepared.Add(1) > maxPrepared {
-			db.nPrepared.Add(-1)
+		if !db.mayPrepareSQL(qq.SQL) {
 			return false
 		}
-		if _, loaded := db.prepared.LoadOrStore(qq.SQL, struct{}{}); loaded {
-			db.nPrepared.Add(-1)
-		}
+	}
+	return true
+}
+
+func (db *DB) mayPrepareSQL(sql string) bool {
+	if _, ok := db.prepared.Load(sql); ok {
+		return true
+	}
+	if db.nPrepared.Add(1) > maxPrepared {
+		db.nPrepared.Add(-1)
+		return false
+	}
+	if _, loaded := db.prepared.LoadOrStore(sql, struct{}{}); loaded {
+		db.nPrepared.Add(-1)
 	}
 	return true
 }
@@ -94,8 +136,9 @@ func (db *DB) mayPrepare(b *pgx.Batch) bool {
 // readResults hands readBatch's results to the queued queries' callbacks, one statement each,
 // in order, as pgx's own batch results do.
 type readResults struct {
-	mrr *pgconn.MultiResultReader
-	m   *pgtype.Map
+	mrr    *pgconn.MultiResultReader
+	m      *pgtype.Map
+	tenant tenantParam
 }
 
 var errNoResult = errors.New("postgres: no result for a queued statement")

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
 )
@@ -40,5 +41,16 @@ func TestUUIDArguments(t *testing.T) {
 	var back uuid.UUID
 	if err := db.Pool.QueryRow(ctx, "SELECT $1::uuid", id).Scan(&back); err != nil || back != id {
 		t.Errorf("round trip: %v, %v; want %v", back, err, id)
+	}
+	// Read back: a uuid, a NULL into a uuid.UUID (left as it was) and into a *uuid.UUID (nil),
+	// and a uuid in text (the simple protocol).
+	var null uuid.UUID
+	var ptr *uuid.UUID = &id
+	if err := db.Pool.QueryRow(ctx, "SELECT $1::uuid, NULL::uuid, NULL::uuid", id).Scan(&back, &null, &ptr); err != nil ||
+		back != id || null != uuid.Nil || ptr != nil {
+		t.Errorf("read back: %v, %v, %v, %v; want %v, the zero uuid, nil", back, null, ptr, err, id)
+	}
+	if err := db.Pool.QueryRow(ctx, "SELECT '"+id.String()+"'::uuid", pgx.QueryExecModeSimpleProtocol).Scan(&back); err != nil || back != id {
+		t.Errorf("text: %v, %v; want %v", back, err, id)
 	}
 }
