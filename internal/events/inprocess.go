@@ -120,13 +120,16 @@ func (p *InProcess) Consume(ctx context.Context, group string, deliver Deliver) 
 	if err := p.attach(group, sub); err != nil {
 		return err
 	}
+	// The relay marks a batch only after this Publish returned, so the consumers' commits
+	// may skip waiting for the disk (see markedAfterSettled).
+	dctx := context.WithValue(ctx, markedAfterSettledKey{}, true)
 	var wg sync.WaitGroup
 	for _, ch := range sub.lanes {
 		wg.Go(func() {
 			for {
 				select {
 				case w := <-ch:
-					w.reply <- deliver(ctx, w.evs)
+					w.reply <- deliver(dctx, w.evs)
 				case <-ctx.Done():
 					return
 				}
@@ -137,6 +140,19 @@ func (p *InProcess) Consume(ctx context.Context, group string, deliver Deliver) 
 	p.detach(group, sub)
 	wg.Wait()
 	return nil
+}
+
+type markedAfterSettledKey struct{}
+
+// markedAfterSettled reports whether ctx is a delivery of the in-process transport, whose
+// events the relay marks published only after they settled, in a commit later in the log.
+// Their consumers' commits need not wait for the disk: the log is flushed in order, so a
+// crash that keeps the mark keeps them too, and one that loses them loses the mark as well,
+// and the events are published again (the inbox recognises what did survive). Not so with
+// Kafka, whose consumers' offsets are committed elsewhere, in the broker.
+func markedAfterSettled(ctx context.Context) bool {
+	v, _ := ctx.Value(markedAfterSettledKey{}).(bool)
+	return v
 }
 
 func (p *InProcess) attach(group string, sub *inSub) error {
