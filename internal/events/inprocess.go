@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/google/uuid"
 )
 
 // InProcess is the default transport: the relay hands events straight to this process's
@@ -13,13 +15,22 @@ import (
 // parked it for a retry in the database); until then the relay does not mark them published,
 // so an event in flight when the process dies is published again after the restart.
 //
-// Each group runs its events in lanes, a tenant always in the same lane: a tenant's events
-// are applied in order while other tenants' go ahead in the other lanes.
+// Each group runs its events in lanes, any of which takes the next tenant's share of a batch:
+// a tenant's events are applied in order while other tenants' go ahead in the other lanes.
+// A tenant's events of two batches cannot overtake one another, since a batch is handed out
+// only once every share of the previous one settled; a lane is not bound to tenants, so one
+// lane with more tenants than the others does not hold up the batch.
 type InProcess struct {
 	lanes  int
 	names  []string
 	mu     sync.Mutex
 	groups map[string]*inGroup
+
+	publishing sync.Mutex // held by the Publish under way
+	// Answers still owed for shares an earlier Publish handed out: one that gave up early
+	// (its context ended) leaves them behind, and the next waits for them.
+	owed    int
+	owedFor chan error
 }
 
 type inGroup struct {
@@ -29,11 +40,11 @@ type inGroup struct {
 
 // inSub is one running Consume call.
 type inSub struct {
-	lanes []chan laneWork
-	done  chan struct{} // closed when the consumer stops
+	work chan laneWork // to whichever lane is free
+	done chan struct{} // closed when the consumer stops
 }
 
-// laneWork is one lane's share of a published batch, in publication order.
+// laneWork is one tenant's share of a published batch, in publication order.
 type laneWork struct {
 	evs   []Event
 	reply chan<- error
@@ -57,24 +68,45 @@ var errGroupStopped = errors.New("events: in-process consumer group stopped")
 
 // Publish delivers evs to every group and waits until each has settled all of them.
 func (p *InProcess) Publish(ctx context.Context, evs []Event) error {
-	parts := make([][]Event, p.lanes)
+	p.publishing.Lock()
+	defer p.publishing.Unlock()
+	// A lane always answers the work it took, if only with its consumer's context error.
+	for ; p.owed > 0; p.owed-- {
+		select {
+		case <-p.owedFor:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+
+	var (
+		parts  [][]Event
+		tenant = map[uuid.UUID]int{} // → its share in parts
+	)
 	for _, e := range evs {
-		i := lane(e, p.lanes)
+		i, ok := tenant[e.Tenant()]
+		if !ok {
+			i = len(parts)
+			tenant[e.Tenant()] = i
+			parts = append(parts, nil)
+		}
 		parts[i] = append(parts[i], e)
 	}
-	replies := make(chan error, len(p.names)*p.lanes)
+	replies := make(chan error, len(p.names)*len(parts))
 	sent := 0
+	defer func() {
+		if sent > 0 { // given up before every answer came
+			p.owed, p.owedFor = sent, replies
+		}
+	}()
 	for _, name := range p.names {
 		sub, err := p.running(ctx, name)
 		if err != nil {
 			return err
 		}
-		for i, part := range parts {
-			if len(part) == 0 {
-				continue
-			}
+		for _, part := range parts {
 			select {
-			case sub.lanes[i] <- laneWork{evs: part, reply: replies}:
+			case sub.work <- laneWork{evs: part, reply: replies}:
 				sent++
 			case <-sub.done:
 				return fmt.Errorf("%w: %s", errGroupStopped, name)
@@ -83,11 +115,16 @@ func (p *InProcess) Publish(ctx context.Context, evs []Event) error {
 			}
 		}
 	}
-	// A lane always answers the work it took, if only with its consumer's context error.
 	var first error
-	for range sent {
-		if err := <-replies; err != nil && first == nil {
-			first = err
+	for sent > 0 {
+		select {
+		case err := <-replies:
+			sent--
+			if err != nil && first == nil {
+				first = err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 	return first
@@ -113,20 +150,20 @@ func (p *InProcess) running(ctx context.Context, group string) (*inSub, error) {
 
 // Consume runs group's lanes until ctx ends. A group has one consumer at a time.
 func (p *InProcess) Consume(ctx context.Context, group string, deliver Deliver) error {
-	sub := &inSub{lanes: make([]chan laneWork, p.lanes), done: make(chan struct{})}
-	for i := range sub.lanes {
-		sub.lanes[i] = make(chan laneWork)
-	}
+	sub := &inSub{work: make(chan laneWork), done: make(chan struct{})}
 	if err := p.attach(group, sub); err != nil {
 		return err
 	}
+	// The relay marks a batch only after this Publish returned, so the consumers' commits
+	// may skip waiting for the disk (see markedAfterSettled).
+	dctx := context.WithValue(ctx, markedAfterSettledKey{}, true)
 	var wg sync.WaitGroup
-	for _, ch := range sub.lanes {
+	for range p.lanes {
 		wg.Go(func() {
 			for {
 				select {
-				case w := <-ch:
-					w.reply <- deliver(ctx, w.evs)
+				case w := <-sub.work:
+					w.reply <- deliver(dctx, w.evs)
 				case <-ctx.Done():
 					return
 				}
@@ -137,6 +174,19 @@ func (p *InProcess) Consume(ctx context.Context, group string, deliver Deliver) 
 	p.detach(group, sub)
 	wg.Wait()
 	return nil
+}
+
+type markedAfterSettledKey struct{}
+
+// markedAfterSettled reports whether ctx is a delivery of the in-process transport, whose
+// events the relay marks published only after they settled, in a commit later in the log.
+// Their consumers' commits need not wait for the disk: the log is flushed in order, so a
+// crash that keeps the mark keeps them too, and one that loses them loses the mark as well,
+// and the events are published again (the inbox recognises what did survive). Not so with
+// Kafka, whose consumers' offsets are committed elsewhere, in the broker.
+func markedAfterSettled(ctx context.Context) bool {
+	v, _ := ctx.Value(markedAfterSettledKey{}).(bool)
+	return v
 }
 
 func (p *InProcess) attach(group string, sub *inSub) error {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/saasbase/saasbase/internal/platform/clock"
@@ -72,7 +73,7 @@ func (r *Relay) Run(ctx context.Context) {
 			r.updateLag(ctx)
 			lagAt = now
 		}
-		n, err := r.RunOnce(ctx)
+		_, drained, err := r.run(ctx, true)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			r.logger().ErrorContext(ctx, "outbox relay failed", slog.String("error", err.Error()))
@@ -80,7 +81,7 @@ func (r *Relay) Run(ctx context.Context) {
 		case err == nil:
 			pause = interval
 		}
-		if err == nil && n == r.batchSize() {
+		if err == nil && !drained {
 			continue // more waiting: no pause
 		}
 		select {
@@ -107,87 +108,153 @@ func (r *Relay) logger() *slog.Logger {
 // RunOnce relays one batch and answers how many events it published: 0 when there were none
 // or another relay holds the lock.
 func (r *Relay) RunOnce(ctx context.Context) (int, error) {
-	if now := time.Now(); now.Sub(r.afterSet) >= resetEvery {
-		r.after, r.afterSet = position{}, now
+	n, _, err := r.run(ctx, false)
+	return n, err
+}
+
+// chainFor bounds how long run relays round after round before Run looks at the lag again.
+const chainFor = time.Second
+
+// run relays a round, and, if chain, round after round while each finds events, for up to
+// chainFor. It answers the events published and whether the last read found none (or found
+// the lock taken).
+//
+// The rounds run on one connection, their statements sent in few round trips: the first round
+// begins, takes the lock and reads in one; publishing, the transport's; then one marks the
+// batch, commits, and begins the next round, which takes the lock again and reads on, so that
+// a round costs a single round trip of the relay's besides the transport's. (Between the
+// commit and the next lock another replica may take it: the read is then not published.)
+func (r *Relay) run(ctx context.Context, chain bool) (int, bool, error) {
+	conn, err := r.DB.Pool.Acquire(ctx)
+	if err != nil {
+		return 0, false, fmt.Errorf("outbox.relay: read: %w", err)
 	}
-	// Until the round ends well, the next one starts from the beginning.
-	start := r.after
+	// Back in the pool only outside a transaction: the pool closes a connection released in
+	// one, which ends the transaction and frees the lock.
+	defer conn.Release()
+	committed := false
+	defer func() {
+		if !committed {
+			conn.Exec(context.WithoutCancel(ctx), "ROLLBACK") //nolint:errcheck // if it fails, the pool closes the connection
+		}
+	}()
+
+	// Until a round ends well, the next one starts from the beginning.
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	rd := r.queueRead(b, r.after)
 	r.after = position{}
 	var (
-		evs    = make([]Event, 0, r.batchSize())
-		row    outboxRow
-		last   position
-		locked bool
+		began     = time.Now()
+		what      = "read"
+		published int
+		marking   []Event // the batch b marks
+		markAt    time.Time
+		marked    bool // b's mark committed (even if what b queued after it failed)
+		endSpan   = func() {}
 	)
-	b := &pgx.Batch{}
-	b.BeginTx(pgx.TxOptions{})
-	// The mark need not wait for the disk: a mark lost in a crash only publishes its batch
-	// again, which consumers recognise as duplicates (and the in-process consumers' own
-	// commits, which come before it, flush the log as far as theirs).
+	for {
+		err := conn.SendBatch(ctx, b).Close()
+		endSpan()
+		endSpan = func() {}
+		if marked {
+			r.Metrics.publishedEvents(marking, markAt)
+			published += len(marking)
+			marked = false
+		}
+		if err != nil {
+			return published, false, fmt.Errorf("outbox.relay: %s: %w", what, err)
+		}
+		if rd == nil { // b marked and committed, and read no more
+			committed = true
+			return published, false, nil
+		}
+		if !rd.locked || len(rd.evs) == 0 {
+			if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+				return published, false, fmt.Errorf("outbox.relay: read: %w", err)
+			}
+			committed = true
+			if rd.locked {
+				r.after = rd.start // nothing new below the horizon: the position still holds
+			}
+			return published, true, nil
+		}
+
+		evs := rd.evs
+		rctx, span, err := r.traceRound(ctx, conn, evs)
+		if err != nil {
+			return published, false, err
+		}
+		endSpan = func() { span.End() }
+		if err := r.Transport.Publish(rctx, evs); err != nil {
+			endSpan()
+			return published, false, fmt.Errorf("outbox.relay: publish %d events: %w", len(evs), err)
+		}
+		if r.afterPublish != nil {
+			if err := r.afterPublish(evs); err != nil {
+				endSpan()
+				return published, false, err
+			}
+		}
+		tenants, ids := make([]uuid.UUID, len(evs)), make([]uuid.UUID, len(evs))
+		for i, e := range evs {
+			tenants[i], ids[i] = e.Tenant(), e.ID
+		}
+		marking, markAt = evs, r.Clock.Now()
+		what = fmt.Sprintf("mark %d events published", len(evs))
+		b = &pgx.Batch{}
+		b.Queue("SELECT app.outbox_mark_published($1, $2, $3)", tenants, ids, markAt)
+		last, readOn := rd.last, chain && time.Since(began) < chainFor
+		b.Queue("COMMIT").Exec(func(pgconn.CommandTag) error {
+			marked = true
+			if !readOn {
+				r.after = last // else the read on carries it
+			}
+			return nil
+		})
+		rd = nil
+		if readOn {
+			what += ", and read on"
+			b.Queue("BEGIN")
+			rd = r.queueRead(b, last)
+		}
+	}
+}
+
+// roundRead is what a round's read found, once its batch is sent.
+type roundRead struct {
+	start  position // where it read from
+	last   position // its last event's
+	locked bool
+	evs    []Event
+}
+
+// queueRead queues on b a round's lock and read of the events after start, in a transaction
+// that b began: the mark need not wait for the disk. A mark lost in a crash only publishes
+// its batch again, which consumers recognise as duplicates (and the in-process consumers'
+// own commits, which come before it in the log, are lost with it if at all: see
+// markedAfterSettled).
+func (r *Relay) queueRead(b *pgx.Batch, start position) *roundRead {
+	if now := time.Now(); now.Sub(r.afterSet) >= resetEvery {
+		start, r.afterSet = position{}, now
+	}
+	rd := &roundRead{start: start, evs: make([]Event, 0, r.batchSize())}
+	var row outboxRow
 	b.Queue("SELECT pg_try_advisory_xact_lock(hashtext($1)), set_config('synchronous_commit', 'off', true)", relayLock).
-		QueryRow(func(row pgx.Row) error { return row.Scan(&locked, nil) })
+		QueryRow(func(row pgx.Row) error { return row.Scan(&rd.locked, nil) })
 	// Queued after the lock, so it reads what the previous holder committed.
 	b.Queue("SELECT tenant_id, id, type, occurred_at, data, txid FROM app.outbox_unpublished($1, $2, $3)",
 		pgtype.Uint64{Uint64: start.txid, Valid: true}, start.id, r.batchSize()).
 		Query(func(rows pgx.Rows) error {
 			var txid uint64
 			_, err := pgx.ForEachRow(rows, []any{&row.tenant, &row.ID, &row.Type, &row.OccurredAt, &row.Data, &txid}, func() error {
-				evs = append(evs, row.event())
-				last = position{txid: txid, id: row.ID}
+				rd.evs = append(rd.evs, row.event())
+				rd.last = position{txid: txid, id: row.ID}
 				return nil
 			})
 			return err
 		})
-	br := r.DB.Pool.SendBatch(ctx, b)
-	tx := br.Tx()
-	if tx == nil { // no transaction began: Close answers why
-		if err := br.Close(); err != nil {
-			return 0, fmt.Errorf("outbox.relay: read: %w", err)
-		}
-		return 0, nil
-	}
-	// A no-op after Commit; otherwise it ends the round's transaction, releasing the lock.
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	if err := br.Close(); err != nil {
-		return 0, fmt.Errorf("outbox.relay: read: %w", err)
-	}
-	if !locked || len(evs) == 0 {
-		if err := tx.Commit(ctx); err != nil {
-			return 0, fmt.Errorf("outbox.relay: read: %w", err)
-		}
-		if locked {
-			r.after = start // nothing new below the horizon: the position still holds
-		}
-		return 0, nil
-	}
-
-	ctx, span, err := r.traceRound(ctx, tx, evs)
-	if err != nil {
-		return 0, err
-	}
-	defer span.End()
-	if err := r.Transport.Publish(ctx, evs); err != nil {
-		return 0, fmt.Errorf("outbox.relay: publish %d events: %w", len(evs), err)
-	}
-	if r.afterPublish != nil {
-		if err := r.afterPublish(evs); err != nil {
-			return 0, err
-		}
-	}
-	tenants, ids := make([]uuid.UUID, len(evs)), make([]uuid.UUID, len(evs))
-	for i, e := range evs {
-		tenants[i], ids[i] = e.Tenant(), e.ID
-	}
-	now := r.Clock.Now()
-	if _, err := tx.Exec(ctx, "SELECT app.outbox_mark_published($1, $2, $3)", tenants, ids, now); err != nil {
-		return 0, fmt.Errorf("outbox.relay: mark %d events published: %w", len(evs), err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("outbox.relay: mark %d events published: %w", len(evs), err)
-	}
-	r.after = last
-	r.Metrics.publishedEvents(evs, now)
-	return len(evs), nil
+	return rd
 }
 
 // outboxRow is a row of the relay's read as scanned.

@@ -33,10 +33,15 @@ var (
 	attrEvents    = attribute.Key("saasbase.events")
 )
 
+// querier runs a query: a transaction, or a connection in one.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
 // traceRound reads the traceparents of a round's events into evs and starts the round's span,
 // linked to every event's trace. Without tracing it does nothing and answers ctx's span (a
 // no-op to end).
-func (r *Relay) traceRound(ctx context.Context, tx pgx.Tx, evs []Event) (context.Context, trace.Span, error) {
+func (r *Relay) traceRound(ctx context.Context, tx querier, evs []Event) (context.Context, trace.Span, error) {
 	if r.Tracing == nil {
 		return ctx, trace.SpanFromContext(ctx), nil
 	}

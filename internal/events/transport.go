@@ -1,9 +1,6 @@
 package events
 
-import (
-	"context"
-	"hash/fnv"
-)
+import "context"
 
 // A Transport carries published events from the relay to consumer groups. Each group sees
 // every event at least once, and a tenant's events in the order they were published.
@@ -22,12 +19,3 @@ type Transport interface {
 // is applied, recognised as a duplicate, or parked for a retry, durably, before it returns
 // nil. It returns an error only when ctx ends.
 type Deliver func(ctx context.Context, evs []Event) error
-
-// lane picks one of n lanes for e's tenant, so that a tenant's events stay in one lane and
-// in order, while different tenants proceed side by side.
-func lane(e Event, n int) int {
-	h := fnv.New32a()
-	id := e.Tenant()
-	h.Write(id[:])
-	return int(h.Sum32() % uint32(n))
-}
