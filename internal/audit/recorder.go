@@ -63,12 +63,7 @@ func AfterCommit(ctx context.Context, fn func()) {
 // An idempotent replay adds no entry.
 func (rc *Recorder) InTx(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !mutating(r.Method) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		p := auth.MustFromContext(r.Context())
-		tenantID, ok := target(r, p)
+		p, tenantID, ok := recorded(r)
 		if !ok {
 			next.ServeHTTP(w, r)
 			return
@@ -126,12 +121,7 @@ func (rc *Recorder) InTx(next http.Handler) http.Handler {
 // between the two loses the entry.
 func (rc *Recorder) After(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !mutating(r.Method) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		p := auth.MustFromContext(r.Context())
-		tenantID, ok := target(r, p)
+		p, tenantID, ok := recorded(r)
 		if !ok {
 			next.ServeHTTP(w, r)
 			return
@@ -159,6 +149,17 @@ func (rc *Recorder) recordAlone(r *http.Request, tenantID uuid.UUID, e *Entry) {
 			httpx.Logger(ctx).ErrorContext(ctx, "audit: entry not written", slog.String("error", err.Error()))
 		}
 	}
+}
+
+// recorded answers who made r and the tenant whose log records it, or false when r is not
+// recorded: it changes nothing, or an operator's route names no tenant.
+func recorded(r *http.Request) (auth.Principal, uuid.UUID, bool) {
+	if !mutating(r.Method) {
+		return auth.Principal{}, uuid.Nil, false
+	}
+	p := auth.MustFromContext(r.Context())
+	tenantID, ok := target(r, p)
+	return p, tenantID, ok
 }
 
 // target answers the tenant whose log records a request: the caller's, or for an operator

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/saasbase/saasbase/internal/events"
 )
 
 // BenchmarkPipeline measures events per second from the outbox insert to the consumer's
@@ -23,15 +25,7 @@ import (
 func BenchmarkPipeline(b *testing.B) {
 	for _, tr := range transports {
 		b.Run(tr.name, func(b *testing.B) {
-			h := newHarness(b)
-			consumer := name("bench")
-			typ := "bench." + consumer
-			cs := h.consumers(effectConsumer(consumer))
-			transport := tr.new(b, cs)
-			startConsumers(b, cs, transport)
-			relay := h.relay(transport)
-			relay.Interval = 5 * time.Millisecond
-			run(b, relay.Run)
+			h, consumer, typ := startPipeline(b, tr.new, "bench")
 
 			tenants := min(50, b.N)
 			cpu := h.startCPU()
@@ -64,15 +58,7 @@ func BenchmarkPipelineLag(b *testing.B) {
 	const tenants, every = 50, 50 * time.Millisecond // 1,000 events/s
 	for _, tr := range transports {
 		b.Run(tr.name, func(b *testing.B) {
-			h := newHarness(b)
-			consumer := name("benchlag")
-			typ := "bench." + consumer
-			cs := h.consumers(effectConsumer(consumer))
-			transport := tr.new(b, cs)
-			startConsumers(b, cs, transport)
-			relay := h.relay(transport)
-			relay.Interval = 5 * time.Millisecond
-			run(b, relay.Run)
+			h, consumer, typ := startPipeline(b, tr.new, "benchlag")
 
 			b.ResetTimer()
 			var wg sync.WaitGroup
@@ -99,6 +85,22 @@ func BenchmarkPipelineLag(b *testing.B) {
 			b.ReportMetric(h.lagP99(typ), "lag-p99-ms")
 		})
 	}
+}
+
+// startPipeline starts a relay (every 5 ms when idle) and one consumer, named from prefix,
+// whose handler records each event in test_effects, on the transport newTransport makes;
+// it answers the consumer's name and the type of the events it is to apply.
+func startPipeline(b *testing.B, newTransport func(testing.TB, *events.Consumers) events.Transport, prefix string) (h *harness, consumer, typ string) {
+	h = newHarness(b)
+	consumer = name(prefix)
+	typ = "bench." + consumer
+	cs := h.consumers(effectConsumer(consumer))
+	transport := newTransport(b, cs)
+	startConsumers(b, cs, transport)
+	relay := h.relay(transport)
+	relay.Interval = 5 * time.Millisecond
+	run(b, relay.Run)
+	return h, consumer, typ
 }
 
 // waitApplied waits until consumer applied n events, looking every 20 ms: each look reads
