@@ -49,10 +49,13 @@ type Outbox struct {
 }
 
 // Append writes an event of tenantID (postgres.PlatformTenant for platform events) in tx.
+// The row goes out with tx's COMMIT (postgres.Later), in its round trip, when tx is the
+// transaction InTenantTx began: the transaction does not see its own event, and a failure to
+// write it fails the commit.
 func (o *Outbox) Append(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, typ string, data any) error {
 	args, err := o.row(ctx, tenantID, typ, data)
 	if err == nil {
-		_, err = tx.Exec(ctx, appendSQL, args...)
+		err = postgres.Later(ctx, tx, appendSQL, args...)
 	}
 	if err != nil {
 		return fmt.Errorf("outbox.append %s tenant %s: %w", typ, tenantID, err)

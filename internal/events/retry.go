@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/saasbase/saasbase/internal/platform/postgres"
 )
 
 // RetryPolicy says how patiently a consumer's failed event is tried again before it is
@@ -108,6 +110,7 @@ func (cs *Consumers) retryHead(ctx context.Context, c Consumer, tenant uuid.UUID
 
 	var result outcome // retried or dead, once the transaction commits
 	err := cs.DB.InTenantTxBatch(ctx, tenant, b, func(tx pgx.Tx) error {
+		mark := postgres.Mark(tx) // where the savepoint was taken: nothing is queued for later before Handle
 		if !locked || !found || next.After(now) {
 			return nil
 		}
@@ -126,7 +129,7 @@ func (cs *Consumers) retryHead(ctx context.Context, c Consumer, tenant uuid.UUID
 		}
 		failures := attempts + 1
 		cs.failed(ctx, c, e, failures, herr)
-		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT apply"); err != nil {
+		if err := postgres.RollbackTo(ctx, tx, "apply", mark); err != nil {
 			return err
 		}
 		if failures < cs.Retry.attempts() {

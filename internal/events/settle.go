@@ -169,6 +169,7 @@ func (cs *Consumers) settle(ctx context.Context, c Consumer, e Event, known erro
 
 	var out outcome
 	err := cs.DB.InTenantTxBatch(ctx, e.Tenant(), b, func(tx pgx.Tx) error {
+		mark := postgres.Mark(tx) // where the savepoint was taken: nothing is queued for later before Handle
 		switch {
 		case !fresh:
 			out = duplicate
@@ -189,7 +190,7 @@ func (cs *Consumers) settle(ctx context.Context, c Consumer, e Event, known erro
 			return herr
 		}
 		cs.failed(ctx, c, e, 1, herr)
-		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT apply"); err != nil {
+		if err := postgres.RollbackTo(ctx, tx, "apply", mark); err != nil {
 			return err
 		}
 		out = parked

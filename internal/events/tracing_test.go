@@ -55,15 +55,15 @@ func TestTraceCrossesThePipeline(t *testing.T) {
 			// The writing transaction, as a request's handler runs it.
 			tenant := uuid.New()
 			ctx, request := tr.Provider().Tracer("test").Start(context.Background(), "request")
-			var eventID uuid.UUID
 			err := h.db.InTenantTx(ctx, tenant, func(tx pgx.Tx) error {
-				if err := h.outbox.Append(ctx, tx, tenant, "test.traced", seqData{Seq: 1}); err != nil {
-					return err
-				}
-				return tx.QueryRow(ctx, "SELECT id FROM outbox ORDER BY id DESC LIMIT 1").Scan(&eventID)
+				return h.outbox.Append(ctx, tx, tenant, "test.traced", seqData{Seq: 1})
 			})
 			request.End()
 			if err != nil {
+				t.Fatal(err)
+			}
+			var eventID uuid.UUID
+			if err := h.owner.QueryRow(ctx, "SELECT id FROM outbox WHERE tenant_id = $1", tenant).Scan(&eventID); err != nil {
 				t.Fatal(err)
 			}
 			// Spans are exported as they end: the consumer's once its run settled, the relay's

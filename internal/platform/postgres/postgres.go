@@ -159,16 +159,7 @@ func (db *DB) InTenantPipeline(ctx context.Context, tenantID uuid.UUID, first *p
 	}
 	defer c.Release()
 	conn := c.Conn()
-	defer func() {
-		// Whatever broke off the transaction (an error, a panic) leaves it open or aborted:
-		// end it before the connection goes back to the pool. A connection that cannot is
-		// closed, and the pool drops it.
-		if tx := conn.PgConn().TxStatus(); tx != 'I' && !conn.IsClosed() {
-			if _, err := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); err != nil {
-				conn.Close(context.WithoutCancel(ctx))
-			}
-		}
-	}()
+	defer endTx(ctx, conn)
 	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(first.QueuedQueries)+2)}
 	b.Queue("BEGIN")
 	b.Queue(setTenant, tenantID.String())
@@ -183,12 +174,7 @@ func (db *DB) InTenantPipeline(ctx context.Context, tenantID uuid.UUID, first *p
 	if last == nil {
 		last = &pgx.Batch{}
 	}
-	last.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
-		if tag.String() == "ROLLBACK" { // the transaction had failed: an error fn let by
-			return pgx.ErrTxCommitRollback
-		}
-		return nil
-	})
+	queueCommit(last) // a transaction that had failed (an error fn let by) answers ErrTxCommitRollback
 	return unreachable(conn.SendBatch(ctx, last).Close())
 }
 
@@ -197,11 +183,16 @@ func (db *DB) beginBatch(ctx context.Context, b *pgx.Batch, fn func(pgx.Tx) erro
 }
 
 func (db *DB) runBatch(ctx context.Context, b *pgx.Batch, fn func(pgx.Tx) error) error {
-	br := db.Pool.SendBatch(ctx, b)
-	tx := br.Tx()
-	// A no-op after Commit; otherwise it ends the transaction on an error or a panic and
-	// hands the connection back to the pool.
-	defer tx.Rollback(context.WithoutCancel(ctx))
+	c, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	conn := c.Conn()
+	// After Commit a no-op; otherwise it ends the transaction an error or a panic left.
+	defer endTx(ctx, conn)
+	br := conn.SendBatch(ctx, b)
+	tx := &Tx{Tx: br.Tx()}
 	if err := br.Close(); err != nil {
 		return err
 	}

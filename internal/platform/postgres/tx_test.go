@@ -1,0 +1,143 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/saasbase/saasbase/internal/platform/postgres"
+	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
+)
+
+// sends counts what goes to the server: statements sent alone and batches.
+type sends struct{ queries, batches atomic.Int32 }
+
+func (s *sends) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	s.queries.Add(1)
+	return ctx
+}
+func (s *sends) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (s *sends) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	s.batches.Add(1)
+	return ctx
+}
+func (s *sends) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (s *sends) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+// The statements a transaction runs later (the outbox's rows) go out with its COMMIT: a
+// transaction of nothing else is two round trips, whatever their number; they are undone
+// with the transaction, or with the savepoint they came after; and one that fails fails the
+// commit, leaving nothing of the transaction and a clean connection.
+func TestLaterGoesOutWithCommit(t *testing.T) {
+	ctx := context.Background()
+	var s sends
+	db, err := postgres.Open(ctx, pgtest.RuntimeURL(t), postgres.Options{MaxConns: 1, Tracer: &s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tenant, _ := newTenant(t, db, "later")
+
+	insert := "INSERT INTO projects (tenant_id, id, name) VALUES ($1, $2, $3)"
+	count := func(name string) int {
+		t.Helper()
+		n, err := postgres.ReadRow(ctx, db, tenant, func(row pgx.Row) (n int, err error) {
+			err = row.Scan(&n)
+			return n, err
+		}, "SELECT count(*) FROM projects WHERE name = $1", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	s.queries.Store(0)
+	s.batches.Store(0)
+	err = db.InTenantTx(ctx, tenant, func(tx pgx.Tx) error {
+		for range 3 {
+			if err := postgres.Later(ctx, tx, insert, tenant, uuid.New(), "committed"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q, b := s.queries.Load(), s.batches.Load(); q != 0 || b != 2 {
+		t.Errorf("a transaction of 3 later statements sent %d statements and %d batches, want 0 and 2 (BEGIN's, COMMIT's)", q, b)
+	}
+	if n := count("committed"); n != 3 {
+		t.Errorf("%d of 3 later rows committed", n)
+	}
+
+	// fn's error: nothing runs.
+	err = db.InTenantTx(ctx, tenant, func(tx pgx.Tx) error {
+		if err := postgres.Later(ctx, tx, insert, tenant, uuid.New(), "failed"); err != nil {
+			return err
+		}
+		return errors.New("fail")
+	})
+	if err == nil || count("failed") != 0 {
+		t.Errorf("a transaction whose function failed: %v, %d later rows stored, want its error and none", err, count("failed"))
+	}
+
+	// A savepoint rolled back takes the later statements queued since with it, not those
+	// before; a savepoint's own pgx.Tx runs them at once, and undoes them with itself.
+	err = db.InTenantTx(ctx, tenant, func(tx pgx.Tx) error {
+		if err := postgres.Later(ctx, tx, insert, tenant, uuid.New(), "before"); err != nil {
+			return err
+		}
+		mark := postgres.Mark(tx)
+		if _, err := tx.Exec(ctx, "SAVEPOINT sp"); err != nil {
+			return err
+		}
+		if err := postgres.Later(ctx, tx, insert, tenant, uuid.New(), "undone"); err != nil {
+			return err
+		}
+		if err := postgres.RollbackTo(ctx, tx, "sp", mark); err != nil {
+			return err
+		}
+		nested, err := tx.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		if err := postgres.Later(ctx, nested, insert, tenant, uuid.New(), "nested"); err != nil {
+			return err
+		}
+		return nested.Rollback(ctx)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, u, n := count("before"), count("undone"), count("nested"); b != 1 || u != 0 || n != 0 {
+		t.Errorf("rows stored: %d before the savepoint, %d after it, %d in a nested transaction; want 1, 0, 0", b, u, n)
+	}
+
+	// A later statement that fails (a duplicate key) fails the commit: the transaction's
+	// other writes are undone too, and the one connection is clean for the next.
+	dup := uuid.New()
+	err = db.InTenantTx(ctx, tenant, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, insert, tenant, uuid.New(), "direct"); err != nil {
+			return err
+		}
+		if err := postgres.Later(ctx, tx, insert, tenant, dup, "dup"); err != nil {
+			return err
+		}
+		return postgres.Later(ctx, tx, insert, tenant, dup, "dup")
+	})
+	if !postgres.IsUniqueViolation(err, "") {
+		t.Errorf("a transaction whose later statement failed answered %v, want the unique violation", err)
+	}
+	if d, u := count("direct"), count("dup"); d != 0 || u != 0 {
+		t.Errorf("after a failed commit %d direct and %d later rows are stored, want none", d, u)
+	}
+	var setting string
+	if err := db.Pool.QueryRow(ctx, "SELECT coalesce(current_setting('app.tenant_id', true), '')").Scan(&setting); err != nil || setting != "" {
+		t.Errorf("after a failed commit the connection carries tenant %q (%v)", setting, err)
+	}
+}
