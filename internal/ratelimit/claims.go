@@ -180,7 +180,7 @@ func (h *hot) settle(c *call, allowed bool, units int64, st []state, claims []in
 	sh := h.shard(c.limits[0].Scope)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	c.settleLease(allowed, units, st, sent)
+	h.settleLease(c, allowed, units, st, sent)
 	for j, u := range c.uses {
 		if u.need > 0 {
 			u.cl.pending--

@@ -65,6 +65,7 @@ func (h *hot) leaseFor(sh *hotShard, c *call, now int64) *rateLease {
 		if len(sh.leases) >= sh.sweep {
 			for k, old := range sh.leases {
 				if now-old.seen > 10*leaseWindow && old.ready == nil {
+					h.expired(old)
 					delete(sh.leases, k)
 				}
 			}
@@ -79,9 +80,17 @@ func (h *hot) leaseFor(sh *hotShard, c *call, now int64) *rateLease {
 		le.winStart, le.winCount = now, 0
 	}
 	if now >= le.expires {
-		le.units = 0
+		h.expired(le)
 	}
 	return le
+}
+
+// expired drops the units of a lease past its TTL, counting them; sh.mu is held.
+func (h *hot) expired(le *rateLease) {
+	if le.units > 0 {
+		h.l.metrics.leaseLost.Add(float64(le.units))
+		le.units = 0
+	}
 }
 
 // fromLease admits the call from its limit set's lease when it has units and every capped
@@ -124,7 +133,7 @@ func (c *call) refill() int64 {
 }
 
 // settleLease adds the units Redis spent beyond this request to the lease; sh.mu is held.
-func (c *call) settleLease(allowed bool, units int64, st []state, sent int64) {
+func (h *hot) settleLease(c *call, allowed bool, units int64, st []state, sent int64) {
 	le := c.lease
 	if le == nil {
 		return
@@ -138,7 +147,8 @@ func (c *call) settleLease(allowed bool, units int64, st []state, sent int64) {
 	}
 	if le.units == 0 || sent >= le.expires {
 		// Units merged into a live lease keep its expiry: none outlives its TTL by more.
-		le.units, le.expires = 0, sent+leaseTTL
+		h.expired(le)
+		le.expires = sent + leaseTTL
 	}
 	le.units += units - 1
 	le.at = sent

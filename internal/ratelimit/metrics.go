@@ -14,6 +14,7 @@ type metrics struct {
 	degraded    *prometheus.CounterVec // by reason and outcome
 	denyCache   prometheus.Counter     // denials answered by the deny cache
 	leased      prometheus.Counter     // admissions from a rate lease
+	leaseLost   prometheus.Counter     // leased units that expired unused
 	redis       prometheus.Histogram   // Redis call latency, timeouts included
 	circuitOpen prometheus.Gauge       // 1 while decisions skip Redis
 }
@@ -47,6 +48,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ratelimit_lease_admitted_total",
 			Help: "Requests admitted from units a rate lease had already spent in Redis, without a call.",
 		}),
+		leaseLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ratelimit_lease_units_expired_total",
+			Help: "Units a rate lease had spent in Redis that expired unused: requests the limits would have admitted and did not.",
+		}),
 		redis: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "ratelimit_redis_duration_seconds",
 			Help:    "Latency of the rate limiter's Redis calls, timeouts included.",
@@ -65,7 +70,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	var errsOut []error
-	for _, c := range []prometheus.Collector{m.allowed, m.denied, m.degraded, m.denyCache, m.leased, m.redis, m.circuitOpen} {
+	for _, c := range []prometheus.Collector{m.allowed, m.denied, m.degraded, m.denyCache, m.leased, m.leaseLost, m.redis, m.circuitOpen} {
 		errsOut = append(errsOut, reg.Register(c))
 	}
 	return m, errors.Join(errsOut...)
