@@ -246,6 +246,52 @@ func TestConsumerUnitOfWork(t *testing.T) {
 	h.checkEffects(consumer, 1)
 }
 
+// A handler may queue its writes for the commit (postgres.Later), which then go out with the
+// run's COMMIT. When one of them fails, the run commits nothing and goes one event at a time:
+// the events before take effect, the one whose statement failed is parked with that error,
+// and the tenant's events after it wait behind it; the relay is not held up.
+func TestHandlerStatementsForTheCommit(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	consumer := name("later")
+	c := events.Consumer{Name: consumer, Handle: func(ctx context.Context, tx pgx.Tx, e events.Event) error {
+		var d seqData
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return err
+		}
+		if d.Seq == 1 {
+			return postgres.Later(ctx, tx, "SELECT 1/0")
+		}
+		return postgres.Later(ctx, tx, "INSERT INTO test_effects (tenant_id, consumer, event_id, seq) VALUES ($1, $2, $3, $4)",
+			e.Tenant(), consumer, e.ID, d.Seq)
+	}}
+	cs := h.consumers(c)
+	tr := events.NewInProcess(1, cs.Names()...)
+	startConsumers(t, cs, tr)
+	tenant := uuid.New()
+	h.appendEvents(tenant, "test.later", 0, 3, 3) // one transaction: one run
+	relay := h.relay(tr)
+	if n, err := relay.RunOnce(ctx); err != nil || n != 3 {
+		t.Fatalf("relayed %d events (%v), want 3 in one round", n, err)
+	}
+	if n := h.count("SELECT count(*) FROM outbox WHERE tenant_id = $1 AND published_at IS NULL", tenant); n != 0 {
+		t.Errorf("%d events left unpublished", n)
+	}
+	if n := h.count("SELECT count(*) FROM test_effects WHERE consumer = $1 AND seq = 0", consumer); n != 1 {
+		t.Errorf("the event before the failure took effect %d times, want once", n)
+	}
+	if n := h.count("SELECT count(*) FROM test_effects WHERE consumer = $1 AND seq > 0", consumer); n != 0 {
+		t.Errorf("%d effects of the failed event or of the one behind it", n)
+	}
+	if n := h.count(`SELECT count(*) FROM event_retries r JOIN outbox o ON o.id = r.event_id
+	                  WHERE r.consumer = $1 AND (o.data->>'seq')::int = 1 AND r.last_error LIKE '%division by zero%'`, consumer); n != 1 {
+		t.Errorf("the failed event is parked with its statement's error %d times, want once", n)
+	}
+	if n := h.count("SELECT count(*) FROM event_retries WHERE consumer = $1", consumer); n != 2 {
+		t.Errorf("%d events parked, want 2: the failed one and the one behind it", n)
+	}
+}
+
 type errorString string
 
 func (e errorString) Error() string { return string(e) }

@@ -29,24 +29,22 @@ const (
 )
 
 // settleRun settles a run of one tenant's events. The common case takes one transaction
-// (and one commit) for the whole run: applyRun. When that cannot be (a handler failed, or
-// the tenant's queue for c is parked), nothing of it commits and the run goes one event at a
-// time, each with its own savepoint; the handler that failed is not run again, its failure
-// counts as the event's first attempt.
+// (and one commit) for the whole run, even a run of one event: applyRun, with no savepoint,
+// whose handlers' statements for later (postgres.Later) go out with its COMMIT. When that
+// cannot be (a handler or such a statement failed, or the tenant's queue for c is parked),
+// nothing of it commits and the run goes one event at a time, each with its own savepoint;
+// the handler that failed is not run again, its failure counts as the event's first attempt.
 func (cs *Consumers) settleRun(ctx context.Context, c Consumer, run []Event) error {
-	failed, herr := -1, error(nil)
-	if len(run) > 1 {
-		r, err := cs.applyRun(ctx, c, run)
-		if err != nil {
-			return err
-		}
-		if r.ok {
-			cs.Metrics.consumedEvents(c.Name, applied, r.applied)
-			cs.Metrics.consumedEvents(c.Name, duplicate, len(run)-r.applied)
-			return nil
-		}
-		failed, herr = r.failed, r.herr
+	r, err := cs.applyRun(ctx, c, run)
+	if err != nil {
+		return err
 	}
+	if r.ok {
+		cs.Metrics.consumedEvents(c.Name, applied, r.applied)
+		cs.Metrics.consumedEvents(c.Name, duplicate, len(run)-r.applied)
+		return nil
+	}
+	failed, herr := r.failed, r.herr
 	for i, e := range run {
 		var known error
 		if i == failed {
@@ -119,9 +117,14 @@ func (cs *Consumers) applyRun(ctx context.Context, c Consumer, run []Event) (run
 		}
 		return nil
 	})
+	var pgErr *pgconn.PgError
 	switch {
 	case errors.Is(err, errAbandon):
 		return res, nil
+	case errors.As(err, &pgErr):
+		// A statement failed, most likely one a handler queued for the commit
+		// (postgres.Later): one event at a time finds whose, and parks that event alone.
+		return runResult{failed: -1}, nil
 	case err != nil:
 		return runResult{}, fmt.Errorf("events.apply_run consumer %s events from %s: %w", c.Name, run[0].ID, err)
 	}
@@ -180,7 +183,7 @@ func (cs *Consumers) settle(ctx context.Context, c Consumer, e Event, known erro
 		}
 		herr := known
 		if herr == nil {
-			herr = cs.apply(ctx, tx, c, e)
+			herr = cs.applyAlone(ctx, tx, c, e, mark)
 		}
 		if herr == nil {
 			out = applied
@@ -203,6 +206,16 @@ func (cs *Consumers) settle(ctx context.Context, c Consumer, e Event, known erro
 		return out, fmt.Errorf("events.settle consumer %s event %s: %w", c.Name, e.ID, err)
 	}
 	return out, nil
+}
+
+// applyAlone is apply for an event settled on its own, behind a savepoint taken at mark: the
+// statements its handler queued for the commit (postgres.Later) run at once, so that their
+// failure is the handler's, rolled back to the savepoint and retried like any other.
+func (cs *Consumers) applyAlone(ctx context.Context, tx pgx.Tx, c Consumer, e Event, mark int) error {
+	if err := cs.apply(ctx, tx, c, e); err != nil {
+		return err
+	}
+	return postgres.Flush(ctx, tx, mark)
 }
 
 // apply runs c.Handle, turning a panic into an error: a poison event must not take the

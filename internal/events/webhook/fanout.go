@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/saasbase/saasbase/internal/events"
+	"github.com/saasbase/saasbase/internal/platform/postgres"
 	"github.com/saasbase/saasbase/internal/platform/tracing"
 )
 
@@ -47,12 +48,12 @@ func (s *Endpoints) fanout(ctx context.Context, tx pgx.Tx, e events.Event) error
 	}
 	now := s.Clock.Now()
 	// Each delivery keeps the trace of the consumer that made it (so of the event's request),
-	// which its attempts continue.
-	_, err = tx.Exec(ctx, `
+	// which its attempts continue. Nothing in the transaction reads the deliveries back: they
+	// go out with its commit (the consumers flush them sooner where a savepoint needs it).
+	return postgres.Later(ctx, tx, `
 		INSERT INTO webhook_deliveries (tenant_id, id, endpoint_id, event_id, event_type, body, status, next_attempt_at, created_at, updated_at, traceparent)
 		SELECT $1, d.id, d.endpoint_id, $2, $3, $4, 'pending', $5, $5, $5, nullif($8, '')
 		  FROM unnest($6::uuid[], $7::uuid[]) AS d (id, endpoint_id)
 		ON CONFLICT (tenant_id, endpoint_id, event_id) DO NOTHING`,
 		e.Tenant(), e.ID, e.Type, body, now, ids, endpoints, tracing.TraceParent(ctx))
-	return err
 }

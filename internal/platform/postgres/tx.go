@@ -50,6 +50,20 @@ func RollbackTo(ctx context.Context, tx pgx.Tx, savepoint string, mark int) erro
 	return nil
 }
 
+// Flush runs now, in one round trip, the statements queued for later in tx since mark
+// (Mark), so that their errors are known before the savepoint taken at mark is released:
+// the consumers flush what a handler queued, and roll back to its savepoint if that fails.
+func Flush(ctx context.Context, tx pgx.Tx, mark int) error {
+	t, ok := tx.(*Tx)
+	if !ok || mark >= len(t.later) {
+		return nil
+	}
+	b := &pgx.Batch{QueuedQueries: append([]*pgx.QueuedQuery(nil), t.later[mark:]...)}
+	clear(t.later[mark:])
+	t.later = t.later[:mark]
+	return t.Tx.SendBatch(ctx, b).Close()
+}
+
 // Commit sends the statements queued for later and COMMIT in one round trip. If one of them
 // fails, the rest and COMMIT are skipped and the transaction is left aborted, to be rolled
 // back by whoever holds the connection (runBatch).
