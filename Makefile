@@ -126,9 +126,9 @@ tools: ## install stripe-mock (STRIPE_MOCK_VERSION) into GOPATH/bin, unless that
 
 # Programs from Debian that tests drive, as command:package: chromium renders GET /docs,
 # promtool and prometheus test the alerts and scrape the service, jq runs the README's
-# session, node and npm the browser test. Installed where missing if this user may (root,
+# session, node and npm the browser test, docker-compose validates docker-compose.yml. Installed where missing if this user may (root,
 # or sudo without a password); elsewhere the tests that need them skip, except under CI=true.
-DEBS ?= /usr/bin/chromium:chromium promtool:prometheus prometheus:prometheus jq:jq curl:curl node:nodejs npm:npm
+DEBS ?= /usr/bin/chromium:chromium promtool:prometheus prometheus:prometheus jq:jq curl:curl node:nodejs npm:npm docker-compose:docker-compose
 
 debs: ## install the Debian packages the tests drive (DEBS: chromium, prometheus, jq, node), where missing
 	@missing=""; \
