@@ -26,6 +26,7 @@ import (
 
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/platform/config"
+	"github.com/saasbase/saasbase/internal/platform/logbuf"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
 	"github.com/saasbase/saasbase/internal/platform/tracing"
 	"github.com/saasbase/saasbase/internal/server"
@@ -59,7 +60,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
-	logger := newLogger(cfg, stdout)
+	// The log is buffered (the access log writes a line per request) and written out after
+	// serve has stopped and run its deferred steps, whatever the command's outcome.
+	logOut := logbuf.New(stdout, logbuf.Options{})
+	defer logOut.Close()
+	logger := newLogger(cfg, logOut)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -74,10 +79,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
 }
 
-func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+// newLogger logs JSON lines to w; warnings and errors are written at once, with every line
+// before them, and the rest within logbuf's interval.
+func newLogger(cfg config.Config, w *logbuf.Writer) *slog.Logger {
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel))
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(logbuf.Handler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}), w, slog.LevelWarn))
 }
 
 // serve runs until SIGTERM or SIGINT, then drains: readyz turns 503 for DrainDelay so load

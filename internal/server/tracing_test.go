@@ -203,6 +203,9 @@ func TestTracing(t *testing.T) {
 				continue
 			}
 			access = true
+			if line["tenant_id"] != ten.ID {
+				t.Errorf("access log line has tenant %v, want %s: %s", line["tenant_id"], ten.ID, sc.Bytes())
+			}
 			if line["trace_id"] != traceID || line["span_id"] != server.SpanID {
 				t.Errorf("access log line has trace %v span %v, want %s %s: %s", line["trace_id"], line["span_id"], traceID, server.SpanID, sc.Bytes())
 			}

@@ -301,6 +301,8 @@ func Observe(logger *slog.Logger, m *Metrics, ip ClientIP) func(http.Handler) ht
 			if !logger.Enabled(ctx, level) {
 				return // nothing below is needed but for the line
 			}
+			// The record is made here rather than by LogAttrs, which would also walk the stack
+			// (runtime.Callers) for a source location the line never shows.
 			var buf [8]slog.Attr
 			attrs := append(append(buf[:0],
 				slog.String("request_id", st.id),
@@ -311,7 +313,9 @@ func Observe(logger *slog.Logger, m *Metrics, ip ClientIP) func(http.Handler) ht
 				slog.Int("bytes", sw.bytes),
 				slog.Duration("duration", elapsed),
 			), st.attrs...)
-			logger.LogAttrs(ctx, level, "request", attrs...)
+			rec := slog.NewRecord(start.Add(elapsed), level, "request", 0)
+			rec.AddAttrs(attrs...)
+			_ = logger.Handler().Handle(ctx, rec) // a failed write is dropped, as LogAttrs drops it
 		})
 	}
 }
