@@ -118,7 +118,7 @@ func (cs *Consumers) retryHead(ctx context.Context, c Consumer, tenant uuid.UUID
 		if err := json.Unmarshal(body, &e); err != nil {
 			return err
 		}
-		herr := cs.applyAlone(ctx, tx, c, e, mark)
+		herr := cs.apply(ctx, tx, c, e, mark)
 		if herr == nil {
 			result = retried
 			_, err := tx.Exec(ctx, "DELETE FROM event_retries WHERE consumer = $1 AND event_id = $2", c.Name, e.ID)

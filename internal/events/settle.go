@@ -32,8 +32,9 @@ const (
 // (and one commit) for the whole run, even a run of one event: applyRun, with no savepoint,
 // whose handlers' statements for later (postgres.Later) go out with its COMMIT. When that
 // cannot be (a handler or such a statement failed, or the tenant's queue for c is parked),
-// nothing of it commits and the run goes one event at a time, each with its own savepoint;
-// the handler that failed is not run again, its failure counts as the event's first attempt.
+// nothing of it commits and the run goes one event at a time, each with its own savepoint. A
+// handler that failed is not run again, its failure counts as the event's first attempt; after
+// a failed statement for the commit, whose it was is not known, and every handler runs again.
 func (cs *Consumers) settleRun(ctx context.Context, c Consumer, run []Event) error {
 	r, err := cs.applyRun(ctx, c, run)
 	if err != nil {
@@ -106,7 +107,7 @@ func (cs *Consumers) applyRun(ctx context.Context, c Consumer, run []Event) (run
 				continue // taken in before, or earlier in this run (Kafka may hold a copy twice)
 			}
 			delete(fresh, e.ID)
-			if err := cs.apply(ctx, tx, c, e); err != nil {
+			if err := cs.apply(ctx, tx, c, e, -1); err != nil {
 				if ctx.Err() != nil {
 					return err
 				}
@@ -117,13 +118,12 @@ func (cs *Consumers) applyRun(ctx context.Context, c Consumer, run []Event) (run
 		}
 		return nil
 	})
-	var pgErr *pgconn.PgError
 	switch {
 	case errors.Is(err, errAbandon):
 		return res, nil
-	case errors.As(err, &pgErr):
-		// A statement failed, most likely one a handler queued for the commit
-		// (postgres.Later): one event at a time finds whose, and parks that event alone.
+	case errors.Is(err, postgres.ErrLater):
+		// A statement a handler queued for the commit failed: one event at a time finds
+		// whose, and parks that event alone.
 		return runResult{failed: -1}, nil
 	case err != nil:
 		return runResult{}, fmt.Errorf("events.apply_run consumer %s events from %s: %w", c.Name, run[0].ID, err)
@@ -183,7 +183,7 @@ func (cs *Consumers) settle(ctx context.Context, c Consumer, e Event, known erro
 		}
 		herr := known
 		if herr == nil {
-			herr = cs.applyAlone(ctx, tx, c, e, mark)
+			herr = cs.apply(ctx, tx, c, e, mark)
 		}
 		if herr == nil {
 			out = applied
@@ -208,19 +208,14 @@ func (cs *Consumers) settle(ctx context.Context, c Consumer, e Event, known erro
 	return out, nil
 }
 
-// applyAlone is apply for an event settled on its own, behind a savepoint taken at mark: the
-// statements its handler queued for the commit (postgres.Later) run at once, so that their
-// failure is the handler's, rolled back to the savepoint and retried like any other.
-func (cs *Consumers) applyAlone(ctx context.Context, tx pgx.Tx, c Consumer, e Event, mark int) error {
-	if err := cs.apply(ctx, tx, c, e); err != nil {
-		return err
-	}
-	return postgres.Flush(ctx, tx, mark)
-}
-
 // apply runs c.Handle, turning a panic into an error: a poison event must not take the
 // process down with it.
-func (cs *Consumers) apply(ctx context.Context, tx pgx.Tx, c Consumer, e Event) (err error) {
+//
+// An event settled on its own sits behind a savepoint taken at mark (Mark): the statements
+// its handler queued for the commit (postgres.Later) then run at once, so that their failure
+// is the handler's, rolled back to the savepoint and retried like any other. A run's (mark
+// < 0) go out with its COMMIT.
+func (cs *Consumers) apply(ctx context.Context, tx pgx.Tx, c Consumer, e Event, mark int) (err error) {
 	ctx, end := cs.traceApply(ctx, c, e)
 	defer func() { end(err) }()
 	defer func() {
@@ -230,7 +225,10 @@ func (cs *Consumers) apply(ctx context.Context, tx pgx.Tx, c Consumer, e Event) 
 			err = fmt.Errorf("panic: %v", p)
 		}
 	}()
-	return c.Handle(postgres.WithTx(ctx, e.Tenant(), tx), tx, e)
+	if err := c.Handle(postgres.WithTx(ctx, e.Tenant(), tx), tx, e); err != nil || mark < 0 {
+		return err
+	}
+	return postgres.Flush(ctx, tx, mark)
 }
 
 func (cs *Consumers) failed(ctx context.Context, c Consumer, e Event, attempt int, err error) {

@@ -104,7 +104,8 @@ const setTenant = "SELECT set_config('app.tenant_id', $1, true)"
 // and refuses writes of any other tenant's. The setting is transaction-local, so the pooled
 // connection carries nothing to its next user, even after a panic or an error. BEGIN and the
 // setting travel in one round trip. fn's error is returned as is; the transaction commits
-// only if fn returns nil. fn's tx is a *Tx: what it queues with Later goes out with COMMIT.
+// only if fn returns nil. fn's tx is a *Tx: what it queues with Later goes out with COMMIT
+// (inside a unit of work, with the unit's).
 //
 // Inside a unit of work (WithTx) for the same tenant, fn joins that transaction instead, and
 // the unit's owner decides whether it commits.

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -16,10 +18,19 @@ type Tx struct {
 	ended bool // committed or rolled back here: the embedded pgx.Tx is not to be used again
 }
 
+// ErrLater marks a commit that failed because a statement queued with Later did: the
+// transaction is rolled back, and the error says which statement failed and why.
+var ErrLater = errors.New("postgres: a statement run with the commit failed")
+
 // Later runs sql in tx just before tx commits, in COMMIT's round trip, when tx is a Tx;
 // otherwise (a savepoint's pgx.Tx, a transaction begun elsewhere) at once. A statement run
 // later must not be one whose result the transaction goes on to need: its error, if any, is
-// the commit's, and rolls the transaction back.
+// the commit's (ErrLater), and rolls the transaction back.
+//
+// A savepoint does not know of the statements queued on the Tx while it was open: one
+// rolled back with RollbackTo drops them, one of tx.Begin's pgx.Tx runs what is queued on it
+// at once, but what code under it queues on the outer Tx (through a unit of work, WithTx)
+// stays queued.
 func Later(ctx context.Context, tx pgx.Tx, sql string, args ...any) error {
 	if t, ok := tx.(*Tx); ok && !t.ended {
 		t.later = append(t.later, &pgx.QueuedQuery{SQL: sql, Arguments: args})
@@ -66,19 +77,37 @@ func Flush(ctx context.Context, tx pgx.Tx, mark int) error {
 
 // Commit sends the statements queued for later and COMMIT in one round trip. If one of them
 // fails, the rest and COMMIT are skipped and the transaction is left aborted, to be rolled
-// back by whoever holds the connection (runBatch).
+// back by whoever holds the connection (runBatch); the error is ErrLater's.
 func (t *Tx) Commit(ctx context.Context) error {
 	if t.ended {
 		return pgx.ErrTxClosed
 	}
-	if len(t.later) == 0 {
-		t.ended = true
+	conn := t.Tx.Conn()
+	if len(t.later) == 0 || conn.PgConn().TxStatus() == 'E' {
+		// Nothing queued, or the transaction failed already (an error fn let by): a plain
+		// COMMIT, which answers pgx.ErrTxCommitRollback for the latter.
+		t.later, t.ended = nil, true
 		return t.Tx.Commit(ctx)
 	}
 	b := &pgx.Batch{QueuedQueries: t.later}
 	t.later, t.ended = nil, true
+	// The embedded pgx.Tx never sees this COMMIT: from now on it answers ErrTxClosed, as
+	// after its own, rather than run statements on a connection back in the pool.
+	t.Tx = closedTx()
 	queueCommit(b)
-	return t.Tx.Conn().SendBatch(ctx, b).Close()
+	err := conn.SendBatch(ctx, b).Close()
+	if err != nil && conn.PgConn().TxStatus() == 'E' {
+		// Aborted, not ended: a queued statement failed, and COMMIT was skipped.
+		return fmt.Errorf("%w: %w", ErrLater, err)
+	}
+	return err
+}
+
+// closedTx answers a pgx.Tx that is closed: each of its methods answers pgx.ErrTxClosed.
+func closedTx() pgx.Tx {
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	return pgx.FailedBatchResults(b, pgx.ErrTxClosed).Tx()
 }
 
 // Rollback drops the statements queued for later and rolls back.

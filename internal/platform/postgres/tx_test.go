@@ -75,6 +75,20 @@ func TestLaterGoesOutWithCommit(t *testing.T) {
 		t.Errorf("%d of 3 later rows committed", n)
 	}
 
+	// After such a commit the transaction is closed, as after pgx's own: nothing runs on the
+	// connection it handed back.
+	var kept pgx.Tx
+	err = db.InTenantTx(ctx, tenant, func(tx pgx.Tx) error {
+		kept = tx
+		return postgres.Later(ctx, tx, insert, tenant, uuid.New(), "kept")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kept.Exec(ctx, "SELECT 1"); !errors.Is(err, pgx.ErrTxClosed) {
+		t.Errorf("a statement on the transaction after its commit answered %v, want pgx.ErrTxClosed", err)
+	}
+
 	// fn's error: nothing runs.
 	err = db.InTenantTx(ctx, tenant, func(tx pgx.Tx) error {
 		if err := postgres.Later(ctx, tx, insert, tenant, uuid.New(), "failed"); err != nil {
@@ -130,11 +144,23 @@ func TestLaterGoesOutWithCommit(t *testing.T) {
 		}
 		return postgres.Later(ctx, tx, insert, tenant, dup, "dup")
 	})
-	if !postgres.IsUniqueViolation(err, "") {
-		t.Errorf("a transaction whose later statement failed answered %v, want the unique violation", err)
+	if !postgres.IsUniqueViolation(err, "") || !errors.Is(err, postgres.ErrLater) {
+		t.Errorf("a transaction whose later statement failed answered %v, want ErrLater and the unique violation", err)
 	}
 	if d, u := count("direct"), count("dup"); d != 0 || u != 0 {
 		t.Errorf("after a failed commit %d direct and %d later rows are stored, want none", d, u)
+	}
+	// A transaction that failed already (an error its function let by) commits nothing of
+	// what it queued, and says it rolled back.
+	err = db.InTenantTx(ctx, tenant, func(tx pgx.Tx) error {
+		if err := postgres.Later(ctx, tx, insert, tenant, uuid.New(), "after-failure"); err != nil {
+			return err
+		}
+		tx.Exec(ctx, "SELECT 1/0") //nolint:errcheck // the failure let by
+		return nil
+	})
+	if !errors.Is(err, pgx.ErrTxCommitRollback) || errors.Is(err, postgres.ErrLater) || count("after-failure") != 0 {
+		t.Errorf("committing a failed transaction answered %v and stored %d rows, want pgx.ErrTxCommitRollback and none", err, count("after-failure"))
 	}
 	var setting string
 	if err := db.Pool.QueryRow(ctx, "SELECT coalesce(current_setting('app.tenant_id', true), '')").Scan(&setting); err != nil || setting != "" {
