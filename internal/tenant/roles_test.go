@@ -3,12 +3,10 @@ package tenant_test
 import (
 	"context"
 	"net/http"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/platform/clock"
@@ -18,21 +16,6 @@ import (
 	"github.com/saasbase/saasbase/internal/tenant"
 )
 
-// roundTrips counts what a pool sends to PostgreSQL: each statement or batch is a round trip.
-type roundTrips struct{ n atomic.Int64 }
-
-func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	r.n.Add(1)
-	return ctx
-}
-func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	r.n.Add(1)
-	return ctx
-}
-func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
-func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
-
 // TestCurrentRoleCostsOneReadPerTTL: authentication asks for the user's current role on every
 // tenant request, so the answer, a role or the user's absence, costs one round trip per user
 // and TTL however many requests ask, and one more after the replica's own change.
@@ -41,7 +24,7 @@ func TestCurrentRoleCostsOneReadPerTTL(t *testing.T) {
 	s := servertest.New(t)
 	a := s.Signup(t, "rolecache")
 	memberID, _ := s.AddUser(t, a, "member")
-	var trips roundTrips
+	var trips pgtest.RoundTrips
 	db, err := postgres.Open(ctx, pgtest.RuntimeURL(t), postgres.Options{Tracer: &trips})
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +43,7 @@ func TestCurrentRoleCostsOneReadPerTTL(t *testing.T) {
 				t.Fatalf("CurrentRole = %q, %t, %v; want %q, %t", got, ok, err, role, exists)
 			}
 		}
-		if n := trips.n.Load(); n != wantTrips {
+		if n := trips.N.Load(); n != wantTrips {
 			t.Fatalf("%d round trips, want %d", n, wantTrips)
 		}
 	}

@@ -52,7 +52,7 @@ func dueTenants(t *testing.T, s *servertest.Server, plan string, t0 time.Time, n
 
 // onBatch calls fn before the first batch it sees that makes an invoice of tenant.
 type onBatch struct {
-	roundTrips
+	pgtest.RoundTrips
 	tenant uuid.UUID
 	fired  atomic.Bool
 	fn     func()
@@ -64,7 +64,7 @@ func (o *onBatch) TraceBatchStart(ctx context.Context, conn *pgx.Conn, data pgx.
 			o.fn()
 		}
 	}
-	return o.roundTrips.TraceBatchStart(ctx, conn, data)
+	return o.RoundTrips.TraceBatchStart(ctx, conn, data)
 }
 
 // The closer reads each plan once per run, not once per tenant, yet a plan changed during a

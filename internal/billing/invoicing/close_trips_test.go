@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,25 +22,6 @@ import (
 	"github.com/saasbase/saasbase/internal/server/servertest"
 	"github.com/saasbase/saasbase/internal/tenant"
 )
-
-// roundTrips counts what a pool sends to PostgreSQL: each statement or batch is a round trip
-// (n), and each statement, alone or in a batch, a statement.
-type roundTrips struct{ n, statements atomic.Int64 }
-
-func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	r.n.Add(1)
-	r.statements.Add(1)
-	return ctx
-}
-func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	r.n.Add(1)
-	return ctx
-}
-func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {
-	r.statements.Add(1)
-}
-func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 // maxTripsPerTenant bounds the closer's round trips per tenant with a period due and one to
 // store: two (closeOnce), and the run's few more (a query per chunk, a read per plan). It was
@@ -111,14 +91,14 @@ func TestCloseRoundTripsPerTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var trips roundTrips
+	var trips pgtest.RoundTrips
 	inv := tracedInvoices(t, clk, s.App.Invoices.Grace, &trips)
 	n, err := inv.Close(ctx)
 	if err != nil || n != tenants {
 		t.Fatalf("Close = %d, %v; want %d invoices", n, err, tenants)
 	}
-	perTenant := float64(trips.n.Load()) / tenants
-	t.Logf("%d round trips for %d tenants: %.2f per tenant (%.2f statements)", trips.n.Load(), tenants, perTenant, float64(trips.statements.Load())/tenants)
+	perTenant := float64(trips.N.Load()) / tenants
+	t.Logf("%d round trips for %d tenants: %.2f per tenant (%.2f statements)", trips.N.Load(), tenants, perTenant, float64(trips.Statements.Load())/tenants)
 	var total int64
 	if err := owner.QueryRow(ctx, "SELECT sum(i.total) FROM invoices i JOIN tenants t ON t.id = i.tenant_id WHERE t.slug LIKE $1", prefix+"%").Scan(&total); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"testing"
 
 	"github.com/google/uuid"
@@ -13,29 +12,14 @@ import (
 	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
 )
 
-// sends counts what goes to the server: statements sent alone and batches.
-type sends struct{ queries, batches atomic.Int32 }
-
-func (s *sends) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	s.queries.Add(1)
-	return ctx
-}
-func (s *sends) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (s *sends) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	s.batches.Add(1)
-	return ctx
-}
-func (s *sends) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
-func (s *sends) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
-
 // The statements a transaction runs later (the outbox's rows) go out with its COMMIT: a
 // transaction of nothing else is two round trips, whatever their number; they are undone
 // with the transaction, or with the savepoint they came after; and one that fails fails the
 // commit, leaving nothing of the transaction and a clean connection.
 func TestLaterGoesOutWithCommit(t *testing.T) {
 	ctx := context.Background()
-	var s sends
-	db, err := postgres.Open(ctx, pgtest.RuntimeURL(t), postgres.Options{MaxConns: 1, Tracer: &s})
+	var trips pgtest.RoundTrips
+	db, err := postgres.Open(ctx, pgtest.RuntimeURL(t), postgres.Options{MaxConns: 1, Tracer: &trips})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,8 +39,7 @@ func TestLaterGoesOutWithCommit(t *testing.T) {
 		return n
 	}
 
-	s.queries.Store(0)
-	s.batches.Store(0)
+	trips.N.Store(0)
 	err = db.InTenantTx(ctx, tenant, func(tx pgx.Tx) error {
 		for range 3 {
 			if err := postgres.Later(ctx, tx, insert, tenant, uuid.New(), "committed"); err != nil {
@@ -68,8 +51,8 @@ func TestLaterGoesOutWithCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q, b := s.queries.Load(), s.batches.Load(); q != 0 || b != 2 {
-		t.Errorf("a transaction of 3 later statements sent %d statements and %d batches, want 0 and 2 (BEGIN's, COMMIT's)", q, b)
+	if n := trips.N.Load(); n != 2 {
+		t.Errorf("a transaction of 3 later statements took %d round trips, want 2 (BEGIN's, COMMIT's)", n)
 	}
 	if n := count("committed"); n != 3 {
 		t.Errorf("%d of 3 later rows committed", n)
