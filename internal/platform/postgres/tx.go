@@ -19,7 +19,7 @@ type Tx struct {
 }
 
 // ErrLater marks a commit that failed because a statement queued with Later did: the
-// transaction is rolled back, and the error says which statement failed and why.
+// transaction is rolled back, and PostgreSQL's error, wrapped with it, says why.
 var ErrLater = errors.New("postgres: a statement run with the commit failed")
 
 // Later runs sql in tx just before tx commits, in COMMIT's round trip, when tx is a Tx;
