@@ -2,7 +2,6 @@ package events_test
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"strconv"
 	"strings"
@@ -105,12 +104,11 @@ func startPipeline(b *testing.B, newTransport func(testing.TB, *events.Consumers
 	consumer = name(prefix)
 	typ = "bench." + consumer
 	cs := h.consumers(events.Consumer{Name: consumer, Handle: func(ctx context.Context, tx pgx.Tx, e events.Event) error {
-		var d seqData
-		if err := json.Unmarshal(e.Data, &d); err != nil {
+		args, err := effectArgs(consumer, e)
+		if err != nil {
 			return err
 		}
-		return postgres.Later(ctx, tx, "INSERT INTO test_effects (tenant_id, consumer, event_id, seq) VALUES ($1, $2, $3, $4)",
-			e.Tenant(), consumer, e.ID, d.Seq)
+		return postgres.Later(ctx, tx, insertEffect, args...)
 	}})
 	transport := newTransport(b, cs)
 	startConsumers(b, cs, transport)

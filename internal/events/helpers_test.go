@@ -147,13 +147,22 @@ func effectConsumer(name string) events.Consumer {
 }
 
 func recordEffect(ctx context.Context, tx pgx.Tx, consumer string, e events.Event) error {
+	args, err := effectArgs(consumer, e)
+	if err == nil {
+		_, err = tx.Exec(ctx, insertEffect, args...)
+	}
+	return err
+}
+
+// insertEffect records that a consumer applied an event; effectArgs answers its arguments.
+const insertEffect = "INSERT INTO test_effects (tenant_id, consumer, event_id, seq) VALUES ($1, $2, $3, $4)"
+
+func effectArgs(consumer string, e events.Event) ([]any, error) {
 	var d seqData
 	if err := json.Unmarshal(e.Data, &d); err != nil {
-		return err
+		return nil, err
 	}
-	_, err := tx.Exec(ctx, "INSERT INTO test_effects (tenant_id, consumer, event_id, seq) VALUES ($1, $2, $3, $4)",
-		e.Tenant(), consumer, e.ID, d.Seq)
-	return err
+	return []any{e.Tenant(), consumer, e.ID, d.Seq}, nil
 }
 
 // checkEffects checks that consumer applied each of want's events once, and each tenant's in

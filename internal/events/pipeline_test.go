@@ -255,15 +255,14 @@ func TestHandlerStatementsForTheCommit(t *testing.T) {
 	h := newHarness(t)
 	consumer := name("later")
 	c := events.Consumer{Name: consumer, Handle: func(ctx context.Context, tx pgx.Tx, e events.Event) error {
-		var d seqData
-		if err := json.Unmarshal(e.Data, &d); err != nil {
+		args, err := effectArgs(consumer, e)
+		switch {
+		case err != nil:
 			return err
-		}
-		if d.Seq == 1 {
+		case args[3] == 1: // the event of seq 1
 			return postgres.Later(ctx, tx, "SELECT 1/0")
 		}
-		return postgres.Later(ctx, tx, "INSERT INTO test_effects (tenant_id, consumer, event_id, seq) VALUES ($1, $2, $3, $4)",
-			e.Tenant(), consumer, e.ID, d.Seq)
+		return postgres.Later(ctx, tx, insertEffect, args...)
 	}}
 	cs := h.consumers(c)
 	tr := events.NewInProcess(1, cs.Names()...)
