@@ -26,6 +26,7 @@ import (
 
 	"github.com/saasbase/saasbase/internal/auth"
 	"github.com/saasbase/saasbase/internal/platform/config"
+	"github.com/saasbase/saasbase/internal/platform/jsonlog"
 	"github.com/saasbase/saasbase/internal/platform/logbuf"
 	"github.com/saasbase/saasbase/internal/platform/postgres"
 	"github.com/saasbase/saasbase/internal/platform/tracing"
@@ -84,7 +85,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 func newLogger(cfg config.Config, w *logbuf.Writer) *slog.Logger {
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel))
-	return slog.New(logbuf.Handler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}), w, slog.LevelWarn))
+	return slog.New(logbuf.Handler(jsonlog.New(w, &slog.HandlerOptions{Level: level}), w, slog.LevelWarn))
 }
 
 // serve runs until SIGTERM or SIGINT, then drains: readyz turns 503 for DrainDelay so load
