@@ -68,6 +68,9 @@ func Open(ctx context.Context, url string, opt Options) (*DB, error) {
 			cfg.ConnConfig.Tracer = multitracer.New(opt.Tracer, cfg.ConnConfig.Tracer)
 		}
 	}
+	// No tenant until a transaction sets one: the tenant policies cast the setting to a uuid,
+	// and this is none, so a query of tenant data outside InTenantTx fails, naming why.
+	cfg.ConnConfig.RuntimeParams["app.tenant_id"] = NoTenant
 	if opt.StatementTimeout > 0 {
 		cfg.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(opt.StatementTimeout.Milliseconds())
 	}
@@ -96,6 +99,11 @@ func RuntimeURL(ownerURL, appURL string) (string, error) {
 
 // Close releases the pool.
 func (db *DB) Close() { db.Pool.Close() }
+
+// NoTenant is the tenant setting of a connection outside a tenant's transaction: not a uuid,
+// so that row-level security fails rather than matching nothing, with these words in the
+// error (invalid input syntax for type uuid: "no tenant: ...").
+const NoTenant = "no tenant: tenant data is reached only through InTenantTx or InTenantRead"
 
 // setTenant scopes row-level security to a tenant until the end of the transaction.
 const setTenant = "SELECT set_config('app.tenant_id', $1, true)"

@@ -229,11 +229,14 @@ func TestPooledConnectionCarriesNoTenant(t *testing.T) {
 		if err == nil {
 			t.Errorf("%s: a query without a tenant saw %d projects, want an error", when, n)
 		}
+		if err == nil || !strings.Contains(err.Error(), "no tenant") {
+			t.Errorf("%s: a query without a tenant failed with %v, want the no-tenant error", when, err)
+		}
 		var setting string
-		if err := db.Pool.QueryRow(ctx, "SELECT coalesce(current_setting('app.tenant_id', true), '')").Scan(&setting); err != nil {
+		if err := db.Pool.QueryRow(ctx, "SELECT current_setting('app.tenant_id')").Scan(&setting); err != nil {
 			t.Fatal(err)
 		}
-		if setting != "" {
+		if setting != postgres.NoTenant {
 			t.Errorf("%s: the connection still carries tenant %q", when, setting)
 		}
 	}
