@@ -74,8 +74,11 @@ func TestSameLinesAsSlog(t *testing.T) {
 			h, s = h.WithGroup("g"), s.WithGroup("g")
 		}
 		r := slog.NewRecord(at.Add(time.Duration(i)*time.Microsecond), slog.Level(rng.IntN(12)-4), strs[rng.IntN(len(strs))], 0)
-		if i%50 == 0 {
+		switch i % 50 {
+		case 0:
 			r.Time = time.Time{}
+		case 1:
+			r.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) // slog writes its error in the line
 		}
 		r.AddAttrs(attrs(12)...)
 		if err := h.Handle(context.Background(), r); err != nil {
