@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
+	"reflect"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -55,7 +57,8 @@ func (db *DB) read(ctx context.Context, tenantID uuid.UUID, stmts []statement, a
 	if err != nil {
 		return err
 	}
-	br := &readResults{m: conn.TypeMap()}
+	br := &readResults{m: conn.TypeMap(), plans: scanPlansOf(conn.PgConn())}
+	br.sds = br.sdBuf[:0]
 	// The setting's one parameter, the tenant id's text, kept in br (ExecStatement's message
 	// keeps a reference to it): no allocation of its own.
 	br.tenant.v[0] = ids.AppendUUID(br.tenant.b[:0], tenantID)
@@ -71,6 +74,7 @@ func (db *DB) read(ctx context.Context, tenantID uuid.UUID, stmts []statement, a
 			return err
 		}
 		batch.ExecStatement(sd, eqb.ParamValues, eqb.ParamFormats, eqb.ResultFormats)
+		br.sds = append(br.sds, sd)
 	}
 
 	br.mrr = conn.PgConn().ExecBatch(ctx, &batch)
@@ -80,6 +84,7 @@ func (db *DB) read(ctx context.Context, tenantID uuid.UUID, stmts []statement, a
 		if first != nil {
 			break
 		}
+		br.row.sd = br.sds[i]
 		first = answer(i, br)
 	}
 	if err := br.Close(); first == nil {
@@ -91,8 +96,9 @@ func (db *DB) read(ctx context.Context, tenantID uuid.UUID, stmts []statement, a
 			// "cached plan must not change result type" after a schema change, or a statement
 			// the server no longer has: prepare afresh next time, as pgx's own statement cache
 			// does.
-			for _, st := range stmts {
+			for i, st := range stmts {
 				conn.Deallocate(context.WithoutCancel(ctx), st.sql)
+				delete(br.plans, br.sds[i])
 			}
 		}
 	}
@@ -139,6 +145,10 @@ type readResults struct {
 	mrr    *pgconn.MultiResultReader
 	m      *pgtype.Map
 	tenant tenantParam
+	sds    []*pgconn.StatementDescription // by statement
+	sdBuf  [4]*pgconn.StatementDescription
+	plans  scanPlans // the connection's
+	row    row       // QueryRow's, for the statement being answered
 }
 
 var errNoResult = errors.New("postgres: no result for a queued statement")
@@ -171,15 +181,101 @@ func (r *readResults) Query() (pgx.Rows, error) {
 }
 
 func (r *readResults) QueryRow() pgx.Row {
-	rows, _ := r.Query()
-	return oneRow{rows}
+	rr, err := r.next()
+	if err != nil {
+		return errRows{err}
+	}
+	r.row.rr, r.row.results = rr, r
+	return &r.row
 }
 
 func (r *readResults) Close() error { return r.mrr.Close() }
 
 func (r *readResults) Tx() pgx.Tx { return nil }
 
-// oneRow is QueryRow's row: the first row of rows, or pgx.ErrNoRows.
+// row is QueryRow's row: the first row of a statement's result, or pgx.ErrNoRows, scanned
+// with the plans its statement was last scanned with on this connection.
+type row struct {
+	rr      *pgconn.ResultReader
+	sd      *pgconn.StatementDescription
+	results *readResults
+}
+
+func (r *row) Scan(dest ...any) error {
+	if len(dest) == 1 {
+		if _, ok := dest[0].(pgx.RowScanner); ok { // pgx's rows call it
+			return oneRow{pgx.RowsFromResultReader(r.results.m, r.rr)}.Scan(dest...)
+		}
+	}
+	if !r.rr.NextRow() {
+		if _, err := r.rr.Close(); err != nil {
+			return err
+		}
+		return pgx.ErrNoRows
+	}
+	err := r.results.plans.of(r.sd).scan(r.results.m, r.rr.FieldDescriptions(), r.rr.Values(), dest)
+	if _, closeErr := r.rr.Close(); err == nil {
+		err = closeErr
+	}
+	return err
+}
+
+// scanPlans are a connection's scan plans, by prepared statement: pgx's rows plan every
+// column of every query anew (an allocation or two a column, more than a read's own), and a
+// statement is scanned into the same types nearly every time. A connection is used by one
+// goroutine at a time, so the map needs no lock.
+type scanPlans map[*pgconn.StatementDescription]*rowPlans
+
+// scanPlansKey is scanPlans' place in a connection's CustomData.
+const scanPlansKey = "saasbase/postgres.scanPlans"
+
+func scanPlansOf(c *pgconn.PgConn) scanPlans {
+	p, ok := c.CustomData()[scanPlansKey].(scanPlans)
+	if !ok {
+		p = scanPlans{}
+		c.CustomData()[scanPlansKey] = p
+	}
+	return p
+}
+
+func (p scanPlans) of(sd *pgconn.StatementDescription) *rowPlans {
+	rp := p[sd]
+	if rp == nil {
+		rp = &rowPlans{}
+		p[sd] = rp
+	}
+	return rp
+}
+
+// rowPlans are one statement's plans by column, and the destination type each is for.
+type rowPlans struct {
+	plans []pgtype.ScanPlan
+	types []reflect.Type
+}
+
+// scan is pgx's Rows.Scan with plans kept from one row to the next query's.
+func (p *rowPlans) scan(m *pgtype.Map, fields []pgconn.FieldDescription, values [][]byte, dest []any) error {
+	if len(fields) != len(dest) {
+		return fmt.Errorf("number of field descriptions must equal number of destinations, got %d and %d", len(fields), len(dest))
+	}
+	if len(p.plans) != len(dest) {
+		p.plans, p.types = make([]pgtype.ScanPlan, len(dest)), make([]reflect.Type, len(dest))
+	}
+	for i, d := range dest {
+		if d == nil {
+			continue
+		}
+		if t := reflect.TypeOf(d); p.types[i] != t {
+			p.plans[i], p.types[i] = m.PlanScan(fields[i].DataTypeOID, fields[i].Format, d), t
+		}
+		if err := p.plans[i].Scan(values[i], d); err != nil {
+			return pgx.ScanArgError{ColumnIndex: i, FieldName: fields[i].Name, Err: err}
+		}
+	}
+	return nil
+}
+
+// oneRow is the first row of rows, or pgx.ErrNoRows.
 type oneRow struct{ rows pgx.Rows }
 
 func (r oneRow) Scan(dest ...any) error {

@@ -439,3 +439,67 @@ func TestDatabasesMigrateAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// A read's row is scanned with the plans its statement was last scanned with on the
+// connection, made afresh when the destinations' types change; what pgx's rows answer for a
+// row (no row, a NULL, a wrong count, a RowScanner) it answers too.
+func TestTenantReadRowScans(t *testing.T) {
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, pgtest.RuntimeURL(t), postgres.Options{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tenant, project := newTenant(t, db, "scan")
+	const q = "SELECT id, name, NULL::text FROM projects WHERE id = $1"
+	read := func(dest ...any) error {
+		_, err := postgres.ReadRow(ctx, db, tenant, func(row pgx.Row) (struct{}, error) {
+			return struct{}{}, row.Scan(dest...)
+		}, q, project)
+		return err
+	}
+
+	for range 2 { // the second time with the kept plans
+		var id uuid.UUID
+		var name string
+		if err := read(&id, &name, nil); err != nil || id != project || name != "p" {
+			t.Fatalf("scan = %v %q, %v; want %v \"p\"", id, name, err, project)
+		}
+	}
+	var idText, name string
+	var none *string
+	if err := read(&idText, &name, &none); err != nil || idText != project.String() || none != nil {
+		t.Errorf("scan into other types = %q %v, %v; want %q and nil", idText, none, err, project)
+	}
+	var scanned pgx.RowScanner = rowScanner{&idText}
+	if err := read(scanned); err != nil || idText != project.String() {
+		t.Errorf("scan by a RowScanner = %q, %v; want %q", idText, err, project)
+	}
+	var argErr pgx.ScanArgError
+	if err := read(&idText, &name, &name); !errors.As(err, &argErr) || argErr.ColumnIndex != 2 {
+		t.Errorf("NULL into a string: %v, want a ScanArgError for column 2", err)
+	}
+	if err := read(&idText); err == nil || !strings.Contains(err.Error(), "destinations") {
+		t.Errorf("one destination for three columns: %v, want an error naming the count", err)
+	}
+	_, err = postgres.ReadRow(ctx, db, tenant, func(row pgx.Row) (string, error) {
+		var s string
+		return s, row.Scan(&s)
+	}, "SELECT name FROM projects WHERE id = $1", uuid.New())
+	if !postgres.IsNoRows(err) {
+		t.Errorf("no row: %v, want pgx.ErrNoRows", err)
+	}
+	var id uuid.UUID
+	if err := read(&id, &name, nil); err != nil || id != project {
+		t.Errorf("after the errors, scan = %v, %v; want %v", id, err, project)
+	}
+}
+
+// rowScanner scans a row's first column, as a pgx.RowScanner.
+type rowScanner struct{ id *string }
+
+func (s rowScanner) ScanRow(rows pgx.Rows) error {
+	var name string
+	var none *string
+	return rows.Scan(s.id, &name, &none)
+}
