@@ -18,7 +18,7 @@ type Handler struct {
 
 // Routes mounts GET /v1/audit-log.
 func (h *Handler) Routes(rs httpx.Routers) {
-	rs.Admin.Method(http.MethodGet, "/audit-log", httpx.HandlerFunc(h.List))
+	rs.Admin.Method(http.MethodGet, "/v1/audit-log", httpx.HandlerFunc(h.List))
 }
 
 // List is GET /v1/audit-log: the tenant's entries, newest first, filtered by actor, action,

@@ -20,13 +20,13 @@ type Handler struct {
 func (h *Handler) Routes(rs httpx.Routers) {
 	rs.Root.Get("/.well-known/jwks.json", h.JWKS)
 
-	rs.Public.With(rs.PerIP).Method(http.MethodPost, "/auth/token", httpx.HandlerFunc(h.Token))
-	rs.Public.With(rs.PerIP).Method(http.MethodPost, "/auth/revoke", httpx.HandlerFunc(h.Revoke))
+	rs.Public.With(rs.PerIP).Method(http.MethodPost, "/v1/auth/token", httpx.HandlerFunc(h.Token))
+	rs.Public.With(rs.PerIP).Method(http.MethodPost, "/v1/auth/revoke", httpx.HandlerFunc(h.Revoke))
 
 	// Creating a key answers its secret, which is never stored under an Idempotency-Key.
-	rs.Admin.Method(http.MethodGet, "/api-keys", httpx.HandlerFunc(h.ListAPIKeys))
-	rs.Admin.Method(http.MethodPost, "/api-keys", httpx.HandlerFunc(h.CreateAPIKey))
-	rs.Admin.Method(http.MethodDelete, "/api-keys/{id}", httpx.HandlerFunc(h.DeleteAPIKey))
+	rs.Admin.Method(http.MethodGet, "/v1/api-keys", httpx.HandlerFunc(h.ListAPIKeys))
+	rs.Admin.Method(http.MethodPost, "/v1/api-keys", httpx.HandlerFunc(h.CreateAPIKey))
+	rs.Admin.Method(http.MethodDelete, "/v1/api-keys/{id}", httpx.HandlerFunc(h.DeleteAPIKey))
 }
 
 // Token is POST /v1/auth/token.

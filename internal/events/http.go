@@ -17,7 +17,7 @@ type Handler struct {
 
 // Routes mounts the event log for the tenant's members.
 func (h *Handler) Routes(rs httpx.Routers) {
-	rs.Member.Method(http.MethodGet, "/events", httpx.HandlerFunc(h.List))
+	rs.Member.Method(http.MethodGet, "/v1/events", httpx.HandlerFunc(h.List))
 }
 
 // memberTypes are the type prefixes of the events every member may read: each family

@@ -18,9 +18,9 @@ type Handler struct {
 // (tenant.Directory), so that a leaving tenant can take its data.
 func (h *Handler) Routes(rs httpx.Routers) {
 	owner := rs.Member.With(auth.RequireRole(auth.RoleOwner))
-	owner.Method(http.MethodPost, "/tenant/exports", httpx.HandlerFunc(h.Create))
-	owner.Method(http.MethodGet, "/tenant/exports/{id}", httpx.HandlerFunc(h.Get))
-	owner.Method(http.MethodGet, "/tenant/exports/{id}/download", httpx.HandlerFunc(h.Download))
+	owner.Method(http.MethodPost, "/v1/tenant/exports", httpx.HandlerFunc(h.Create))
+	owner.Method(http.MethodGet, "/v1/tenant/exports/{id}", httpx.HandlerFunc(h.Get))
+	owner.Method(http.MethodGet, "/v1/tenant/exports/{id}/download", httpx.HandlerFunc(h.Download))
 }
 
 // Create is POST /v1/tenant/exports: 202 with the pending export, which starts once the

@@ -23,8 +23,8 @@ type Handler struct {
 
 // Routes mounts the REST evaluations for the tenant's members.
 func (h *Handler) Routes(rs httpx.Routers) {
-	rs.Member.Method(http.MethodGet, "/flags", httpx.HandlerFunc(h.List))
-	rs.Member.Method(http.MethodGet, "/flags/{key}", httpx.HandlerFunc(h.Get))
+	rs.Member.Method(http.MethodGet, "/v1/flags", httpx.HandlerFunc(h.List))
+	rs.Member.Method(http.MethodGet, "/v1/flags/{key}", httpx.HandlerFunc(h.Get))
 }
 
 // OFREPRoutes mounts OFREP's evaluations on r. The server places r at /ofrep/v1, outside
@@ -124,14 +124,14 @@ type AdminHandler struct {
 // Routes mounts the flag administration for operators.
 func (h *AdminHandler) Routes(rs httpx.Routers) {
 	op := rs.Operator
-	op.Method(http.MethodGet, "/flags", httpx.HandlerFunc(h.ListFlags))
-	op.Method(http.MethodGet, "/flags/{key}", httpx.HandlerFunc(h.GetFlag))
-	op.Method(http.MethodPut, "/flags/{key}", httpx.HandlerFunc(h.PutFlag))
-	op.Method(http.MethodDelete, "/flags/{key}", httpx.HandlerFunc(h.DeleteFlag))
-	op.Method(http.MethodGet, "/flags/{key}/overrides", httpx.HandlerFunc(h.ListOverrides))
-	op.Method(http.MethodPut, "/flags/{key}/overrides/{tenant_id}", httpx.HandlerFunc(h.PutOverride))
-	op.Method(http.MethodDelete, "/flags/{key}/overrides/{tenant_id}", httpx.HandlerFunc(h.DeleteOverride))
-	op.Method(http.MethodGet, "/flags/{key}/audit", httpx.HandlerFunc(h.ListAudit))
+	op.Method(http.MethodGet, "/v1/admin/flags", httpx.HandlerFunc(h.ListFlags))
+	op.Method(http.MethodGet, "/v1/admin/flags/{key}", httpx.HandlerFunc(h.GetFlag))
+	op.Method(http.MethodPut, "/v1/admin/flags/{key}", httpx.HandlerFunc(h.PutFlag))
+	op.Method(http.MethodDelete, "/v1/admin/flags/{key}", httpx.HandlerFunc(h.DeleteFlag))
+	op.Method(http.MethodGet, "/v1/admin/flags/{key}/overrides", httpx.HandlerFunc(h.ListOverrides))
+	op.Method(http.MethodPut, "/v1/admin/flags/{key}/overrides/{tenant_id}", httpx.HandlerFunc(h.PutOverride))
+	op.Method(http.MethodDelete, "/v1/admin/flags/{key}/overrides/{tenant_id}", httpx.HandlerFunc(h.DeleteOverride))
+	op.Method(http.MethodGet, "/v1/admin/flags/{key}/audit", httpx.HandlerFunc(h.ListAudit))
 }
 
 // actorOf names a principal in the audit trail. Operator tokens carry no subject in the

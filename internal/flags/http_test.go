@@ -36,16 +36,11 @@ func testRouter(h *Handler, admin *AdminHandler, dir *fakeDirectory) chi.Router 
 
 	r := chi.NewRouter()
 	r.Use(httpx.WithRequestID, httpx.Recover)
-	rs := httpx.Routers{Root: r}
-	r.Route("/v1", func(r chi.Router) {
-		rs.Public = r
-		authenticated := r.With(fakeAuthenticate)
-		rs.Operator = authenticated.Route("/admin", func(r chi.Router) {
-			r.Use(auth.RequirePlatformAdmin)
-		})
-		rs.Member = authenticated.With(tenantChain...)
-		rs.Admin = rs.Member.With(auth.RequireRole(auth.RoleAdmin))
-	})
+	rs := httpx.Routers{Root: r, Public: r}
+	authenticated := r.With(fakeAuthenticate)
+	rs.Operator = authenticated.With(auth.RequirePlatformAdmin)
+	rs.Member = authenticated.With(tenantChain...)
+	rs.Admin = rs.Member.With(auth.RequireRole(auth.RoleAdmin))
 	h.Routes(rs)
 	admin.Routes(rs)
 	r.Route("/ofrep/v1", func(r chi.Router) {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -51,10 +52,11 @@ type routes struct {
 }
 
 // build lays out the router. The order of middleware is the request's way through the
-// service: request id, logging and metrics, recovery, routing (404, 405), then per group
-// authentication, tenant status, the body's media type, and the handler. Authentication
-// and what follows are inline middleware (With), which runs once a route is found, so that
-// an unknown path or method is answered alike with or without a credential.
+// service: request id, logging and metrics, recovery, the URL's text (under /v1), routing
+// (404, 405), then per group authentication, tenant status, the body's media type, and the
+// handler. Authentication and what follows are inline middleware (With), which runs once a
+// route is found, so that an unknown path or method is answered alike with or without a
+// credential.
 func (rt routes) build() (main, metricsOnly http.Handler) {
 	a := rt.app
 	metricsHandler := promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{})
@@ -72,6 +74,9 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 	// HEAD is routed as GET wherever no HEAD route is declared (none is); net/http drops
 	// the body and keeps the headers.
 	r.Use(middleware.GetHead)
+	// Text PostgreSQL cannot store is refused before anything (authentication, an idempotency
+	// record) can carry the path or the query to the database.
+	r.Use(underV1(httpx.CheckURL(r)))
 	noRoute := httpx.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		return errs.E(errs.NotFound, "not_found", "no route %s %s", r.Method, r.URL.Path)
 	})
@@ -93,8 +98,8 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 	r.Get("/docs/redoc.standalone.js", embeddedFile("text/javascript; charset=utf-8", openapi.Redoc))
 
 	// Each kind of caller gets a router behind its chain, and each module mounts its routes on
-	// them. Member and Admin are inline routers (With) on /v1's tree, so their paths start
-	// after /v1; Operator is a subrouter of its own at /v1/admin.
+	// them, with their whole paths. All are inline routers (With) on the one tree, so a
+	// request is routed once, whatever its chain.
 	rs := httpx.Routers{
 		Root: r,
 		// The routes that work without a credential share one budget per client address
@@ -102,29 +107,19 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 		PerIP:      rt.perIP(authPolicy, a.Config.AuthRatePerMinute),
 		Idempotent: rt.idem.Handler(idempotency.Options{}),
 	}
-	root := r
+	// Every JSON body is checked once its caller is known and before anything reads it (an
+	// idempotency record included): the check is last in each chain.
+	rs.Public = r.With(httpx.RequireJSON)
+	// Every mutating request behind these routers writes its audit entry in the transaction
+	// of its change (audit.Recorder); usage ingestion (member) is not audited.
+	rs.Operator = r.With(rt.authn.Authenticate, auth.RequirePlatformAdmin, rt.recorder.InTx, httpx.RequireJSON)
 	// member is the tenant routes' chain without the media type check, for metering's usage
-	// endpoint, which takes CloudEvents' media types (binary mode: any) and checks them
-	// itself.
-	var member chi.Router
-	r.Route("/v1", func(r chi.Router) {
-		// Text PostgreSQL cannot store is refused before anything (authentication, an
-		// idempotency record) can carry the path or the query to the database.
-		r.Use(httpx.CheckURL(root))
-		// Every JSON body is checked once its caller is known and before anything reads
-		// it (an idempotency record included): the check is last in each chain.
-		rs.Public = r.With(httpx.RequireJSON)
-		authenticated := r.With(rt.authn.Authenticate)
-		admin := chi.NewRouter()
-		r.Mount("/admin", admin)
-		// Every mutating request behind these routers writes its audit entry in the
-		// transaction of its change (audit.Recorder); usage ingestion (member) is not audited.
-		rs.Operator = admin.With(rt.authn.Authenticate, auth.RequirePlatformAdmin, rt.recorder.InTx, httpx.RequireJSON)
-		member = authenticated.With(rt.tenantChain()...)
-		audited := member.With(rt.recorder.InTx)
-		rs.Member = audited.With(httpx.RequireJSON)
-		rs.Admin = audited.With(auth.RequireRole(auth.RoleAdmin), httpx.RequireJSON)
-	})
+	// endpoint, which takes CloudEvents' media types (binary mode: any) and checks them itself.
+	member := r.With(rt.authn.Authenticate).With(rt.tenantChain()...)
+	audited := member.With(rt.recorder.InTx)
+	rs.Member = audited.With(httpx.RequireJSON)
+	rs.Admin = audited.With(auth.RequireRole(auth.RoleAdmin), httpx.RequireJSON)
+
 	rt.auth.Routes(rs)
 	rt.tenant.Routes(rs)
 	rt.events.Routes(rs)
@@ -155,6 +150,20 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 	m.Use(httpx.WithRequestID)
 	m.Handle("/metrics", metricsHandler)
 	return r, m
+}
+
+// underV1 applies mw to the requests under /v1 only.
+func underV1(mw func(http.Handler) http.Handler) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		checked := mw(next)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if p := r.URL.Path; p == "/v1" || strings.HasPrefix(p, "/v1/") {
+				checked.ServeHTTP(w, r)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
 }
 
 // readyz answers 200 while PostgreSQL answers and the service is not draining. Redis is

@@ -92,9 +92,9 @@ type DeletionHandler struct {
 // DELETE /v1/admin/tenants/{id}.
 func (h *DeletionHandler) Routes(rs httpx.Routers) {
 	owner := rs.Member.With(auth.RequireRole(auth.RoleOwner))
-	owner.Method(http.MethodDelete, "/tenant", httpx.HandlerFunc(h.Delete))
-	owner.Method(http.MethodPost, "/tenant/restore", httpx.HandlerFunc(h.Restore))
-	rs.Operator.Method(http.MethodDelete, "/tenants/{id}", httpx.HandlerFunc(h.AdminDelete))
+	owner.Method(http.MethodDelete, "/v1/tenant", httpx.HandlerFunc(h.Delete))
+	owner.Method(http.MethodPost, "/v1/tenant/restore", httpx.HandlerFunc(h.Restore))
+	rs.Operator.Method(http.MethodDelete, "/v1/admin/tenants/{id}", httpx.HandlerFunc(h.AdminDelete))
 }
 
 // Delete is DELETE /v1/tenant {"confirm": "<slug>"}.

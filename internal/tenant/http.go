@@ -24,30 +24,30 @@ type Handler struct {
 // users for its admins. The members' and admins' POST and PATCH routes take an
 // Idempotency-Key.
 func (h *Handler) Routes(rs httpx.Routers) {
-	rs.Public.With(rs.PerIP).Method(http.MethodPost, "/signup", httpx.HandlerFunc(h.Signup))
+	rs.Public.With(rs.PerIP).Method(http.MethodPost, "/v1/signup", httpx.HandlerFunc(h.Signup))
 
-	rs.Operator.Method(http.MethodGet, "/tenants", httpx.HandlerFunc(h.AdminListTenants))
-	rs.Operator.Method(http.MethodGet, "/tenants/{id}", httpx.HandlerFunc(h.AdminGetTenant))
-	rs.Operator.Method(http.MethodPatch, "/tenants/{id}", httpx.HandlerFunc(h.AdminUpdateTenant))
+	rs.Operator.Method(http.MethodGet, "/v1/admin/tenants", httpx.HandlerFunc(h.AdminListTenants))
+	rs.Operator.Method(http.MethodGet, "/v1/admin/tenants/{id}", httpx.HandlerFunc(h.AdminGetTenant))
+	rs.Operator.Method(http.MethodPatch, "/v1/admin/tenants/{id}", httpx.HandlerFunc(h.AdminUpdateTenant))
 
 	member, idem := rs.Member, rs.Member.With(rs.Idempotent)
-	member.Method(http.MethodGet, "/me", httpx.HandlerFunc(h.Me))
-	idem.Method(http.MethodPost, "/me/password", httpx.HandlerFunc(h.ChangePassword))
-	member.Method(http.MethodGet, "/tenant", httpx.HandlerFunc(h.GetTenant))
+	member.Method(http.MethodGet, "/v1/me", httpx.HandlerFunc(h.Me))
+	idem.Method(http.MethodPost, "/v1/me/password", httpx.HandlerFunc(h.ChangePassword))
+	member.Method(http.MethodGet, "/v1/tenant", httpx.HandlerFunc(h.GetTenant))
 
-	member.Method(http.MethodGet, "/projects", httpx.HandlerFunc(h.ListProjects))
-	idem.Method(http.MethodPost, "/projects", httpx.HandlerFunc(h.CreateProject))
-	member.Method(http.MethodGet, "/projects/{id}", httpx.HandlerFunc(h.GetProject))
-	idem.Method(http.MethodPatch, "/projects/{id}", httpx.HandlerFunc(h.UpdateProject))
-	member.Method(http.MethodDelete, "/projects/{id}", httpx.HandlerFunc(h.DeleteProject))
+	member.Method(http.MethodGet, "/v1/projects", httpx.HandlerFunc(h.ListProjects))
+	idem.Method(http.MethodPost, "/v1/projects", httpx.HandlerFunc(h.CreateProject))
+	member.Method(http.MethodGet, "/v1/projects/{id}", httpx.HandlerFunc(h.GetProject))
+	idem.Method(http.MethodPatch, "/v1/projects/{id}", httpx.HandlerFunc(h.UpdateProject))
+	member.Method(http.MethodDelete, "/v1/projects/{id}", httpx.HandlerFunc(h.DeleteProject))
 
 	admin, adminIdem := rs.Admin, rs.Admin.With(rs.Idempotent)
-	adminIdem.Method(http.MethodPatch, "/tenant", httpx.HandlerFunc(h.UpdateTenant))
-	admin.Method(http.MethodGet, "/users", httpx.HandlerFunc(h.ListUsers))
-	adminIdem.Method(http.MethodPost, "/users", httpx.HandlerFunc(h.CreateUser))
-	admin.Method(http.MethodGet, "/users/{id}", httpx.HandlerFunc(h.GetUser))
-	adminIdem.Method(http.MethodPatch, "/users/{id}", httpx.HandlerFunc(h.UpdateUser))
-	admin.Method(http.MethodDelete, "/users/{id}", httpx.HandlerFunc(h.DeleteUser))
+	adminIdem.Method(http.MethodPatch, "/v1/tenant", httpx.HandlerFunc(h.UpdateTenant))
+	admin.Method(http.MethodGet, "/v1/users", httpx.HandlerFunc(h.ListUsers))
+	adminIdem.Method(http.MethodPost, "/v1/users", httpx.HandlerFunc(h.CreateUser))
+	admin.Method(http.MethodGet, "/v1/users/{id}", httpx.HandlerFunc(h.GetUser))
+	adminIdem.Method(http.MethodPatch, "/v1/users/{id}", httpx.HandlerFunc(h.UpdateUser))
+	admin.Method(http.MethodDelete, "/v1/users/{id}", httpx.HandlerFunc(h.DeleteUser))
 
 	h.teamsRoutes(rs)
 }

@@ -12,16 +12,16 @@ import (
 // they work without a credential) accepting one, password resets and email verification.
 func (h *Handler) teamsRoutes(rs httpx.Routers) {
 	public := rs.Public.With(rs.PerIP)
-	public.Method(http.MethodPost, "/invitations/accept", httpx.HandlerFunc(h.AcceptInvitation))
-	public.Method(http.MethodPost, "/auth/password-reset", httpx.HandlerFunc(h.RequestPasswordReset))
-	public.Method(http.MethodPost, "/auth/password-reset/confirm", httpx.HandlerFunc(h.ConfirmPasswordReset))
-	public.Method(http.MethodPost, "/auth/verify-email", httpx.HandlerFunc(h.VerifyEmail))
+	public.Method(http.MethodPost, "/v1/invitations/accept", httpx.HandlerFunc(h.AcceptInvitation))
+	public.Method(http.MethodPost, "/v1/auth/password-reset", httpx.HandlerFunc(h.RequestPasswordReset))
+	public.Method(http.MethodPost, "/v1/auth/password-reset/confirm", httpx.HandlerFunc(h.ConfirmPasswordReset))
+	public.Method(http.MethodPost, "/v1/auth/verify-email", httpx.HandlerFunc(h.VerifyEmail))
 
 	admin, adminIdem := rs.Admin, rs.Admin.With(rs.Idempotent)
-	admin.Method(http.MethodGet, "/invitations", httpx.HandlerFunc(h.ListInvitations))
-	adminIdem.Method(http.MethodPost, "/invitations", httpx.HandlerFunc(h.CreateInvitation))
-	admin.Method(http.MethodDelete, "/invitations/{id}", httpx.HandlerFunc(h.RevokeInvitation))
-	adminIdem.Method(http.MethodPost, "/invitations/{id}/resend", httpx.HandlerFunc(h.ResendInvitation))
+	admin.Method(http.MethodGet, "/v1/invitations", httpx.HandlerFunc(h.ListInvitations))
+	adminIdem.Method(http.MethodPost, "/v1/invitations", httpx.HandlerFunc(h.CreateInvitation))
+	admin.Method(http.MethodDelete, "/v1/invitations/{id}", httpx.HandlerFunc(h.RevokeInvitation))
+	adminIdem.Method(http.MethodPost, "/v1/invitations/{id}/resend", httpx.HandlerFunc(h.ResendInvitation))
 }
 
 // CreateInvitation is POST /v1/invitations.

@@ -19,10 +19,10 @@ type Handler struct {
 // Routes mounts the tenant's invoices, for its members, and the periods the closer could not
 // finalize, for operators.
 func (h *Handler) Routes(rs httpx.Routers) {
-	rs.Member.Method(http.MethodGet, "/invoices/upcoming", httpx.HandlerFunc(h.Upcoming))
-	rs.Member.Method(http.MethodGet, "/invoices", httpx.HandlerFunc(h.List))
-	rs.Member.Method(http.MethodGet, "/invoices/{id}", httpx.HandlerFunc(h.Get))
-	rs.Operator.Method(http.MethodGet, "/billing/failing-periods", httpx.HandlerFunc(h.FailingPeriods))
+	rs.Member.Method(http.MethodGet, "/v1/invoices/upcoming", httpx.HandlerFunc(h.Upcoming))
+	rs.Member.Method(http.MethodGet, "/v1/invoices", httpx.HandlerFunc(h.List))
+	rs.Member.Method(http.MethodGet, "/v1/invoices/{id}", httpx.HandlerFunc(h.Get))
+	rs.Operator.Method(http.MethodGet, "/v1/admin/billing/failing-periods", httpx.HandlerFunc(h.FailingPeriods))
 }
 
 // Upcoming is GET /v1/invoices/upcoming.

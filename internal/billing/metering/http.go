@@ -25,12 +25,12 @@ type Handler struct {
 // Routes mounts metering: operators define meters; members send and read usage. A usage
 // batch may be retried under its Idempotency-Key up to the batch's own size limit.
 func (h *Handler) Routes(rs httpx.Routers, keys *idempotency.Middleware) {
-	rs.Operator.Method(http.MethodPut, "/meters/{key}", httpx.HandlerFunc(h.PutMeter))
-	rs.Member.Method(http.MethodGet, "/meters", httpx.HandlerFunc(h.ListMeters))
-	rs.Member.Method(http.MethodGet, "/meters/{key}/usage", httpx.HandlerFunc(h.Query))
+	rs.Operator.Method(http.MethodPut, "/v1/admin/meters/{key}", httpx.HandlerFunc(h.PutMeter))
+	rs.Member.Method(http.MethodGet, "/v1/meters", httpx.HandlerFunc(h.ListMeters))
+	rs.Member.Method(http.MethodGet, "/v1/meters/{key}/usage", httpx.HandlerFunc(h.Query))
 	rs.Member.With(keys.Handler(idempotency.Options{MaxBody: MaxUsageBody, Fingerprint: BindingFingerprint})).
-		Method(http.MethodPost, "/usage/events", httpx.HandlerFunc(h.Ingest))
-	rs.Member.Method(http.MethodGet, "/entitlements", httpx.HandlerFunc(h.Entitlements))
+		Method(http.MethodPost, "/v1/usage/events", httpx.HandlerFunc(h.Ingest))
+	rs.Member.Method(http.MethodGet, "/v1/entitlements", httpx.HandlerFunc(h.Entitlements))
 }
 
 // usageContentTypes are the media types of the JSON, structured and batch content modes.

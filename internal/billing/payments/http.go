@@ -23,12 +23,12 @@ type Handler struct {
 // Routes mounts payments for the tenant's admins and Stripe's webhook for Stripe. Payments
 // call Stripe: their keys are required and phased, and no transaction spans the call.
 func (h *Handler) Routes(rs httpx.Routers, keys *idempotency.Middleware) {
-	rs.Public.Method(http.MethodPost, "/webhooks/stripe", httpx.HandlerFunc(h.StripeWebhook))
-	rs.Member.Method(http.MethodGet, "/payments", httpx.HandlerFunc(h.List))
-	rs.Member.Method(http.MethodGet, "/payments/{id}", httpx.HandlerFunc(h.Get))
+	rs.Public.Method(http.MethodPost, "/v1/webhooks/stripe", httpx.HandlerFunc(h.StripeWebhook))
+	rs.Member.Method(http.MethodGet, "/v1/payments", httpx.HandlerFunc(h.List))
+	rs.Member.Method(http.MethodGet, "/v1/payments/{id}", httpx.HandlerFunc(h.Get))
 	phased := rs.Admin.With(keys.Handler(idempotency.Options{Required: true, Phased: true}))
-	phased.Method(http.MethodPost, "/payments", httpx.HandlerFunc(h.Create))
-	phased.Method(http.MethodPost, "/payments/{id}/refunds", httpx.HandlerFunc(h.Refund))
+	phased.Method(http.MethodPost, "/v1/payments", httpx.HandlerFunc(h.Create))
+	phased.Method(http.MethodPost, "/v1/payments/{id}/refunds", httpx.HandlerFunc(h.Refund))
 }
 
 // mustKey returns the request's claimed idempotency key; the route's middleware requires one.

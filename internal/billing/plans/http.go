@@ -15,8 +15,8 @@ type Handler struct {
 
 // Routes mounts the catalog: anyone may read it, operators change it.
 func (h *Handler) Routes(rs httpx.Routers) {
-	rs.Public.Method(http.MethodGet, "/plans", httpx.HandlerFunc(h.List))
-	rs.Operator.Method(http.MethodPut, "/plans/{code}", httpx.HandlerFunc(h.Put))
+	rs.Public.Method(http.MethodGet, "/v1/plans", httpx.HandlerFunc(h.List))
+	rs.Operator.Method(http.MethodPut, "/v1/admin/plans/{code}", httpx.HandlerFunc(h.Put))
 }
 
 // List is GET /v1/plans: public, one page.

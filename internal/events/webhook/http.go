@@ -18,16 +18,16 @@ type Handler struct {
 // Routes mounts the webhook endpoints for the tenant's admins.
 func (h *Handler) Routes(rs httpx.Routers) {
 	admin, idem := rs.Admin, rs.Admin.With(rs.Idempotent)
-	admin.Method(http.MethodGet, "/webhook-endpoints", httpx.HandlerFunc(h.List))
+	admin.Method(http.MethodGet, "/v1/webhook-endpoints", httpx.HandlerFunc(h.List))
 	// Creating one reveals its secret: never stored under a key.
-	admin.Method(http.MethodPost, "/webhook-endpoints", httpx.HandlerFunc(h.Create))
-	admin.Method(http.MethodGet, "/webhook-endpoints/{id}", httpx.HandlerFunc(h.Get))
-	admin.Method(http.MethodDelete, "/webhook-endpoints/{id}", httpx.HandlerFunc(h.Delete))
+	admin.Method(http.MethodPost, "/v1/webhook-endpoints", httpx.HandlerFunc(h.Create))
+	admin.Method(http.MethodGet, "/v1/webhook-endpoints/{id}", httpx.HandlerFunc(h.Get))
+	admin.Method(http.MethodDelete, "/v1/webhook-endpoints/{id}", httpx.HandlerFunc(h.Delete))
 	// Rotating reveals the new secret: never stored under a key either.
-	admin.Method(http.MethodPost, "/webhook-endpoints/{id}/rotate-secret", httpx.HandlerFunc(h.RotateSecret))
-	idem.Method(http.MethodPost, "/webhook-endpoints/{id}/enable", httpx.HandlerFunc(h.Enable))
-	admin.Method(http.MethodGet, "/webhook-endpoints/{id}/deliveries", httpx.HandlerFunc(h.Deliveries))
-	idem.Method(http.MethodPost, "/webhook-endpoints/{id}/deliveries/{delivery_id}/retry", httpx.HandlerFunc(h.Retry))
+	admin.Method(http.MethodPost, "/v1/webhook-endpoints/{id}/rotate-secret", httpx.HandlerFunc(h.RotateSecret))
+	idem.Method(http.MethodPost, "/v1/webhook-endpoints/{id}/enable", httpx.HandlerFunc(h.Enable))
+	admin.Method(http.MethodGet, "/v1/webhook-endpoints/{id}/deliveries", httpx.HandlerFunc(h.Deliveries))
+	idem.Method(http.MethodPost, "/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry", httpx.HandlerFunc(h.Retry))
 }
 
 // Create is POST /v1/webhook-endpoints. The answer reveals the secret, so it is never
