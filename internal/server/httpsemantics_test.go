@@ -34,14 +34,17 @@ func TestWrongMethodIs405(t *testing.T) {
 			t.Errorf("%s %s: Allow %q, want %q", c.method, c.path, got, c.allow)
 		}
 	}
-	// A path no method serves stays a 404, whatever the method.
-	for _, method := range []string{"DELETE", "FOO"} {
-		res, err := s.TryDo(servertest.Request{Method: method, Path: "/v1/nowhere"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.Status != http.StatusNotFound || res.Header.Get("Allow") != "" {
-			t.Errorf("%s /v1/nowhere: %d Allow %q, want 404 without Allow", method, res.Status, res.Header.Get("Allow"))
+	// A path no method serves stays a 404, whatever the method: /v1 and /v1/admin too, which
+	// are prefixes of paths, not routes.
+	for _, path := range []string{"/v1/nowhere", "/v1", "/v1/", "/v1/admin", "/v1/admin/"} {
+		for _, method := range []string{"GET", "DELETE", "FOO"} {
+			res, err := s.TryDo(servertest.Request{Method: method, Path: path})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Status != http.StatusNotFound || res.Header.Get("Allow") != "" {
+				t.Errorf("%s %s: %d Allow %q, want 404 without Allow", method, path, res.Status, res.Header.Get("Allow"))
+			}
 		}
 	}
 }

@@ -223,8 +223,8 @@ func methodLabel(method string) string {
 }
 
 // routeLabel is the pattern of the route that served r, or "unmatched". For a path none of
-// its routes match, a subrouter reports its own mount pattern ("/v1/*"), so a pattern ending
-// in /* counts only if the router finds it for the request too.
+// its routes match, a subrouter reports its own mount pattern ("/ofrep/v1/*"), so a pattern
+// ending in /* counts only if the router finds it for the request too.
 func routeLabel(r *http.Request) string {
 	rctx := chi.RouteContext(r.Context())
 	if rctx == nil {

@@ -57,8 +57,9 @@ func (db *DB) read(ctx context.Context, tenantID uuid.UUID, stmts []statement, a
 	if err != nil {
 		return err
 	}
-	br := &readResults{m: conn.TypeMap(), plans: scanPlansOf(conn.PgConn())}
+	br := &readResults{m: conn.TypeMap()}
 	br.sds = br.sdBuf[:0]
+	br.row.m, br.row.plans = br.m, scanPlansOf(conn.PgConn())
 	// The setting's one parameter, the tenant id's text, kept in br (ExecStatement's message
 	// keeps a reference to it): no allocation of its own.
 	br.tenant.v[0] = ids.AppendUUID(br.tenant.b[:0], tenantID)
@@ -98,7 +99,7 @@ func (db *DB) read(ctx context.Context, tenantID uuid.UUID, stmts []statement, a
 			// does.
 			for i, st := range stmts {
 				conn.Deallocate(context.WithoutCancel(ctx), st.sql)
-				delete(br.plans, br.sds[i])
+				delete(br.row.plans, br.sds[i])
 			}
 		}
 	}
@@ -147,8 +148,7 @@ type readResults struct {
 	tenant tenantParam
 	sds    []*pgconn.StatementDescription // by statement
 	sdBuf  [4]*pgconn.StatementDescription
-	plans  scanPlans // the connection's
-	row    row       // QueryRow's, for the statement being answered
+	row    row // QueryRow's, for the statement being answered
 }
 
 var errNoResult = errors.New("postgres: no result for a queued statement")
@@ -185,7 +185,7 @@ func (r *readResults) QueryRow() pgx.Row {
 	if err != nil {
 		return errRows{err}
 	}
-	r.row.rr, r.row.results = rr, r
+	r.row.rr = rr
 	return &r.row
 }
 
@@ -196,15 +196,22 @@ func (r *readResults) Tx() pgx.Tx { return nil }
 // row is QueryRow's row: the first row of a statement's result, or pgx.ErrNoRows, scanned
 // with the plans its statement was last scanned with on this connection.
 type row struct {
-	rr      *pgconn.ResultReader
-	sd      *pgconn.StatementDescription
-	results *readResults
+	rr    *pgconn.ResultReader
+	sd    *pgconn.StatementDescription
+	m     *pgtype.Map
+	plans scanPlans // the connection's
 }
 
 func (r *row) Scan(dest ...any) error {
 	if len(dest) == 1 {
 		if _, ok := dest[0].(pgx.RowScanner); ok { // pgx's rows call it
-			return oneRow{pgx.RowsFromResultReader(r.results.m, r.rr)}.Scan(dest...)
+			return oneRow{pgx.RowsFromResultReader(r.m, r.rr)}.Scan(dest...)
+		}
+	}
+	for _, d := range dest {
+		if _, ok := d.(*pgtype.DriverBytes); ok { // they would point into the connection's buffer
+			r.rr.Close()
+			return errors.New("cannot scan into *pgtype.DriverBytes from QueryRow")
 		}
 	}
 	if !r.rr.NextRow() {
@@ -213,7 +220,7 @@ func (r *row) Scan(dest ...any) error {
 		}
 		return pgx.ErrNoRows
 	}
-	err := r.results.plans.of(r.sd).scan(r.results.m, r.rr.FieldDescriptions(), r.rr.Values(), dest)
+	err := r.plans.of(r.sd).scan(r.m, r.rr.FieldDescriptions(), r.rr.Values(), dest)
 	if _, closeErr := r.rr.Close(); err == nil {
 		err = closeErr
 	}
@@ -247,26 +254,33 @@ func (p scanPlans) of(sd *pgconn.StatementDescription) *rowPlans {
 	return rp
 }
 
-// rowPlans are one statement's plans by column, and the destination type each is for.
+// rowPlans are one statement's plans by column, and what each is for: the column's type and
+// format (the statement's, checked all the same) and the destination's type.
 type rowPlans struct {
 	plans []pgtype.ScanPlan
-	types []reflect.Type
+	keys  []planKey
 }
 
-// scan is pgx's Rows.Scan with plans kept from one row to the next query's.
+type planKey struct {
+	oid    uint32
+	format int16
+	dest   reflect.Type
+}
+
+// scan is pgx's Rows.Scan, its errors worded alike, with plans kept from one query to the next.
 func (p *rowPlans) scan(m *pgtype.Map, fields []pgconn.FieldDescription, values [][]byte, dest []any) error {
 	if len(fields) != len(dest) {
 		return fmt.Errorf("number of field descriptions must equal number of destinations, got %d and %d", len(fields), len(dest))
 	}
 	if len(p.plans) != len(dest) {
-		p.plans, p.types = make([]pgtype.ScanPlan, len(dest)), make([]reflect.Type, len(dest))
+		p.plans, p.keys = make([]pgtype.ScanPlan, len(dest)), make([]planKey, len(dest))
 	}
 	for i, d := range dest {
 		if d == nil {
 			continue
 		}
-		if t := reflect.TypeOf(d); p.types[i] != t {
-			p.plans[i], p.types[i] = m.PlanScan(fields[i].DataTypeOID, fields[i].Format, d), t
+		if k := (planKey{fields[i].DataTypeOID, fields[i].Format, reflect.TypeOf(d)}); p.keys[i] != k {
+			p.plans[i], p.keys[i] = m.PlanScan(k.oid, k.format, d), k
 		}
 		if err := p.plans[i].Scan(values[i], d); err != nil {
 			return pgx.ScanArgError{ColumnIndex: i, FieldName: fields[i].Name, Err: err}

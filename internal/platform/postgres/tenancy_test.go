@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/saasbase/saasbase/internal/platform/postgres"
 	"github.com/saasbase/saasbase/internal/platform/postgres/pgtest"
@@ -488,6 +490,19 @@ func TestTenantReadRowScans(t *testing.T) {
 	}, "SELECT name FROM projects WHERE id = $1", uuid.New())
 	if !postgres.IsNoRows(err) {
 		t.Errorf("no row: %v, want pgx.ErrNoRows", err)
+	}
+	var driverBytes pgtype.DriverBytes
+	if err := read(&idText, &driverBytes, nil); err == nil || !strings.Contains(err.Error(), "DriverBytes") {
+		t.Errorf("scan into DriverBytes: %v, want refused", err)
+	}
+	// An error in a row after the first is the read's error, as with pgx's QueryRow.
+	_, err = postgres.ReadRow(ctx, db, tenant, func(row pgx.Row) (int, error) {
+		var n int
+		return n, row.Scan(&n)
+	}, "SELECT 1 / (x - 2) FROM generate_series(1, 3) x WHERE $1::uuid IS NOT NULL", project)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "22012" {
+		t.Errorf("division by zero in the second row: %v, want 22012", err)
 	}
 	var id uuid.UUID
 	if err := read(&id, &name, nil); err != nil || id != project {
