@@ -115,7 +115,7 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 	rs.Operator = r.With(rt.authn.Authenticate, auth.RequirePlatformAdmin, rt.recorder.InTx, httpx.RequireJSON)
 	// member is the tenant routes' chain without the media type check, for metering's usage
 	// endpoint, which takes CloudEvents' media types (binary mode: any) and checks them itself.
-	member := r.With(rt.authn.Authenticate).With(rt.tenantChain()...)
+	member := r.With(rt.tenantChain()...)
 	audited := member.With(rt.recorder.InTx)
 	rs.Member = audited.With(httpx.RequireJSON)
 	rs.Admin = audited.With(auth.RequireRole(auth.RoleAdmin), httpx.RequireJSON)
@@ -144,7 +144,7 @@ func (rt routes) build() (main, metricsOnly http.Handler) {
 	// in OFREP's own shapes.
 	ofrep := chi.NewRouter()
 	r.Mount("/ofrep/v1", ofrep)
-	rt.flagEval.OFREPRoutes(ofrep.With(append([]func(http.Handler) http.Handler{rt.authn.Authenticate}, rt.tenantChain()...)...))
+	rt.flagEval.OFREPRoutes(ofrep.With(rt.tenantChain()...))
 
 	m := chi.NewRouter()
 	m.Use(httpx.WithRequestID)
@@ -220,12 +220,12 @@ func (a *App) authFailures() auth.FailureBudget {
 	}
 }
 
-// tenantChain is the way of every tenant request after authentication: a tenant role, the
+// tenantChain is the way of every tenant request: authentication, a tenant role, the
 // tenant's status, rate limits, the api_requests count and quota, one flag snapshot. The
 // tenant routes and OFREP share it, so neither can drift from the other.
 func (rt routes) tenantChain() []func(http.Handler) http.Handler {
 	a := rt.app
 	return []func(http.Handler) http.Handler{
-		auth.RequireRole(auth.RoleMember), a.Directory.RequireActive, rt.rateLimit, a.Requests.Count, a.Flags.Middleware,
+		rt.authn.Authenticate, auth.RequireRole(auth.RoleMember), a.Directory.RequireActive, rt.rateLimit, a.Requests.Count, a.Flags.Middleware,
 	}
 }
